@@ -1,0 +1,138 @@
+// Heatmap moments: the math shared by the CPU and CUDA kernels (and mirrored by the Triton
+// kernel in kernels/heatmap_moments.py). See fastmotion/reference/heatmap_moments.py for the spec.
+//
+// Per row (one keypoint's H*W logits l_i), with p = softmax(l / T) and the original's
+// w_i = p_i + eps (eps = 1e-7, added to the heatmap without renormalising):
+//   mean = sum w_i g_i                      = sum p_i g_i   (sum of the grid is 0)
+//   var  = sum w_i (g_i - mean)(g_i - mean)^T
+//        = C_p + eps * HW * (D + mean mean^T)
+// where C_p = sum p_i (g_i - mean)(g_i - mean)^T and D = diag(E[x^2], E[y^2]) over the grid.
+#pragma once
+
+#include "fastmotion/common.h"
+
+namespace fastmotion {
+
+// The original gaussian2kp adds this to the softmax heatmap "to avoid nan in variance".
+constexpr double kHeatmapEps = 1e-7;
+
+// Running statistics of exp-weighted coordinates: weights e_i = exp(l_i - max), their sum,
+// weighted mean and centred scatter (unnormalised). Merging two states is Chan's parallel
+// update with both weight sets rescaled to the larger max: one pass, no cancellation.
+template <typename acc_t>
+struct MomentState {
+  acc_t max;
+  acc_t sum;
+  acc_t mx, my;
+  acc_t cxx, cxy, cyy;
+
+  FM_HOST_DEVICE static MomentState empty() {
+    return MomentState{-INFINITY, acc_t(0), acc_t(0), acc_t(0), acc_t(0), acc_t(0), acc_t(0)};
+  }
+
+  // Add one sample (logit already scaled by 1/T) at coordinate (x, y).
+  FM_HOST_DEVICE void push(acc_t logit, acc_t x, acc_t y) {
+    if (logit == -INFINITY) return;  // zero weight; NaN and +inf fall through and propagate
+    if (logit > max) {
+      const acc_t scale = sum > acc_t(0) ? fm_exp(max - logit) : acc_t(0);
+      sum *= scale;
+      cxx *= scale;
+      cxy *= scale;
+      cyy *= scale;
+      max = logit;
+    }
+    const acc_t e = fm_exp(logit - max);
+    const acc_t new_sum = sum + e;
+    const acc_t dx = x - mx, dy = y - my;
+    const acc_t r = e / new_sum;
+    mx += dx * r;
+    my += dy * r;
+    const acc_t f = sum * r;  // = sum * e / new_sum
+    cxx += f * dx * dx;
+    cxy += f * dx * dy;
+    cyy += f * dy * dy;
+    sum = new_sum;
+  }
+
+  FM_HOST_DEVICE void merge(const MomentState& o) {
+    if (o.sum == acc_t(0)) return;  // empty (NaN sums propagate)
+    if (sum == acc_t(0)) {
+      *this = o;
+      return;
+    }
+    const acc_t m = max > o.max ? max : o.max;
+    const acc_t a = fm_exp(max - m), b = fm_exp(o.max - m);
+    const acc_t sa = sum * a, sb = o.sum * b;
+    const acc_t s = sa + sb;
+    const acc_t dx = o.mx - mx, dy = o.my - my;
+    const acc_t rb = sb / s;
+    const acc_t f = sa * rb;
+    mx += dx * rb;
+    my += dy * rb;
+    cxx = cxx * a + o.cxx * b + f * dx * dx;
+    cxy = cxy * a + o.cxy * b + f * dx * dy;
+    cyy = cyy * a + o.cyy * b + f * dy * dy;
+    sum = s;
+    max = m;
+  }
+};
+
+// Final outputs of one row: mean (2), var (2x2, row-major) and log-sum-exp of l / T.
+template <typename acc_t>
+FM_HOST_DEVICE void moments_finish(acc_t sum, acc_t max, acc_t mx, acc_t my, acc_t cxx, acc_t cxy,
+                                   acc_t cyy, int64_t H, int64_t W, acc_t* mean, acc_t* var,
+                                   acc_t* lse) {
+  const acc_t eps_hw = acc_t(kHeatmapEps) * acc_t(H * W);
+  const acc_t inv = acc_t(1) / sum;
+  mean[0] = mx;
+  mean[1] = my;
+  const acc_t vxx = cxx * inv + eps_hw * (grid_axis_second_moment<acc_t>(W) + mx * mx);
+  const acc_t vxy = cxy * inv + eps_hw * (mx * my);
+  const acc_t vyy = cyy * inv + eps_hw * (grid_axis_second_moment<acc_t>(H) + my * my);
+  var[0] = vxx;
+  var[1] = vxy;
+  var[2] = vxy;
+  var[3] = vyy;
+  *lse = max + fm_log(sum);
+}
+
+// Backward: dL/dl_i = (1/T) p_i (f(g_i) - fbar), with f the derivative of the loss with respect
+// to p_i (a quadratic in the coordinate) and fbar = sum_i p_i f(g_i), which follows in closed form
+// from the forward outputs, so the backward is a single elementwise pass over the logits.
+template <typename acc_t>
+struct MomentGradRow {
+  acc_t ax, ay;          // linear part of f
+  acc_t qxx, qxy, qyy;   // quadratic part of f: qxx x^2 + qxy x y + qyy y^2
+  acc_t fbar;
+  acc_t lse;
+
+  FM_HOST_DEVICE static MomentGradRow make(const acc_t* mean, const acc_t* var, acc_t lse,
+                                           const acc_t* grad_mean, const acc_t* grad_var,
+                                           int64_t H, int64_t W) {
+    const acc_t eps_hw = acc_t(kHeatmapEps) * acc_t(H * W);
+    const acc_t c = acc_t(1) - eps_hw;
+    const acc_t mx = mean[0], my = mean[1];
+    const acc_t g00 = grad_var[0], g01 = grad_var[1], g10 = grad_var[2], g11 = grad_var[3];
+    MomentGradRow r;
+    r.qxx = g00;
+    r.qxy = g01 + g10;
+    r.qyy = g11;
+    r.ax = grad_mean[0] - c * (acc_t(2) * g00 * mx + r.qxy * my);
+    r.ay = grad_mean[1] - c * (r.qxy * mx + acc_t(2) * g11 * my);
+    const acc_t gv_var = g00 * var[0] + g01 * var[1] + g10 * var[2] + g11 * var[3];
+    const acc_t m_gv_m = g00 * mx * mx + r.qxy * mx * my + g11 * my * my;
+    const acc_t gv_d = g00 * grid_axis_second_moment<acc_t>(W) + g11 * grid_axis_second_moment<acc_t>(H);
+    r.fbar = grad_mean[0] * mx + grad_mean[1] * my + gv_var - c * m_gv_m - eps_hw * gv_d;
+    r.lse = lse;
+    return r;
+  }
+
+  // Gradient of one logit (already scaled by 1/T), before the final 1/T factor.
+  FM_HOST_DEVICE acc_t grad(acc_t scaled_logit, acc_t x, acc_t y) const {
+    const acc_t p = fm_exp(scaled_logit - lse);
+    const acc_t f = ax * x + ay * y + qxx * x * x + qxy * x * y + qyy * y * y;
+    return p * (f - fbar);
+  }
+};
+
+}  // namespace fastmotion

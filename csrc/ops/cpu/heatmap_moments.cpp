@@ -1,0 +1,158 @@
+// CPU kernels of the heatmap-moments ops. One row (one keypoint's H*W logits, a few KB to a few
+// hundred KB) per task of at::parallel_for: the row stays in cache, so the kernel reads it in
+// three short passes (max; exp-weights and mean; centred scatter) instead of doing the one-pass
+// online update the GPU kernels use. Accumulation in float (double for double inputs).
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/library.h>
+
+#include <limits>
+#include <tuple>
+#include <vector>
+
+#include "fastmotion/heatmap_moments.h"
+#include "ops/heatmap_moments.h"
+
+namespace fastmotion {
+namespace {
+
+template <typename scalar_t, typename acc_t>
+void moments_row(const scalar_t* l, int64_t H, int64_t W, acc_t inv_t, const acc_t* xs,
+                 const acc_t* ys, acc_t* e, acc_t* mean, acc_t* var, acc_t* lse) {
+  const int64_t hw = H * W;
+  acc_t mx = -std::numeric_limits<acc_t>::infinity();
+  bool has_nan = false;
+  for (int64_t i = 0; i < hw; ++i) {
+    const acc_t v = acc_t(l[i]) * inv_t;
+    mx = v > mx ? v : mx;
+    has_nan |= v != v;
+  }
+  if (has_nan || mx == std::numeric_limits<acc_t>::infinity()) {
+    const acc_t nan = std::numeric_limits<acc_t>::quiet_NaN();
+    mean[0] = mean[1] = nan;
+    var[0] = var[1] = var[2] = var[3] = nan;
+    *lse = nan;
+    return;
+  }
+  acc_t s = 0, sx = 0, sy = 0;
+  for (int64_t i = 0; i < H; ++i) {
+    const scalar_t* li = l + i * W;
+    acc_t* ei = e + i * W;
+    acc_t rs = 0, rsx = 0;
+    for (int64_t j = 0; j < W; ++j) {
+      const acc_t w = fm_exp(acc_t(li[j]) * inv_t - mx);
+      ei[j] = w;
+      rs += w;
+      rsx += w * xs[j];
+    }
+    s += rs;
+    sx += rsx;
+    sy += rs * ys[i];
+  }
+  const acc_t inv_s = acc_t(1) / s;
+  const acc_t cx = sx * inv_s, cy = sy * inv_s;
+  acc_t cxx = 0, cxy = 0, cyy = 0;
+  for (int64_t i = 0; i < H; ++i) {
+    const acc_t* ei = e + i * W;
+    const acc_t dy = ys[i] - cy;
+    acc_t rs = 0, rdx = 0, rdxx = 0;
+    for (int64_t j = 0; j < W; ++j) {
+      const acc_t dx = xs[j] - cx;
+      const acc_t w = ei[j];
+      rs += w;
+      rdx += w * dx;
+      rdxx += w * dx * dx;
+    }
+    cxx += rdxx;
+    cxy += rdx * dy;
+    cyy += rs * dy * dy;
+  }
+  moments_finish<acc_t>(s, mx, cx, cy, cxx, cxy, cyy, H, W, mean, var, lse);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> heatmap_moments_forward_cpu(const at::Tensor& logits_in,
+                                                                           double temperature) {
+  check_heatmap_moments_forward(logits_in, temperature);
+  TORCH_CHECK(logits_in.device().is_cpu(), "heatmap_moments_forward_cpu: logits must be on the CPU");
+  const at::Tensor logits = logits_in.contiguous();
+  const int64_t rows = logits.size(0), H = logits.size(1), W = logits.size(2);
+  const auto acc_type = at::toOpMathType(logits.scalar_type());
+  auto opts = logits.options().dtype(acc_type);
+  at::Tensor mean = at::empty({rows, 2}, opts);
+  at::Tensor var = at::empty({rows, 2, 2}, opts);
+  at::Tensor lse = at::empty({rows}, opts);
+  if (rows == 0) return {mean, var, lse};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "heatmap_moments_forward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    std::vector<acc_t> xs(W), ys(H);
+    for (int64_t j = 0; j < W; ++j) xs[j] = grid_coord<acc_t>(j, W);
+    for (int64_t i = 0; i < H; ++i) ys[i] = grid_coord<acc_t>(i, H);
+    const scalar_t* lp = logits.const_data_ptr<scalar_t>();
+    acc_t* mp = mean.mutable_data_ptr<acc_t>();
+    acc_t* vp = var.mutable_data_ptr<acc_t>();
+    acc_t* sp = lse.mutable_data_ptr<acc_t>();
+    const acc_t inv_t = acc_t(1.0 / temperature);
+    at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> e(H * W);
+      for (int64_t r = begin; r < end; ++r) {
+        moments_row<scalar_t, acc_t>(lp + r * H * W, H, W, inv_t, xs.data(), ys.data(), e.data(),
+                                     mp + 2 * r, vp + 4 * r, sp + r);
+      }
+    });
+  });
+  return {mean, var, lse};
+}
+
+at::Tensor heatmap_moments_backward_cpu(const at::Tensor& grad_mean_in, const at::Tensor& grad_var_in,
+                                        const at::Tensor& logits_in, const at::Tensor& mean_in,
+                                        const at::Tensor& var_in, const at::Tensor& lse_in,
+                                        double temperature) {
+  check_heatmap_moments_backward(grad_mean_in, grad_var_in, logits_in, mean_in, var_in, lse_in, temperature);
+  const at::Tensor logits = logits_in.contiguous();
+  const at::Tensor grad_mean = grad_mean_in.contiguous(), grad_var = grad_var_in.contiguous();
+  const at::Tensor mean = mean_in.contiguous(), var = var_in.contiguous(), lse = lse_in.contiguous();
+  const int64_t rows = logits.size(0), H = logits.size(1), W = logits.size(2);
+  at::Tensor grad = at::empty_like(logits);
+  if (rows == 0) return grad;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "heatmap_moments_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    TORCH_CHECK(mean.scalar_type() == c10::CppTypeToScalarType<acc_t>::value,
+                "heatmap_moments_backward: statistics must be ", c10::CppTypeToScalarType<acc_t>::value);
+    std::vector<acc_t> xs(W), ys(H);
+    for (int64_t j = 0; j < W; ++j) xs[j] = grid_coord<acc_t>(j, W);
+    for (int64_t i = 0; i < H; ++i) ys[i] = grid_coord<acc_t>(i, H);
+    const scalar_t* lp = logits.const_data_ptr<scalar_t>();
+    scalar_t* gp = grad.mutable_data_ptr<scalar_t>();
+    const acc_t* mp = mean.const_data_ptr<acc_t>();
+    const acc_t* vp = var.const_data_ptr<acc_t>();
+    const acc_t* sp = lse.const_data_ptr<acc_t>();
+    const acc_t* gmp = grad_mean.const_data_ptr<acc_t>();
+    const acc_t* gvp = grad_var.const_data_ptr<acc_t>();
+    const acc_t inv_t = acc_t(1.0 / temperature);
+    at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const auto row = MomentGradRow<acc_t>::make(mp + 2 * r, vp + 4 * r, sp[r], gmp + 2 * r, gvp + 4 * r, H, W);
+        const scalar_t* l = lp + r * H * W;
+        scalar_t* g = gp + r * H * W;
+        for (int64_t i = 0; i < H; ++i) {
+          for (int64_t j = 0; j < W; ++j) {
+            g[i * W + j] = static_cast<scalar_t>(row.grad(acc_t(l[i * W + j]) * inv_t, xs[j], ys[i]) * inv_t);
+          }
+        }
+      }
+    });
+  });
+  return grad;
+}
+
+}  // namespace
+}  // namespace fastmotion
+
+TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
+  m.impl("heatmap_moments_forward", &fastmotion::heatmap_moments_forward_cpu);
+  m.impl("heatmap_moments_backward", &fastmotion::heatmap_moments_backward_cpu);
+}

@@ -1,0 +1,6 @@
+"""fastmotion: fused kernels for keypoint-driven image animation and a drop-in Monkey-Net."""
+from fastmotion._version import __version__
+from fastmotion.backends import BACKENDS, use_backend
+from fastmotion import ops, reference
+
+__all__ = ["__version__", "BACKENDS", "use_backend", "ops", "reference"]

@@ -1,0 +1,20 @@
+"""Public fastmotion ops: argument checks, autograd and backend dispatch.
+
+Every op takes a keyword-only ``backend=`` ('reference' | 'cpu' | 'cuda' | 'triton');
+see :mod:`fastmotion.backends` for how the default is chosen.
+"""
+from fastmotion.ops.dense_motion import compose_flow, shifted_warps
+from fastmotion.ops.gaussian import keypoint_heatmap_embedding, render_gaussians
+from fastmotion.ops.grid_sample import grid_sample
+from fastmotion.ops.heatmap_moments import heatmap_moments
+from fastmotion.ops.warp_features import warp_features
+
+__all__ = [
+    "heatmap_moments",
+    "render_gaussians",
+    "keypoint_heatmap_embedding",
+    "grid_sample",
+    "compose_flow",
+    "shifted_warps",
+    "warp_features",
+]
