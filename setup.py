@@ -48,7 +48,7 @@ def _extensions():
         _flag("FASTMOTION_FORCE_CUDA") or (torch.version.cuda is not None and CUDA_HOME is not None)
     )
     include_dirs = [os.path.join(csrc, "include"), csrc]
-    cxx = ["-O3", "-std=c++17", "-fopenmp"]
+    cxx = ["-O3", "-fopenmp"]  # torch picks the C++ standard
     extra = {"cxx": cxx}
     define_macros = []
     ext_cls = CppExtension
@@ -58,7 +58,7 @@ def _extensions():
             + glob.glob(os.path.join(csrc, "ops", "cuda", "*.cpp"))
         )
         define_macros.append(("FASTMOTION_WITH_CUDA", "1"))
-        extra["nvcc"] = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
+        extra["nvcc"] = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
         ext_cls = CUDAExtension
     ext = ext_cls(
         name="fastmotion._C",

@@ -22,15 +22,23 @@ def devices():
     return ["cuda"] if torch.cuda.is_available() else ["cpu"]
 
 
-def provider_skip_reason(provider: str, device: str, impls=None):
-    """None if ``provider`` can run on ``device`` here, else why not."""
+def provider_skip_reason(provider: str, device: str, impls=None, key: bool = True):
+    """None if ``provider`` can run on ``device`` here, else why not.
+
+    ``key``: whether this case is one of the op's headline shapes. ``FASTMOTION_BENCH_COMPILE``
+    = ``all`` (default) | ``key`` (torch.compile only at headline shapes: compiles are slow and a
+    GPU lease is short) | ``none``.
+    """
     if device == "cuda" and not torch.cuda.is_available():
         return "CUDA not available"
     if provider == "reference":
         return None
     if provider == "compile":
-        if os.environ.get("FASTMOTION_BENCH_NO_COMPILE") == "1":
-            return "FASTMOTION_BENCH_NO_COMPILE=1"
+        policy = os.environ.get("FASTMOTION_BENCH_COMPILE", "all")
+        if policy == "none" or os.environ.get("FASTMOTION_BENCH_NO_COMPILE") == "1":
+            return "torch.compile provider disabled (FASTMOTION_BENCH_COMPILE=none)"
+        if policy == "key" and not key:
+            return "torch.compile provider only at headline shapes (FASTMOTION_BENCH_COMPILE=key)"
         return None
     if provider == "triton" and device == "cpu":
         return "triton on CPU only runs interpreted (not a benchmark)"
@@ -40,8 +48,8 @@ def provider_skip_reason(provider: str, device: str, impls=None):
     return backends.unavailable_reason(provider, device, cpp_op)
 
 
-def skip_unless_runnable(provider: str, device: str, impls=None):
-    reason = provider_skip_reason(provider, device, impls)
+def skip_unless_runnable(provider: str, device: str, impls=None, key: bool = True):
+    reason = provider_skip_reason(provider, device, impls, key)
     if reason:
         pytest.skip(reason)
 

@@ -210,3 +210,23 @@ def test_quiet_fallback_when_extension_missing(monkeypatch):
     assert backends.select("heatmap_moments", hm_mod.IMPLS, x.device) == "reference"
     with pytest.raises(RuntimeError, match="pretend it is not built"):
         heatmap_moments(x, backend="cpu")
+
+
+def test_triton_kernels_compile_for_sm90():
+    """The real Triton compiler (not the interpreter) accepts both kernels for every dtype."""
+    from tests.triton_compile import compile_for_sm90
+
+    scalars = {k: "fp32" for k in ("inv_t", "w_m1", "h_m1", "x_on", "y_on", "eps_hw", "ex2", "ey2")}
+    specs = []
+    for inp, acc in (("fp32", "fp32"), ("fp16", "fp32"), ("bf16", "fp32"), ("fp64", "fp64")):
+        acc_t = "tl.float64" if acc == "fp64" else "tl.float32"
+        fwd = {"logits_ptr": f"*{inp}", "mean_ptr": f"*{acc}", "var_ptr": f"*{acc}", "lse_ptr": f"*{acc}",
+               "HW": "i32", "W": "i32", **scalars, "BLOCK": "constexpr", "ACC": "constexpr"}
+        bwd = {"logits_ptr": f"*{inp}", "grad_ptr": f"*{inp}", "mean_ptr": f"*{acc}", "var_ptr": f"*{acc}",
+               "lse_ptr": f"*{acc}", "gmean_ptr": f"*{acc}", "gvar_ptr": f"*{acc}", "HW": "i32", "W": "i32",
+               **scalars, "BLOCK": "constexpr", "ACC": "constexpr"}
+        specs.append(dict(module="fastmotion.kernels.heatmap_moments", kernel="heatmap_moments_fwd_kernel",
+                          signature=fwd, constexprs={"BLOCK": 4096, "ACC": acc_t}, num_warps=8))
+        specs.append(dict(module="fastmotion.kernels.heatmap_moments", kernel="heatmap_moments_bwd_kernel",
+                          signature=bwd, constexprs={"BLOCK": 1024, "ACC": acc_t}, num_warps=4))
+    compile_for_sm90(specs)

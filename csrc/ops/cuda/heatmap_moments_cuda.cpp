@@ -1,0 +1,91 @@
+// Torch binding of the CUDA heatmap-moments kernels: checks, dtype dispatch, device guard, stream.
+// Includes only c10/cuda stream and guard headers (no cuBLAS/cuSPARSE), so it builds against any
+// CUDA build of torch.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <tuple>
+
+#include "ops/cuda/heatmap_moments_kernel.h"
+#include "ops/heatmap_moments.h"
+
+namespace fastmotion {
+namespace {
+
+// Calls fn(scalar_t*) with the CUDA storage type matching the tensor's dtype.
+template <typename Fn>
+void dispatch_cuda_float(at::ScalarType t, const char* name, Fn&& fn) {
+  switch (t) {
+    case at::kFloat: fn(static_cast<float*>(nullptr)); break;
+    case at::kDouble: fn(static_cast<double*>(nullptr)); break;
+    case at::kHalf: fn(static_cast<__half*>(nullptr)); break;
+    case at::kBFloat16: fn(static_cast<__nv_bfloat16*>(nullptr)); break;
+    default: TORCH_CHECK(false, name, ": unsupported dtype ", t);
+  }
+}
+
+void check_cuda(cudaError_t err, const char* what) {
+  TORCH_CHECK(err == cudaSuccess, what, ": CUDA error: ", cudaGetErrorString(err));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> heatmap_moments_forward_cuda_op(const at::Tensor& logits_in,
+                                                                               double temperature) {
+  check_heatmap_moments_forward(logits_in, temperature);
+  TORCH_CHECK(logits_in.is_cuda(), "heatmap_moments_forward (cuda): logits must be a CUDA tensor");
+  const c10::cuda::CUDAGuard guard(logits_in.device());
+  const at::Tensor logits = logits_in.contiguous();
+  const int64_t rows = logits.size(0), H = logits.size(1), W = logits.size(2);
+  const auto acc = logits.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  auto opts = logits.options().dtype(acc);
+  at::Tensor mean = at::empty({rows, 2}, opts), var = at::empty({rows, 2, 2}, opts), lse = at::empty({rows}, opts);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(logits.device().index()).stream();
+  dispatch_cuda_float(logits.scalar_type(), "heatmap_moments_forward", [&](auto* tag) {
+    using scalar_t = std::remove_pointer_t<decltype(tag)>;
+    using acc_t = acc_type_t<scalar_t>;
+    check_cuda(heatmap_moments_forward_cuda<scalar_t>(
+                   static_cast<const scalar_t*>(logits.const_data_ptr()), rows, H, W, temperature,
+                   static_cast<acc_t*>(mean.mutable_data_ptr()), static_cast<acc_t*>(var.mutable_data_ptr()),
+                   static_cast<acc_t*>(lse.mutable_data_ptr()), stream),
+               "heatmap_moments_forward");
+  });
+  return {mean, var, lse};
+}
+
+at::Tensor heatmap_moments_backward_cuda_op(const at::Tensor& grad_mean, const at::Tensor& grad_var,
+                                            const at::Tensor& logits_in, const at::Tensor& mean,
+                                            const at::Tensor& var, const at::Tensor& lse, double temperature) {
+  check_heatmap_moments_backward(grad_mean, grad_var, logits_in, mean, var, lse, temperature);
+  TORCH_CHECK(logits_in.is_cuda(), "heatmap_moments_backward (cuda): logits must be a CUDA tensor");
+  const c10::cuda::CUDAGuard guard(logits_in.device());
+  const at::Tensor logits = logits_in.contiguous();
+  const int64_t rows = logits.size(0), H = logits.size(1), W = logits.size(2);
+  at::Tensor grad = at::empty_like(logits);
+  const at::Tensor gm = grad_mean.contiguous(), gv = grad_var.contiguous();
+  const at::Tensor m = mean.contiguous(), v = var.contiguous(), s = lse.contiguous();
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(logits.device().index()).stream();
+  dispatch_cuda_float(logits.scalar_type(), "heatmap_moments_backward", [&](auto* tag) {
+    using scalar_t = std::remove_pointer_t<decltype(tag)>;
+    using acc_t = acc_type_t<scalar_t>;
+    TORCH_CHECK(m.scalar_type() == (std::is_same_v<acc_t, double> ? at::kDouble : at::kFloat),
+                "heatmap_moments_backward: statistics have dtype ", m.scalar_type());
+    check_cuda(heatmap_moments_backward_cuda<scalar_t>(
+                   static_cast<const scalar_t*>(logits.const_data_ptr()), static_cast<const acc_t*>(m.const_data_ptr()),
+                   static_cast<const acc_t*>(v.const_data_ptr()), static_cast<const acc_t*>(s.const_data_ptr()),
+                   static_cast<const acc_t*>(gm.const_data_ptr()), static_cast<const acc_t*>(gv.const_data_ptr()),
+                   rows, H, W, temperature, static_cast<scalar_t*>(grad.mutable_data_ptr()), stream),
+               "heatmap_moments_backward");
+  });
+  return grad;
+}
+
+}  // namespace
+}  // namespace fastmotion
+
+TORCH_LIBRARY_IMPL(fastmotion, CUDA, m) {
+  m.impl("heatmap_moments_forward", &fastmotion::heatmap_moments_forward_cuda_op);
+  m.impl("heatmap_moments_backward", &fastmotion::heatmap_moments_backward_cuda_op);
+}
