@@ -1,0 +1,34 @@
+"""`fastmotion info` tells the truth about this machine."""
+import subprocess
+import sys
+
+import torch
+
+from fastmotion import _ext, backends
+
+
+def test_info_reports_backends_truthfully():
+    proc = subprocess.run([sys.executable, "-m", "fastmotion.cli", "info"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert f"torch      {torch.__version__}" in out
+    module, err = _ext.load()
+    if module is None:
+        assert "extension  not loaded" in out
+    else:
+        assert "extension  " + module.__file__ in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.split()[:1] and line.split()[0] in backends.BACKENDS}
+    assert set(rows) == set(backends.BACKENDS)
+    cpu_usable = backends.unavailable_reason("cpu", "cpu") is None
+    assert rows["cpu"].split()[1] == ("usable" if cpu_usable else "no")
+    assert rows["reference"].split()[1] == "usable"
+    if not torch.cuda.is_available():
+        assert "no CUDA device is visible" in out
+
+
+def test_use_backend_rejects_unknown_name():
+    import pytest
+
+    with pytest.raises(ValueError, match="use_backend"):
+        with backends.use_backend("gpu"):
+            pass
