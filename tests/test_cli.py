@@ -17,7 +17,8 @@ def test_info_reports_backends_truthfully():
         assert "extension  not loaded" in out
     else:
         assert "extension  " + module.__file__ in out
-    rows = {line.split()[0]: line for line in out.splitlines() if line.split()[:1] and line.split()[0] in backends.BACKENDS}
+    table = out.split("CUDA tensors", 1)[1].split("\n\n", 1)[0]  # the backend x device table
+    rows = {line.split()[0]: line for line in table.strip().splitlines()}
     assert set(rows) == set(backends.BACKENDS)
     cpu_usable = backends.unavailable_reason("cpu", "cpu") is None
     assert rows["cpu"].split()[1] == ("usable" if cpu_usable else "no")
