@@ -48,7 +48,8 @@ def _extensions():
         _flag("FASTMOTION_FORCE_CUDA") or (torch.version.cuda is not None and CUDA_HOME is not None)
     )
     include_dirs = [os.path.join(csrc, "include"), csrc]
-    cxx = ["-O3", "-fopenmp"]  # torch picks the C++ standard
+    # torch picks the C++ standard; -fno-trapping-math lets hot loops vectorize (see csrc/ops/cpu/vec_math.h)
+    cxx = ["-O3", "-fopenmp", "-fno-trapping-math"]
     extra = {"cxx": cxx}
     define_macros = []
     ext_cls = CppExtension

@@ -2,6 +2,8 @@
 // hundred KB) per task of at::parallel_for: the row stays in cache, so the kernel reads it in
 // three short passes (max; exp-weights and mean; centred scatter) instead of doing the one-pass
 // online update the GPU kernels use. Accumulation in float (double for double inputs).
+// Float rows (half/bfloat16 rows are widened to float first) run auto-vectorized loops with a
+// polynomial exp, compiled for AVX2+FMA and for baseline x86-64 (see vec_math.h).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -12,9 +14,11 @@
 
 #include <limits>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "fastmotion/heatmap_moments.h"
+#include "ops/cpu/vec_math.h"
 #include "ops/heatmap_moments.h"
 
 namespace fastmotion {
@@ -74,6 +78,170 @@ void moments_row(const scalar_t* l, int64_t H, int64_t W, acc_t inv_t, const acc
   moments_finish<acc_t>(s, mx, cx, cy, cxx, cxy, cyy, H, W, mean, var, lse);
 }
 
+// ---- float fast path -------------------------------------------------------------------------
+
+FASTMOTION_CPU_CLONES
+void moments_row_f32(const float* l, int64_t H, int64_t W, float inv_t, const float* xs, const float* ys,
+                     float* e, float* mean, float* var, float* lse) {
+  const int64_t hw = H * W;
+  float mx = -std::numeric_limits<float>::infinity();
+  int bad = 0;  // NaN or +inf anywhere makes the whole row NaN, like softmax
+#pragma omp simd reduction(max : mx) reduction(+ : bad)
+  for (int64_t i = 0; i < hw; ++i) {
+    const float v = l[i] * inv_t;
+    mx = v > mx ? v : mx;
+    bad += (v != v) | (v == std::numeric_limits<float>::infinity());
+  }
+  if (bad) {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    mean[0] = mean[1] = nan;
+    var[0] = var[1] = var[2] = var[3] = nan;
+    *lse = nan;
+    return;
+  }
+  float s = 0, sx = 0, sy = 0;
+  for (int64_t i = 0; i < H; ++i) {
+    const float* li = l + i * W;
+    float* ei = e + i * W;
+    float rs = 0, rsx = 0;
+#pragma omp simd reduction(+ : rs, rsx)
+    for (int64_t j = 0; j < W; ++j) {
+      const float w = cpu::exp_poly(li[j] * inv_t - mx);
+      ei[j] = w;
+      rs += w;
+      rsx += w * xs[j];
+    }
+    s += rs;
+    sx += rsx;
+    sy += rs * ys[i];
+  }
+  const float inv_s = 1.0f / s;
+  const float cx = sx * inv_s, cy = sy * inv_s;
+  float cxx = 0, cxy = 0, cyy = 0;
+  for (int64_t i = 0; i < H; ++i) {
+    const float* ei = e + i * W;
+    const float dy = ys[i] - cy;
+    float rs = 0, rdx = 0, rdxx = 0;
+#pragma omp simd reduction(+ : rs, rdx, rdxx)
+    for (int64_t j = 0; j < W; ++j) {
+      const float dx = xs[j] - cx;
+      const float w = ei[j];
+      rs += w;
+      rdx += w * dx;
+      rdxx += w * dx * dx;
+    }
+    cxx += rdxx;
+    cxy += rdx * dy;
+    cyy += rs * dy * dy;
+  }
+  moments_finish<float>(s, mx, cx, cy, cxx, cxy, cyy, H, W, mean, var, lse);
+}
+
+FASTMOTION_CPU_CLONES
+void moments_grad_row_f32(const float* l, float* g, int64_t H, int64_t W, float inv_t, const float* xs,
+                          const float* ys, float ax, float ay, float qxx, float qxy, float qyy, float fbar,
+                          float lse) {
+  for (int64_t i = 0; i < H; ++i) {
+    const float y = ys[i];
+    const float bx = ax + qxy * y;                  // linear coefficient in x on this image row
+    const float c0 = ay * y + qyy * y * y - fbar;   // the rest of f - fbar on this image row
+    const float* li = l + i * W;
+    float* gi = g + i * W;
+#pragma omp simd
+    for (int64_t j = 0; j < W; ++j) {
+      const float x = xs[j];
+      const float p = cpu::exp_poly(li[j] * inv_t - lse);
+      gi[j] = p * ((bx + qxx * x) * x + c0) * inv_t;
+    }
+  }
+}
+
+template <typename scalar_t>
+constexpr bool kFloatPath = std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, at::Half> ||
+                            std::is_same_v<scalar_t, at::BFloat16>;
+
+
+template <typename scalar_t>
+void forward_rows(const at::Tensor& logits, at::Tensor& mean, at::Tensor& var, at::Tensor& lse, double temperature) {
+  const int64_t rows = logits.size(0), H = logits.size(1), W = logits.size(2);
+  using acc_t = at::opmath_type<scalar_t>;
+  std::vector<acc_t> xs(W), ys(H);
+  for (int64_t j = 0; j < W; ++j) xs[j] = grid_coord<acc_t>(j, W);
+  for (int64_t i = 0; i < H; ++i) ys[i] = grid_coord<acc_t>(i, H);
+  const scalar_t* lp = logits.const_data_ptr<scalar_t>();
+  acc_t* mp = mean.mutable_data_ptr<acc_t>();
+  acc_t* vp = var.mutable_data_ptr<acc_t>();
+  acc_t* sp = lse.mutable_data_ptr<acc_t>();
+  const acc_t inv_t = acc_t(1.0 / temperature);
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> e(H * W);
+    std::vector<float> widened(std::is_same_v<scalar_t, float> ? 0 : H * W);
+    for (int64_t r = begin; r < end; ++r) {
+      const scalar_t* row = lp + r * H * W;
+      if constexpr (kFloatPath<scalar_t>) {
+        const float* rf;
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          rf = row;
+        } else {
+          for (int64_t i = 0; i < H * W; ++i) widened[i] = static_cast<float>(row[i]);
+          rf = widened.data();
+        }
+        moments_row_f32(rf, H, W, inv_t, xs.data(), ys.data(), e.data(), mp + 2 * r, vp + 4 * r, sp + r);
+      } else {
+        moments_row<scalar_t, acc_t>(row, H, W, inv_t, xs.data(), ys.data(), e.data(), mp + 2 * r,
+                                     vp + 4 * r, sp + r);
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void backward_rows(const at::Tensor& grad_mean, const at::Tensor& grad_var, const at::Tensor& logits,
+                   const at::Tensor& mean, const at::Tensor& var, const at::Tensor& lse, at::Tensor& grad,
+                   double temperature) {
+  const int64_t rows = logits.size(0), H = logits.size(1), W = logits.size(2);
+  using acc_t = at::opmath_type<scalar_t>;
+  TORCH_CHECK(mean.scalar_type() == c10::CppTypeToScalarType<acc_t>::value,
+              "heatmap_moments_backward: statistics must be ", c10::CppTypeToScalarType<acc_t>::value);
+  std::vector<acc_t> xs(W), ys(H);
+  for (int64_t j = 0; j < W; ++j) xs[j] = grid_coord<acc_t>(j, W);
+  for (int64_t i = 0; i < H; ++i) ys[i] = grid_coord<acc_t>(i, H);
+  const scalar_t* lp = logits.const_data_ptr<scalar_t>();
+  scalar_t* gp = grad.mutable_data_ptr<scalar_t>();
+  const acc_t* mp = mean.const_data_ptr<acc_t>();
+  const acc_t* vp = var.const_data_ptr<acc_t>();
+  const acc_t* sp = lse.const_data_ptr<acc_t>();
+  const acc_t* gmp = grad_mean.const_data_ptr<acc_t>();
+  const acc_t* gvp = grad_var.const_data_ptr<acc_t>();
+  const acc_t inv_t = acc_t(1.0 / temperature);
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    const bool widen = !std::is_same_v<scalar_t, float>;
+    std::vector<float> lw(widen ? H * W : 0), gw(widen ? H * W : 0);
+    for (int64_t r = begin; r < end; ++r) {
+      const auto k = MomentGradRow<acc_t>::make(mp + 2 * r, vp + 4 * r, sp[r], gmp + 2 * r, gvp + 4 * r, H, W);
+      const scalar_t* l = lp + r * H * W;
+      scalar_t* g = gp + r * H * W;
+      if constexpr (kFloatPath<scalar_t>) {
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          moments_grad_row_f32(l, g, H, W, inv_t, xs.data(), ys.data(), k.ax, k.ay, k.qxx, k.qxy, k.qyy,
+                               k.fbar, k.lse);
+        } else {
+          for (int64_t i = 0; i < H * W; ++i) lw[i] = static_cast<float>(l[i]);
+          moments_grad_row_f32(lw.data(), gw.data(), H, W, inv_t, xs.data(), ys.data(), k.ax, k.ay, k.qxx,
+                               k.qxy, k.qyy, k.fbar, k.lse);
+          for (int64_t i = 0; i < H * W; ++i) g[i] = static_cast<scalar_t>(gw[i]);
+        }
+      } else {
+        for (int64_t i = 0; i < H; ++i) {
+          for (int64_t j = 0; j < W; ++j) {
+            g[i * W + j] = static_cast<scalar_t>(k.grad(acc_t(l[i * W + j]) * inv_t, xs[j], ys[i]) * inv_t);
+          }
+        }
+      }
+    }
+  });
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> heatmap_moments_forward_cpu(const at::Tensor& logits_in,
                                                                            double temperature) {
   check_heatmap_moments_forward(logits_in, temperature);
@@ -87,22 +255,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> heatmap_moments_forward_cpu(const
   at::Tensor lse = at::empty({rows}, opts);
   if (rows == 0) return {mean, var, lse};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "heatmap_moments_forward_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    std::vector<acc_t> xs(W), ys(H);
-    for (int64_t j = 0; j < W; ++j) xs[j] = grid_coord<acc_t>(j, W);
-    for (int64_t i = 0; i < H; ++i) ys[i] = grid_coord<acc_t>(i, H);
-    const scalar_t* lp = logits.const_data_ptr<scalar_t>();
-    acc_t* mp = mean.mutable_data_ptr<acc_t>();
-    acc_t* vp = var.mutable_data_ptr<acc_t>();
-    acc_t* sp = lse.mutable_data_ptr<acc_t>();
-    const acc_t inv_t = acc_t(1.0 / temperature);
-    at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> e(H * W);
-      for (int64_t r = begin; r < end; ++r) {
-        moments_row<scalar_t, acc_t>(lp + r * H * W, H, W, inv_t, xs.data(), ys.data(), e.data(),
-                                     mp + 2 * r, vp + 4 * r, sp + r);
-      }
-    });
+    forward_rows<scalar_t>(logits, mean, var, lse, temperature);
   });
   return {mean, var, lse};
 }
@@ -119,32 +272,7 @@ at::Tensor heatmap_moments_backward_cpu(const at::Tensor& grad_mean_in, const at
   at::Tensor grad = at::empty_like(logits);
   if (rows == 0) return grad;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "heatmap_moments_backward_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    TORCH_CHECK(mean.scalar_type() == c10::CppTypeToScalarType<acc_t>::value,
-                "heatmap_moments_backward: statistics must be ", c10::CppTypeToScalarType<acc_t>::value);
-    std::vector<acc_t> xs(W), ys(H);
-    for (int64_t j = 0; j < W; ++j) xs[j] = grid_coord<acc_t>(j, W);
-    for (int64_t i = 0; i < H; ++i) ys[i] = grid_coord<acc_t>(i, H);
-    const scalar_t* lp = logits.const_data_ptr<scalar_t>();
-    scalar_t* gp = grad.mutable_data_ptr<scalar_t>();
-    const acc_t* mp = mean.const_data_ptr<acc_t>();
-    const acc_t* vp = var.const_data_ptr<acc_t>();
-    const acc_t* sp = lse.const_data_ptr<acc_t>();
-    const acc_t* gmp = grad_mean.const_data_ptr<acc_t>();
-    const acc_t* gvp = grad_var.const_data_ptr<acc_t>();
-    const acc_t inv_t = acc_t(1.0 / temperature);
-    at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const auto row = MomentGradRow<acc_t>::make(mp + 2 * r, vp + 4 * r, sp[r], gmp + 2 * r, gvp + 4 * r, H, W);
-        const scalar_t* l = lp + r * H * W;
-        scalar_t* g = gp + r * H * W;
-        for (int64_t i = 0; i < H; ++i) {
-          for (int64_t j = 0; j < W; ++j) {
-            g[i * W + j] = static_cast<scalar_t>(row.grad(acc_t(l[i * W + j]) * inv_t, xs[j], ys[i]) * inv_t);
-          }
-        }
-      }
-    });
+    backward_rows<scalar_t>(grad_mean, grad_var, logits, mean, var, lse, grad, temperature);
   });
   return grad;
 }
