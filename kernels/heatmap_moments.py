@@ -7,6 +7,13 @@ of flash-attention, extended to first and second moments. Neither the softmax he
 the (H, W, 2, 2) products of the original are ever written.
 Memory traffic: read N*K*H*W logits once, write N*K*(2+4+1) statistics.
 
+The detector's epilogue (clipping the covariance by its smallest singular value, or the
+'single' isotropic reduction) runs in the same program on the row's statistics, so a call is
+one launch forward and one backward (the unfused epilogue cost ~15 tiny launches each way).
+
+Float scalar arguments are cast to the accumulation type on entry: torch.compile (inductor)
+passes Python floats as fp64, which would otherwise turn the loop-carried state fp64.
+
 Backward: dL/dl_i = (1/T) p_i (f(g_i) - fbar) where f is a quadratic in the pixel coordinate
 and fbar follows from the forward's outputs (see csrc/include/fastmotion/heatmap_moments.h),
 so it is one elementwise pass: read the logits once, write the gradient once, with p_i
@@ -30,9 +37,30 @@ def _axis_coord(idx, size_m1, on):
 
 
 @triton.jit
-def heatmap_moments_fwd_kernel(logits_ptr, mean_ptr, var_ptr, lse_ptr, HW, W, inv_t, w_m1, h_m1,
-                               x_on, y_on, eps_hw, ex2, ey2, BLOCK: tl.constexpr, ACC: tl.constexpr):
+def _smallest_singular(a, b, c, d):
+    # The original's formula (radicand clamped at 0); also returns the pieces its gradient needs.
+    s1 = a * a + b * b + c * c + d * d
+    u = a * a + b * b - c * c - d * d
+    w = a * c + b * d
+    s2 = tl.sqrt(u * u + 4.0 * w * w)
+    sg = tl.sqrt(tl.maximum((s1 - s2) * 0.5, 0.0))
+    return sg, u, w, s2
+
+
+@triton.jit
+def heatmap_moments_fwd_kernel(logits_ptr, mean_ptr, var_ptr, raw_ptr, lse_ptr, HW, W, inv_t, w_m1, h_m1,
+                               x_on, y_on, eps_hw, ex2, ey2, clip, BLOCK: tl.constexpr, ACC: tl.constexpr,
+                               VAR_MODE: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
+    inv_t = tl.cast(inv_t, ACC)
+    w_m1 = tl.cast(w_m1, ACC)
+    h_m1 = tl.cast(h_m1, ACC)
+    x_on = tl.cast(x_on, ACC)
+    y_on = tl.cast(y_on, ACC)
+    eps_hw = tl.cast(eps_hw, ACC)
+    ex2 = tl.cast(ex2, ACC)
+    ey2 = tl.cast(ey2, ACC)
+    clip = tl.cast(clip, ACC)
     base = logits_ptr + row * HW
     neg_inf = float("-inf")
     zero = tl.zeros([BLOCK], dtype=ACC)
@@ -86,30 +114,74 @@ def heatmap_moments_fwd_kernel(logits_ptr, mean_ptr, var_ptr, lse_ptr, HW, W, in
     vyy = run_cyy * inv + eps_hw * (ey2 + run_my * run_my)
     tl.store(mean_ptr + row * 2, run_mx)
     tl.store(mean_ptr + row * 2 + 1, run_my)
-    tl.store(var_ptr + row * 4, vxx)
-    tl.store(var_ptr + row * 4 + 1, vxy)
-    tl.store(var_ptr + row * 4 + 2, vxy)
-    tl.store(var_ptr + row * 4 + 3, vyy)
+    tl.store(raw_ptr + row * 4, vxx)
+    tl.store(raw_ptr + row * 4 + 1, vxy)
+    tl.store(raw_ptr + row * 4 + 2, vxy)
+    tl.store(raw_ptr + row * 4 + 3, vyy)
     tl.store(lse_ptr + row, run_max + tl.log(run_sum))
+    if VAR_MODE == 0:  # 'matrix': clip by the smallest singular value
+        sg, u, w, s2 = _smallest_singular(vxx, vxy, vxy, vyy)
+        scale = tl.where((sg > 0.0) & (sg < clip), clip / tl.where(sg > 0.0, sg, 1.0), 1.0)
+        tl.store(var_ptr + row * 4, vxx * scale)
+        tl.store(var_ptr + row * 4 + 1, vxy * scale)
+        tl.store(var_ptr + row * 4 + 2, vxy * scale)
+        tl.store(var_ptr + row * 4 + 3, vyy * scale)
+    elif VAR_MODE == 1:  # 'single'
+        tl.store(var_ptr + row, (vxx + vyy) * 0.5)
 
 
 @triton.jit
-def heatmap_moments_bwd_kernel(logits_ptr, grad_ptr, mean_ptr, var_ptr, lse_ptr, gmean_ptr, gvar_ptr,
-                               HW, W, inv_t, w_m1, h_m1, x_on, y_on, eps_hw, ex2, ey2,
-                               BLOCK: tl.constexpr, ACC: tl.constexpr):
+def heatmap_moments_bwd_kernel(logits_ptr, grad_ptr, mean_ptr, raw_ptr, lse_ptr, gmean_ptr, gvar_ptr,
+                               HW, W, inv_t, w_m1, h_m1, x_on, y_on, eps_hw, ex2, ey2, clip,
+                               BLOCK: tl.constexpr, ACC: tl.constexpr, VAR_MODE: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     chunk = tl.program_id(1)
+    inv_t = tl.cast(inv_t, ACC)
+    w_m1 = tl.cast(w_m1, ACC)
+    h_m1 = tl.cast(h_m1, ACC)
+    x_on = tl.cast(x_on, ACC)
+    y_on = tl.cast(y_on, ACC)
+    eps_hw = tl.cast(eps_hw, ACC)
+    ex2 = tl.cast(ex2, ACC)
+    ey2 = tl.cast(ey2, ACC)
+    clip = tl.cast(clip, ACC)
     mx = tl.load(mean_ptr + row * 2).to(ACC)
     my = tl.load(mean_ptr + row * 2 + 1).to(ACC)
-    g00 = tl.load(gvar_ptr + row * 4).to(ACC)
-    g01 = tl.load(gvar_ptr + row * 4 + 1).to(ACC)
-    g10 = tl.load(gvar_ptr + row * 4 + 2).to(ACC)
-    g11 = tl.load(gvar_ptr + row * 4 + 3).to(ACC)
+    va = tl.load(raw_ptr + row * 4).to(ACC)
+    vb = tl.load(raw_ptr + row * 4 + 1).to(ACC)
+    vc = tl.load(raw_ptr + row * 4 + 2).to(ACC)
+    vd = tl.load(raw_ptr + row * 4 + 3).to(ACC)
     gmx = tl.load(gmean_ptr + row * 2).to(ACC)
     gmy = tl.load(gmean_ptr + row * 2 + 1).to(ACC)
     lse = tl.load(lse_ptr + row).to(ACC)
-    gv_var = (g00 * tl.load(var_ptr + row * 4) + g01 * tl.load(var_ptr + row * 4 + 1)
-              + g10 * tl.load(var_ptr + row * 4 + 2) + g11 * tl.load(var_ptr + row * 4 + 3))
+    # Gradient with respect to the raw covariance through the epilogue (see moments_var_grad).
+    if VAR_MODE == 0:
+        o00 = tl.load(gvar_ptr + row * 4).to(ACC)
+        o01 = tl.load(gvar_ptr + row * 4 + 1).to(ACC)
+        o10 = tl.load(gvar_ptr + row * 4 + 2).to(ACC)
+        o11 = tl.load(gvar_ptr + row * 4 + 3).to(ACC)
+        sg, u, w, s2 = _smallest_singular(va, vb, vc, vd)
+        active = (sg > 0.0) & (sg < clip)
+        sgs = tl.where(sg > 0.0, sg, 1.0)
+        scale = tl.where(active, clip / sgs, 1.0)
+        g_dot_raw = o00 * va + o01 * vb + o10 * vc + o11 * vd
+        inv_s2 = tl.where(s2 > 0.0, 1.0 / tl.where(s2 > 0.0, s2, 1.0), 0.0)
+        coef = tl.where(active, -clip / (sgs * sgs) * g_dot_raw / (4.0 * sgs), 0.0)
+        g00 = scale * o00 + coef * (2.0 * va - (u * 2.0 * va + 4.0 * w * vc) * inv_s2)
+        g01 = scale * o01 + coef * (2.0 * vb - (u * 2.0 * vb + 4.0 * w * vd) * inv_s2)
+        g10 = scale * o10 + coef * (2.0 * vc - (-u * 2.0 * vc + 4.0 * w * va) * inv_s2)
+        g11 = scale * o11 + coef * (2.0 * vd - (-u * 2.0 * vd + 4.0 * w * vb) * inv_s2)
+    elif VAR_MODE == 1:
+        g00 = tl.load(gvar_ptr + row).to(ACC) * 0.5
+        g11 = g00
+        g01 = g00 * 0.0
+        g10 = g01
+    else:
+        g00 = mx * 0.0
+        g01 = g00
+        g10 = g00
+        g11 = g00
+    gv_var = g00 * va + g01 * vb + g10 * vc + g11 * vd
     c = 1.0 - eps_hw
     qxy = g01 + g10
     ax = gmx - c * (2.0 * g00 * mx + qxy * my)
@@ -147,25 +219,33 @@ def _tl_acc(acc: torch.dtype):
     return tl.float64 if acc == torch.float64 else tl.float32
 
 
-def heatmap_moments_forward(logits: torch.Tensor, temperature: float):
-    """logits ``(R, H, W)`` -> mean ``(R, 2)``, var ``(R, 2, 2)``, lse ``(R,)`` in fp32 (fp64 for fp64)."""
+VAR_MODES = {"matrix": 0, "single": 1, "none": 2}
+
+
+def heatmap_moments_forward(logits: torch.Tensor, temperature: float, var_mode: int, clip: float):
+    """logits ``(R, H, W)`` -> mean ``(R, 2)``, var ``(R, v, v)`` (v = 1 for 'single', else 2),
+    var_raw ``(R, 2, 2)``, lse ``(R,)``, all in fp32 (fp64 for fp64 logits)."""
     logits = logits.contiguous()
     rows, h, w = logits.shape
     acc = _acc_dtype(logits.dtype)
+    v = 1 if var_mode == 1 else 2
     mean = logits.new_empty((rows, 2), dtype=acc)
-    var = logits.new_empty((rows, 2, 2), dtype=acc)
+    var = (logits.new_zeros if var_mode == 2 else logits.new_empty)((rows, v, v), dtype=acc)
+    var_raw = logits.new_empty((rows, 2, 2), dtype=acc)
     lse = logits.new_empty((rows,), dtype=acc)
     if rows == 0:
-        return mean, var, lse
+        return mean, var, var_raw, lse
     block = _block(h * w)
     wrap_triton(heatmap_moments_fwd_kernel)[(rows,)](
-        logits, mean, var, lse, h * w, w, 1.0 / temperature, **_grid_constants(h, w),
-        BLOCK=block, ACC=_tl_acc(acc), num_warps=8 if block >= 2048 else 4)
-    return mean, var, lse
+        logits, mean, var, var_raw, lse, h * w, w, 1.0 / temperature, **_grid_constants(h, w), clip=float(clip),
+        BLOCK=block, ACC=_tl_acc(acc), VAR_MODE=var_mode, num_warps=8 if block >= 2048 else 4)
+    return mean, var, var_raw, lse
 
 
-def heatmap_moments_backward(grad_mean, grad_var, logits, mean, var, lse, temperature: float):
-    """Gradient of the logits ``(R, H, W)`` given the forward's statistics and their gradients."""
+def heatmap_moments_backward(grad_mean, grad_var, logits, mean, var_raw, lse, temperature: float, var_mode: int,
+                             clip: float):
+    """Gradient of the logits ``(R, H, W)`` given the forward's statistics and the gradients of
+    mean and var (shaped like the forward's var)."""
     logits = logits.contiguous()
     rows, h, w = logits.shape
     grad = torch.empty_like(logits)
@@ -174,7 +254,7 @@ def heatmap_moments_backward(grad_mean, grad_var, logits, mean, var, lse, temper
     hw = h * w
     block = min(1024, triton.next_power_of_2(max(hw, 16)))
     wrap_triton(heatmap_moments_bwd_kernel)[(rows, triton.cdiv(hw, block))](
-        logits, grad, mean.contiguous(), var.contiguous(), lse.contiguous(), grad_mean.contiguous(),
-        grad_var.contiguous(), hw, w, 1.0 / temperature, **_grid_constants(h, w),
-        BLOCK=block, ACC=_tl_acc(mean.dtype), num_warps=4)
+        logits, grad, mean.contiguous(), var_raw.contiguous(), lse.contiguous(), grad_mean.contiguous(),
+        grad_var.contiguous(), hw, w, 1.0 / temperature, **_grid_constants(h, w), clip=float(clip),
+        BLOCK=block, ACC=_tl_acc(mean.dtype), VAR_MODE=var_mode, num_warps=4)
     return grad

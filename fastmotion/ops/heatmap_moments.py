@@ -1,9 +1,14 @@
 """``heatmap_moments``: keypoint mean and covariance of a softmax heatmap (the detector head).
 
 Backends: reference (plain PyTorch), cpu (C++), cuda (CUDA C++), triton. The fused kernels
-compute the softmax's mean and raw covariance in one pass over the logits and save only the
-(N*K)-sized statistics for the backward; the optional clipping and the 'single' reduction
-work on those tiny (N, K, 2, 2) tensors with plain torch ops.
+compute the softmax's mean and covariance in one pass over the logits, apply the detector's
+epilogue (clipping by the smallest singular value, or the 'single' isotropic reduction) in the
+same launch, and save only (N*K)-sized statistics for the backward, which is one elementwise
+pass over the logits.
+
+Dispatch: eager calls go through a plain ``torch.autograd.Function`` (the cheapest path per
+call); under torch.compile the registered ops (``torch.library`` schema, fake kernels,
+``register_autograd``) are used so the graph has no breaks.
 
 Autocast: the op has no autocast rule. It runs in the dtype its logits arrive in; half and
 bfloat16 logits accumulate in float32, and the returned mean and var have the logits' dtype.
@@ -16,92 +21,123 @@ import torch
 
 from fastmotion import _ext, backends, reference
 from fastmotion.ops import _checks
-from fastmotion.reference.heatmap_moments import clip_covariance
 
 OP = "heatmap_moments"
 _FWD = "heatmap_moments_forward"
 _BWD = "heatmap_moments_backward"
+VAR_MODES = {"matrix": 0, "single": 1}  # a number (fixed variance) is mode 2: no var output
 
 
 def _acc_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _fake_forward(logits, temperature):
+def _fake_forward(logits, temperature, var_mode, clip):
     rows = logits.shape[0]
     acc = _acc_dtype(logits.dtype)
-    return (logits.new_empty((rows, 2), dtype=acc), logits.new_empty((rows, 2, 2), dtype=acc),
-            logits.new_empty((rows,), dtype=acc))
+    v = 1 if var_mode == 1 else 2
+    return (logits.new_empty((rows, 2), dtype=acc), logits.new_empty((rows, v, v), dtype=acc),
+            logits.new_empty((rows, 2, 2), dtype=acc), logits.new_empty((rows,), dtype=acc))
 
 
-def _fake_backward(grad_mean, grad_var, logits, mean, var, lse, temperature):
+def _fake_backward(grad_mean, grad_var, logits, mean, var_raw, lse, temperature, var_mode, clip):
     return torch.empty_like(logits)
 
 
 def _setup_context(ctx, inputs, output):
-    logits, temperature = inputs
-    mean, var, lse = output
-    ctx.save_for_backward(logits, mean, var, lse)
-    ctx.temperature = temperature
-    ctx.mark_non_differentiable(lse)
+    logits, temperature, var_mode, clip = inputs
+    mean, var, var_raw, lse = output
+    ctx.save_for_backward(logits, mean, var_raw, lse)
+    ctx.args = (temperature, var_mode, clip)
+    ctx.mark_non_differentiable(var_raw, lse)
 
 
 def _grads(ctx, grad_mean, grad_var):
-    logits, mean, var, lse = ctx.saved_tensors
-    grad_mean = torch.zeros_like(mean) if grad_mean is None else grad_mean.to(mean.dtype)
-    grad_var = torch.zeros_like(var) if grad_var is None else grad_var.to(var.dtype)
-    return grad_mean, grad_var, logits, mean, var, lse
+    logits, mean, var_raw, lse = ctx.saved_tensors
+    v = 1 if ctx.args[1] == 1 else 2
+    if grad_mean is None:
+        grad_mean = torch.zeros_like(mean)
+    if grad_var is None:
+        grad_var = mean.new_zeros((mean.shape[0], v, v))
+    return grad_mean.to(mean.dtype), grad_var.to(mean.dtype), logits, mean, var_raw, lse
 
 
-def _backward_cpp(ctx, grad_mean, grad_var, grad_lse):
+def _backward_cpp(ctx, grad_mean, grad_var, grad_raw, grad_lse):
     g = _grads(ctx, grad_mean, grad_var)
-    return torch.ops.fastmotion.heatmap_moments_backward(*g, ctx.temperature), None
+    return torch.ops.fastmotion.heatmap_moments_backward(*g, *ctx.args), None, None, None
 
 
-if _ext.load()[0] is not None and hasattr(torch.ops.fastmotion, _FWD):
+_HAS_CPP = _ext.load()[0] is not None and hasattr(torch.ops.fastmotion, _FWD)
+if _HAS_CPP:
     torch.library.register_fake(f"fastmotion::{_FWD}")(_fake_forward)
     torch.library.register_fake(f"fastmotion::{_BWD}")(_fake_backward)
     torch.library.register_autograd(f"fastmotion::{_FWD}", _backward_cpp, setup_context=_setup_context)
 
-
-def _register_triton():
-    from fastmotion.kernels import heatmap_moments as tk
+_triton = None  # (registered forward op, launchers module) when triton is importable
+if backends.unavailable_reason("triton", "cuda") is None:
+    from fastmotion.kernels import heatmap_moments as _tk
 
     @torch.library.triton_op(f"fastmotion::{_FWD}_triton", mutates_args=())
-    def forward_triton(logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return tk.heatmap_moments_forward(logits, temperature)
+    def _forward_triton_op(logits: torch.Tensor, temperature: float, var_mode: int,
+                           clip: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return _tk.heatmap_moments_forward(logits, temperature, var_mode, clip)
 
     @torch.library.triton_op(f"fastmotion::{_BWD}_triton", mutates_args=())
-    def backward_triton(grad_mean: torch.Tensor, grad_var: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor,
-                        var: torch.Tensor, lse: torch.Tensor, temperature: float) -> torch.Tensor:
-        return tk.heatmap_moments_backward(grad_mean, grad_var, logits, mean, var, lse, temperature)
+    def _backward_triton_op(grad_mean: torch.Tensor, grad_var: torch.Tensor, logits: torch.Tensor,
+                            mean: torch.Tensor, var_raw: torch.Tensor, lse: torch.Tensor, temperature: float,
+                            var_mode: int, clip: float) -> torch.Tensor:
+        return _tk.heatmap_moments_backward(grad_mean, grad_var, logits, mean, var_raw, lse, temperature,
+                                            var_mode, clip)
 
-    def _backward(ctx, grad_mean, grad_var, grad_lse):
+    def _backward_triton(ctx, grad_mean, grad_var, grad_raw, grad_lse):
+        return _backward_triton_op(*_grads(ctx, grad_mean, grad_var), *ctx.args), None, None, None
+
+    _forward_triton_op.register_autograd(_backward_triton, setup_context=_setup_context)
+    _triton = (_forward_triton_op, _tk)
+
+
+class _Moments(torch.autograd.Function):
+    """Eager autograd: the same kernels without the registered-op autograd machinery."""
+
+    @staticmethod
+    def forward(ctx, logits, temperature, var_mode, clip, backend):
+        if backend == "triton":
+            out = _triton[1].heatmap_moments_forward(logits, temperature, var_mode, clip)
+        else:
+            out = torch.ops.fastmotion.heatmap_moments_forward(logits, temperature, var_mode, clip)
+        mean, var, var_raw, lse = out
+        ctx.save_for_backward(logits, mean, var_raw, lse)
+        ctx.args = (temperature, var_mode, clip)
+        ctx.backend = backend
+        return mean, var
+
+    @staticmethod
+    def backward(ctx, grad_mean, grad_var):
         g = _grads(ctx, grad_mean, grad_var)
-        return backward_triton(*g, ctx.temperature), None
-
-    forward_triton.register_autograd(_backward, setup_context=_setup_context)
-    return forward_triton
-
-
-_triton_forward = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
+        if ctx.backend == "triton":
+            grad = _triton[1].heatmap_moments_backward(*g, *ctx.args)
+        else:
+            grad = torch.ops.fastmotion.heatmap_moments_backward(*g, *ctx.args)
+        return grad, None, None, None, None
 
 
-def _forward_cpp(logits3, temperature):
-    return torch.ops.fastmotion.heatmap_moments_forward(logits3, temperature)
-
-
-def _forward_triton(logits3, temperature):
-    return _triton_forward(logits3, temperature)
+def _fused(backend):
+    def run(logits3, temperature, var_mode, clip):
+        if torch.compiler.is_compiling():
+            op = _triton[0] if backend == "triton" else torch.ops.fastmotion.heatmap_moments_forward
+            mean, var, _, _ = op(logits3, temperature, var_mode, clip)
+            return mean, var
+        return _Moments.apply(logits3, temperature, var_mode, clip, backend)
+    return run
 
 
 IMPLS = {
     "reference": backends.Impl(None),
-    "cpu": backends.Impl(_forward_cpp, cpp_op=_FWD),
-    "cuda": backends.Impl(_forward_cpp, cpp_op=_FWD),
+    "cpu": backends.Impl(_fused("cpu"), cpp_op=_FWD),
+    "cuda": backends.Impl(_fused("cuda"), cpp_op=_FWD),
 }
-if _triton_forward is not None:
-    IMPLS["triton"] = backends.Impl(_forward_triton)
+if _triton is not None:
+    IMPLS["triton"] = backends.Impl(_fused("triton"))
 
 
 def _check_kp_variance(kp_variance):
@@ -122,7 +158,7 @@ def heatmap_moments(logits: torch.Tensor, temperature: float = 0.1, kp_variance=
         kp_variance: ``"matrix"`` -> var ``(..., K, 2, 2)``; ``"single"`` -> isotropic var
             ``(..., K, 1, 1)``; a number -> fixed variance, var is ``None``.
         clip_variance: rescale covariances whose smallest singular value is below this
-            (the original detector's ``clip_variance``); ``None`` or 0 disables.
+            (the original detector's ``clip_variance``, 'matrix' only); ``None`` or 0 disables.
         backend: force an implementation (see :mod:`fastmotion.backends`).
 
     Reproduces the original Monkey-Net ``gaussian2kp`` of ``softmax(logits / T)``, including
@@ -141,14 +177,11 @@ def heatmap_moments(logits: torch.Tensor, temperature: float = 0.1, kp_variance=
         return reference.heatmap_moments(logits, temperature, kp_variance, clip_variance)
 
     lead = logits.shape[:-2]
-    mean, var, _ = IMPLS[name].fn(logits.reshape(-1, h, w), temperature)
-    mean = mean.view(*lead, 2)
-    var = var.view(*lead, 2, 2)
-    if kp_variance == "matrix":
-        if clip_variance:
-            var = clip_covariance(var, clip_variance)
-    elif kp_variance == "single":
-        var = torch.diagonal(var, dim1=-2, dim2=-1).mean(dim=-1, keepdim=True).unsqueeze(-1)
-    else:
-        var = None
-    return mean.to(logits.dtype), None if var is None else var.to(logits.dtype)
+    var_mode = VAR_MODES.get(kp_variance, 2) if isinstance(kp_variance, str) else 2
+    clip = float(clip_variance) if (clip_variance and var_mode == 0) else 0.0
+    mean, var = IMPLS[name].fn(logits.reshape(-1, h, w), temperature, var_mode, clip)
+    mean = mean.view(*lead, 2).to(logits.dtype)
+    if var_mode == 2:
+        return mean, None
+    v = 1 if var_mode == 1 else 2
+    return mean, var.view(*lead, v, v).to(logits.dtype)

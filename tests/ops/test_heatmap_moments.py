@@ -75,10 +75,12 @@ def test_non_contiguous_and_channels_last(backend, device):
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
-@pytest.mark.parametrize("kp_variance,clip", [("matrix", None), ("matrix", 0.05), ("single", None)])
+@pytest.mark.parametrize("kp_variance,clip", [("matrix", None), ("matrix", 0.05), ("matrix", 0.6), ("single", None),
+                                              (0.01, None)])
 def test_gradcheck(backend, device, kp_variance, clip):
     x = _logits((2, 3, 5, 7), device).requires_grad_()
-    fn = lambda t: heatmap_moments(t, 0.3, kp_variance, clip, backend=backend)  # noqa: E731
+    # clip 0.6 is above every smallest singular value here: the rescaling branch is exercised
+    fn = lambda t: tuple(o for o in heatmap_moments(t, 0.3, kp_variance, clip, backend=backend) if o is not None)  # noqa: E731
     # fast_mode (random directional derivatives) keeps the interpreted Triton run short
     assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-7, fast_mode=(backend == "triton" and device == "cpu"))
 
@@ -142,10 +144,11 @@ def test_nan_propagates():
 @pytest.mark.parametrize("backend,device", [p for p in BACKENDS if p.values[0] == "cpu"])
 def test_opcheck(backend, device):
     x = _logits((6, 5, 7), device).float()
-    torch.library.opcheck(torch.ops.fastmotion.heatmap_moments_forward, (x, 0.1))
-    m, v, lse = torch.ops.fastmotion.heatmap_moments_forward(x, 0.1)
-    args = (torch.randn_like(m), torch.randn_like(v), x, m, v, lse, 0.1)
-    torch.library.opcheck(torch.ops.fastmotion.heatmap_moments_backward, args)
+    for var_mode, clip in ((0, 0.0), (0, 0.05), (1, 0.0), (2, 0.0)):
+        torch.library.opcheck(torch.ops.fastmotion.heatmap_moments_forward, (x, 0.1, var_mode, clip))
+        m, v, raw, lse = torch.ops.fastmotion.heatmap_moments_forward(x, 0.1, var_mode, clip)
+        args = (torch.randn_like(m), torch.randn_like(v), x, m, raw, lse, 0.1, var_mode, clip)
+        torch.library.opcheck(torch.ops.fastmotion.heatmap_moments_backward, args)
 
 
 def _compilable(params):
@@ -237,21 +240,25 @@ def test_quiet_fallback_when_extension_missing(monkeypatch):
         heatmap_moments(x, backend="cpu")
 
 
-def test_triton_kernels_compile_for_sm90():
-    """The real Triton compiler (not the interpreter) accepts both kernels for every dtype."""
+@pytest.mark.parametrize("scalar", ["fp32", "fp64"])
+def test_triton_kernels_compile_for_sm90(scalar):
+    """The real Triton compiler (not the interpreter) accepts both kernels for every dtype and
+    epilogue mode. fp64 scalars: torch.compile (inductor) passes Python floats as fp64."""
     from tests.triton_compile import compile_for_sm90
 
-    scalars = {k: "fp32" for k in ("inv_t", "w_m1", "h_m1", "x_on", "y_on", "eps_hw", "ex2", "ey2")}
+    scalars = {k: scalar for k in ("inv_t", "w_m1", "h_m1", "x_on", "y_on", "eps_hw", "ex2", "ey2", "clip")}
     specs = []
     for inp, acc in (("fp32", "fp32"), ("fp16", "fp32"), ("bf16", "fp32"), ("fp64", "fp64")):
         acc_t = "tl.float64" if acc == "fp64" else "tl.float32"
-        fwd = {"logits_ptr": f"*{inp}", "mean_ptr": f"*{acc}", "var_ptr": f"*{acc}", "lse_ptr": f"*{acc}",
-               "HW": "i32", "W": "i32", **scalars, "BLOCK": "constexpr", "ACC": "constexpr"}
-        bwd = {"logits_ptr": f"*{inp}", "grad_ptr": f"*{inp}", "mean_ptr": f"*{acc}", "var_ptr": f"*{acc}",
+        fwd = {"logits_ptr": f"*{inp}", "mean_ptr": f"*{acc}", "var_ptr": f"*{acc}", "raw_ptr": f"*{acc}",
+               "lse_ptr": f"*{acc}", "HW": "i32", "W": "i32", **scalars, "BLOCK": "constexpr", "ACC": "constexpr",
+               "VAR_MODE": "constexpr"}
+        bwd = {"logits_ptr": f"*{inp}", "grad_ptr": f"*{inp}", "mean_ptr": f"*{acc}", "raw_ptr": f"*{acc}",
                "lse_ptr": f"*{acc}", "gmean_ptr": f"*{acc}", "gvar_ptr": f"*{acc}", "HW": "i32", "W": "i32",
-               **scalars, "BLOCK": "constexpr", "ACC": "constexpr"}
-        specs.append(dict(module="fastmotion.kernels.heatmap_moments", kernel="heatmap_moments_fwd_kernel",
-                          signature=fwd, constexprs={"BLOCK": 4096, "ACC": acc_t}, num_warps=8))
-        specs.append(dict(module="fastmotion.kernels.heatmap_moments", kernel="heatmap_moments_bwd_kernel",
-                          signature=bwd, constexprs={"BLOCK": 1024, "ACC": acc_t}, num_warps=4))
+               **scalars, "BLOCK": "constexpr", "ACC": "constexpr", "VAR_MODE": "constexpr"}
+        for mode in (0, 1, 2) if inp == "fp32" else (0,):
+            specs.append(dict(module="fastmotion.kernels.heatmap_moments", kernel="heatmap_moments_fwd_kernel",
+                              signature=fwd, constexprs={"BLOCK": 4096, "ACC": acc_t, "VAR_MODE": mode}, num_warps=8))
+            specs.append(dict(module="fastmotion.kernels.heatmap_moments", kernel="heatmap_moments_bwd_kernel",
+                              signature=bwd, constexprs={"BLOCK": 1024, "ACC": acc_t, "VAR_MODE": mode}, num_warps=4))
     compile_for_sm90(specs)

@@ -13,11 +13,13 @@
 
 namespace fastmotion {
 
-// exp/log that pick the single- or double-precision routine on host and device alike.
+// exp/log/sqrt that pick the single- or double-precision routine on host and device alike.
 FM_HOST_DEVICE float fm_exp(float x) { return expf(x); }
 FM_HOST_DEVICE double fm_exp(double x) { return ::exp(x); }
 FM_HOST_DEVICE float fm_log(float x) { return logf(x); }
 FM_HOST_DEVICE double fm_log(double x) { return ::log(x); }
+FM_HOST_DEVICE float fm_sqrt(float x) { return sqrtf(x); }
+FM_HOST_DEVICE double fm_sqrt(double x) { return ::sqrt(x); }
 
 // Monkey-Net's normalized coordinate of pixel `i` on an axis of `size` pixels:
 // 2 * (i / (size - 1)) - 1, endpoints included. A single-pixel axis sits at 0.

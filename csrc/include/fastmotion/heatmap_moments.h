@@ -9,6 +9,8 @@
 // where C_p = sum p_i (g_i - mean)(g_i - mean)^T and D = diag(E[x^2], E[y^2]) over the grid.
 #pragma once
 
+#include <cmath>
+
 #include "fastmotion/common.h"
 
 namespace fastmotion {
@@ -134,5 +136,72 @@ struct MomentGradRow {
     return p * (f - fbar);
   }
 };
+
+// ---- the detector's variance epilogue: clipping ('matrix') or isotropic reduction ('single') ----
+
+enum MomentVarMode : int { kVarMatrix = 0, kVarSingle = 1, kVarNone = 2 };
+
+// Smallest singular value of [[a, b], [c, d]] by the original's formula, the radicand clamped at 0.
+template <typename acc_t>
+FM_HOST_DEVICE acc_t smallest_singular(acc_t a, acc_t b, acc_t c, acc_t d) {
+  const acc_t s1 = a * a + b * b + c * c + d * d;
+  const acc_t u = a * a + b * b - c * c - d * d;
+  const acc_t w = a * c + b * d;
+  const acc_t s2 = fm_sqrt(u * u + acc_t(4) * w * w);
+  const acc_t q = (s1 - s2) / acc_t(2);
+  return q > acc_t(0) ? fm_sqrt(q) : acc_t(0);
+}
+
+// var_out from the raw covariance (row-major 2x2): 'matrix' scales it by clip / sg when its
+// smallest singular value sg is in (0, clip) (the original's max(clip, sg) * var / sg; a
+// singular matrix is left as is), 'single' writes (vxx + vyy) / 2 to out[0].
+template <typename acc_t>
+FM_HOST_DEVICE void moments_var_out(const acc_t* raw, int mode, acc_t clip, acc_t* out) {
+  if (mode == kVarSingle) {
+    out[0] = (raw[0] + raw[3]) / acc_t(2);
+    return;
+  }
+  acc_t scale = acc_t(1);
+  if (clip > acc_t(0)) {
+    const acc_t sg = smallest_singular(raw[0], raw[1], raw[2], raw[3]);
+    if (sg > acc_t(0) && sg < clip) scale = clip / sg;
+  }
+  for (int i = 0; i < 4; ++i) out[i] = raw[i] * scale;
+}
+
+// Gradient with respect to the raw covariance given the gradient of var_out.
+template <typename acc_t>
+FM_HOST_DEVICE void moments_var_grad(const acc_t* raw, int mode, acc_t clip, const acc_t* g_out, acc_t* g_raw) {
+  if (mode == kVarSingle) {
+    g_raw[0] = g_raw[3] = g_out[0] / acc_t(2);
+    g_raw[1] = g_raw[2] = acc_t(0);
+    return;
+  }
+  if (mode == kVarNone) {
+    for (int i = 0; i < 4; ++i) g_raw[i] = acc_t(0);
+    return;
+  }
+  const acc_t a = raw[0], b = raw[1], c = raw[2], d = raw[3];
+  const acc_t sg = clip > acc_t(0) ? smallest_singular(a, b, c, d) : acc_t(0);
+  if (!(sg > acc_t(0) && sg < clip)) {
+    for (int i = 0; i < 4; ++i) g_raw[i] = g_out[i];
+    return;
+  }
+  // out = (clip / sg) * raw:  d out / d raw_ij = scale * e_ij - (clip / sg^2) * raw * d sg / d raw_ij
+  const acc_t scale = clip / sg;
+  const acc_t g_dot_raw = g_out[0] * a + g_out[1] * b + g_out[2] * c + g_out[3] * d;
+  const acc_t u = a * a + b * b - c * c - d * d;
+  const acc_t w = a * c + b * d;
+  const acc_t s2 = fm_sqrt(u * u + acc_t(4) * w * w);
+  const acc_t inv_s2 = s2 > acc_t(0) ? acc_t(1) / s2 : acc_t(0);
+  // d sg = (d s1 - d s2) / (4 sg), d s1 = 2 raw, d s2 = (u du + 4 w dw) / s2
+  const acc_t du[4] = {acc_t(2) * a, acc_t(2) * b, acc_t(-2) * c, acc_t(-2) * d};
+  const acc_t dw[4] = {c, d, a, b};
+  const acc_t coef = -clip / (sg * sg) * g_dot_raw / (acc_t(4) * sg);
+  for (int i = 0; i < 4; ++i) {
+    const acc_t ds2 = (u * du[i] + acc_t(4) * w * dw[i]) * inv_s2;
+    g_raw[i] = scale * g_out[i] + coef * (acc_t(2) * raw[i] - ds2);
+  }
+}
 
 }  // namespace fastmotion

@@ -10,8 +10,10 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <limits>
 #include <tuple>
 #include <type_traits>
@@ -162,7 +164,8 @@ constexpr bool kFloatPath = std::is_same_v<scalar_t, float> || std::is_same_v<sc
 
 
 template <typename scalar_t>
-void forward_rows(const at::Tensor& logits, at::Tensor& mean, at::Tensor& var, at::Tensor& lse, double temperature) {
+void forward_rows(const at::Tensor& logits, at::Tensor& mean, at::Tensor& var, at::Tensor& var_raw, at::Tensor& lse,
+                  double temperature, int64_t var_mode, double clip) {
   const int64_t rows = logits.size(0), H = logits.size(1), W = logits.size(2);
   using acc_t = at::opmath_type<scalar_t>;
   std::vector<acc_t> xs(W), ys(H);
@@ -170,9 +173,13 @@ void forward_rows(const at::Tensor& logits, at::Tensor& mean, at::Tensor& var, a
   for (int64_t i = 0; i < H; ++i) ys[i] = grid_coord<acc_t>(i, H);
   const scalar_t* lp = logits.const_data_ptr<scalar_t>();
   acc_t* mp = mean.mutable_data_ptr<acc_t>();
-  acc_t* vp = var.mutable_data_ptr<acc_t>();
+  acc_t* vp = var_raw.mutable_data_ptr<acc_t>();
+  acc_t* op = var.mutable_data_ptr<acc_t>();
+  const int64_t ostride = var.numel() / std::max<int64_t>(rows, 1);
   acc_t* sp = lse.mutable_data_ptr<acc_t>();
   const acc_t inv_t = acc_t(1.0 / temperature);
+  const int mode = static_cast<int>(var_mode);
+  const acc_t clip_acc = acc_t(clip);
   at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> e(H * W);
     std::vector<float> widened(std::is_same_v<scalar_t, float> ? 0 : H * W);
@@ -191,6 +198,7 @@ void forward_rows(const at::Tensor& logits, at::Tensor& mean, at::Tensor& var, a
         moments_row<scalar_t, acc_t>(row, H, W, inv_t, xs.data(), ys.data(), e.data(), mp + 2 * r,
                                      vp + 4 * r, sp + r);
       }
+      if (mode != kVarNone) moments_var_out<acc_t>(vp + 4 * r, mode, clip_acc, op + ostride * r);
     }
   });
 }
@@ -198,7 +206,7 @@ void forward_rows(const at::Tensor& logits, at::Tensor& mean, at::Tensor& var, a
 template <typename scalar_t>
 void backward_rows(const at::Tensor& grad_mean, const at::Tensor& grad_var, const at::Tensor& logits,
                    const at::Tensor& mean, const at::Tensor& var, const at::Tensor& lse, at::Tensor& grad,
-                   double temperature) {
+                   double temperature, int64_t var_mode, double clip) {
   const int64_t rows = logits.size(0), H = logits.size(1), W = logits.size(2);
   using acc_t = at::opmath_type<scalar_t>;
   TORCH_CHECK(mean.scalar_type() == c10::CppTypeToScalarType<acc_t>::value,
@@ -214,11 +222,16 @@ void backward_rows(const at::Tensor& grad_mean, const at::Tensor& grad_var, cons
   const acc_t* gmp = grad_mean.const_data_ptr<acc_t>();
   const acc_t* gvp = grad_var.const_data_ptr<acc_t>();
   const acc_t inv_t = acc_t(1.0 / temperature);
+  const int mode = static_cast<int>(var_mode);
+  const acc_t clip_acc = acc_t(clip);
+  const int64_t gstride = grad_var.numel() / std::max<int64_t>(rows, 1);
   at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
     const bool widen = !std::is_same_v<scalar_t, float>;
     std::vector<float> lw(widen ? H * W : 0), gw(widen ? H * W : 0);
     for (int64_t r = begin; r < end; ++r) {
-      const auto k = MomentGradRow<acc_t>::make(mp + 2 * r, vp + 4 * r, sp[r], gmp + 2 * r, gvp + 4 * r, H, W);
+      acc_t g_raw[4];
+      moments_var_grad<acc_t>(vp + 4 * r, mode, clip_acc, gvp + gstride * r, g_raw);
+      const auto k = MomentGradRow<acc_t>::make(mp + 2 * r, vp + 4 * r, sp[r], gmp + 2 * r, g_raw, H, W);
       const scalar_t* l = lp + r * H * W;
       scalar_t* g = gp + r * H * W;
       if constexpr (kFloatPath<scalar_t>) {
@@ -242,29 +255,32 @@ void backward_rows(const at::Tensor& grad_mean, const at::Tensor& grad_var, cons
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> heatmap_moments_forward_cpu(const at::Tensor& logits_in,
-                                                                           double temperature) {
-  check_heatmap_moments_forward(logits_in, temperature);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> heatmap_moments_forward_cpu(
+    const at::Tensor& logits_in, double temperature, int64_t var_mode, double clip) {
+  check_heatmap_moments_forward(logits_in, temperature, var_mode, clip);
   TORCH_CHECK(logits_in.device().is_cpu(), "heatmap_moments_forward_cpu: logits must be on the CPU");
   const at::Tensor logits = logits_in.contiguous();
   const int64_t rows = logits.size(0), H = logits.size(1), W = logits.size(2);
   const auto acc_type = at::toOpMathType(logits.scalar_type());
   auto opts = logits.options().dtype(acc_type);
+  const int64_t v = heatmap_moments_var_size(var_mode);
   at::Tensor mean = at::empty({rows, 2}, opts);
-  at::Tensor var = at::empty({rows, 2, 2}, opts);
+  at::Tensor var = var_mode == kVarNone ? at::zeros({rows, v, v}, opts) : at::empty({rows, v, v}, opts);
+  at::Tensor var_raw = at::empty({rows, 2, 2}, opts);
   at::Tensor lse = at::empty({rows}, opts);
-  if (rows == 0) return {mean, var, lse};
+  if (rows == 0) return {mean, var, var_raw, lse};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "heatmap_moments_forward_cpu", [&] {
-    forward_rows<scalar_t>(logits, mean, var, lse, temperature);
+    forward_rows<scalar_t>(logits, mean, var, var_raw, lse, temperature, var_mode, clip);
   });
-  return {mean, var, lse};
+  return {mean, var, var_raw, lse};
 }
 
 at::Tensor heatmap_moments_backward_cpu(const at::Tensor& grad_mean_in, const at::Tensor& grad_var_in,
                                         const at::Tensor& logits_in, const at::Tensor& mean_in,
                                         const at::Tensor& var_in, const at::Tensor& lse_in,
-                                        double temperature) {
-  check_heatmap_moments_backward(grad_mean_in, grad_var_in, logits_in, mean_in, var_in, lse_in, temperature);
+                                        double temperature, int64_t var_mode, double clip) {
+  check_heatmap_moments_backward(grad_mean_in, grad_var_in, logits_in, mean_in, var_in, lse_in, temperature, var_mode,
+                                 clip);
   const at::Tensor logits = logits_in.contiguous();
   const at::Tensor grad_mean = grad_mean_in.contiguous(), grad_var = grad_var_in.contiguous();
   const at::Tensor mean = mean_in.contiguous(), var = var_in.contiguous(), lse = lse_in.contiguous();
@@ -272,7 +288,7 @@ at::Tensor heatmap_moments_backward_cpu(const at::Tensor& grad_mean_in, const at
   at::Tensor grad = at::empty_like(logits);
   if (rows == 0) return grad;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "heatmap_moments_backward_cpu", [&] {
-    backward_rows<scalar_t>(grad_mean, grad_var, logits, mean, var, lse, grad, temperature);
+    backward_rows<scalar_t>(grad_mean, grad_var, logits, mean, var, lse, grad, temperature, var_mode, clip);
   });
   return grad;
 }

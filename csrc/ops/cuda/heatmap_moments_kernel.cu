@@ -37,8 +37,9 @@ __device__ __forceinline__ void warp_merge(MomentState<acc_t>& s) {
 
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kForwardThreads)
-    moments_forward_kernel(const scalar_t* __restrict__ logits, int64_t H, int64_t W, acc_t inv_t,
-                           acc_t* __restrict__ mean, acc_t* __restrict__ var, acc_t* __restrict__ lse) {
+    moments_forward_kernel(const scalar_t* __restrict__ logits, int64_t H, int64_t W, acc_t inv_t, int var_mode,
+                           acc_t clip, acc_t* __restrict__ mean, acc_t* __restrict__ var,
+                           acc_t* __restrict__ var_raw, acc_t* __restrict__ lse) {
   const int64_t row = blockIdx.x;
   const int64_t hw = H * W;
   const scalar_t* l = logits + row * hw;
@@ -59,7 +60,10 @@ __global__ void __launch_bounds__(kForwardThreads)
     warp_merge(state);
     if (lane == 0) {
       moments_finish<acc_t>(state.sum, state.max, state.mx, state.my, state.cxx, state.cxy, state.cyy, H, W,
-                            mean + 2 * row, var + 4 * row, lse + row);
+                            mean + 2 * row, var_raw + 4 * row, lse + row);
+      if (var_mode != kVarNone) {
+        moments_var_out<acc_t>(var_raw + 4 * row, var_mode, clip, var + (var_mode == kVarSingle ? 1 : 4) * row);
+      }
     }
   }
 }
@@ -67,13 +71,17 @@ __global__ void __launch_bounds__(kForwardThreads)
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kBackwardThreads)
     moments_backward_kernel(const scalar_t* __restrict__ logits, const acc_t* __restrict__ mean,
-                            const acc_t* __restrict__ var, const acc_t* __restrict__ lse,
+                            const acc_t* __restrict__ var_raw, const acc_t* __restrict__ lse,
                             const acc_t* __restrict__ grad_mean, const acc_t* __restrict__ grad_var,
-                            int64_t H, int64_t W, acc_t inv_t, scalar_t* __restrict__ grad_logits) {
+                            int64_t H, int64_t W, acc_t inv_t, int var_mode, acc_t clip,
+                            scalar_t* __restrict__ grad_logits) {
   const int64_t row = blockIdx.x;
   const int64_t hw = H * W;
-  const auto k = MomentGradRow<acc_t>::make(mean + 2 * row, var + 4 * row, lse[row], grad_mean + 2 * row,
-                                            grad_var + 4 * row, H, W);
+  acc_t g_raw[4];
+  moments_var_grad<acc_t>(var_raw + 4 * row, var_mode, clip, grad_var + (var_mode == kVarSingle ? 1 : 4) * row,
+                          g_raw);
+  const auto k = MomentGradRow<acc_t>::make(mean + 2 * row, var_raw + 4 * row, lse[row], grad_mean + 2 * row,
+                                            g_raw, H, W);
   const scalar_t* l = logits + row * hw;
   scalar_t* g = grad_logits + row * hw;
   const int64_t base = static_cast<int64_t>(blockIdx.y) * kBackwardThreads * kBackwardItems + threadIdx.x;
@@ -92,24 +100,25 @@ __global__ void __launch_bounds__(kBackwardThreads)
 
 template <typename scalar_t>
 cudaError_t heatmap_moments_forward_cuda(const scalar_t* logits, int64_t rows, int64_t H, int64_t W,
-                                         double temperature, acc_type_t<scalar_t>* mean,
-                                         acc_type_t<scalar_t>* var, acc_type_t<scalar_t>* lse,
+                                         double temperature, int var_mode, double clip,
+                                         acc_type_t<scalar_t>* mean, acc_type_t<scalar_t>* var,
+                                         acc_type_t<scalar_t>* var_raw, acc_type_t<scalar_t>* lse,
                                          cudaStream_t stream) {
   using acc_t = acc_type_t<scalar_t>;
   if (rows == 0) return cudaSuccess;
   if (rows > 0x7fffffff) return cudaErrorInvalidConfiguration;
   moments_forward_kernel<scalar_t, acc_t><<<static_cast<unsigned>(rows), kForwardThreads, 0, stream>>>(
-      logits, H, W, acc_t(1.0 / temperature), mean, var, lse);
+      logits, H, W, acc_t(1.0 / temperature), var_mode, acc_t(clip), mean, var, var_raw, lse);
   return cudaGetLastError();
 }
 
 template <typename scalar_t>
 cudaError_t heatmap_moments_backward_cuda(const scalar_t* logits, const acc_type_t<scalar_t>* mean,
-                                          const acc_type_t<scalar_t>* var, const acc_type_t<scalar_t>* lse,
+                                          const acc_type_t<scalar_t>* var_raw, const acc_type_t<scalar_t>* lse,
                                           const acc_type_t<scalar_t>* grad_mean,
                                           const acc_type_t<scalar_t>* grad_var, int64_t rows, int64_t H,
-                                          int64_t W, double temperature, scalar_t* grad_logits,
-                                          cudaStream_t stream) {
+                                          int64_t W, double temperature, int var_mode, double clip,
+                                          scalar_t* grad_logits, cudaStream_t stream) {
   using acc_t = acc_type_t<scalar_t>;
   if (rows == 0 || H * W == 0) return cudaSuccess;
   const int64_t per_block = static_cast<int64_t>(kBackwardThreads) * kBackwardItems;
@@ -117,18 +126,19 @@ cudaError_t heatmap_moments_backward_cuda(const scalar_t* logits, const acc_type
   if (rows > 0x7fffffff || chunks > 65535) return cudaErrorInvalidConfiguration;
   const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(chunks));
   moments_backward_kernel<scalar_t, acc_t><<<grid, kBackwardThreads, 0, stream>>>(
-      logits, mean, var, lse, grad_mean, grad_var, H, W, acc_t(1.0 / temperature), grad_logits);
+      logits, mean, var_raw, lse, grad_mean, grad_var, H, W, acc_t(1.0 / temperature), var_mode, acc_t(clip),
+      grad_logits);
   return cudaGetLastError();
 }
 
 #define FASTMOTION_INSTANTIATE_MOMENTS(T)                                                                    \
-  template cudaError_t heatmap_moments_forward_cuda<T>(const T*, int64_t, int64_t, int64_t, double,         \
-                                                       acc_type_t<T>*, acc_type_t<T>*, acc_type_t<T>*,      \
-                                                       cudaStream_t);                                       \
+  template cudaError_t heatmap_moments_forward_cuda<T>(const T*, int64_t, int64_t, int64_t, double, int,    \
+                                                       double, acc_type_t<T>*, acc_type_t<T>*,              \
+                                                       acc_type_t<T>*, acc_type_t<T>*, cudaStream_t);       \
   template cudaError_t heatmap_moments_backward_cuda<T>(const T*, const acc_type_t<T>*, const acc_type_t<T>*, \
                                                         const acc_type_t<T>*, const acc_type_t<T>*,         \
                                                         const acc_type_t<T>*, int64_t, int64_t, int64_t,    \
-                                                        double, T*, cudaStream_t);
+                                                        double, int, double, T*, cudaStream_t);
 
 FASTMOTION_INSTANTIATE_MOMENTS(float)
 FASTMOTION_INSTANTIATE_MOMENTS(double)

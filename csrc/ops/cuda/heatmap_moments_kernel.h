@@ -11,20 +11,23 @@
 
 namespace fastmotion {
 
-// logits (rows, H, W) contiguous -> mean (rows, 2), var (rows, 2, 2), lse (rows).
+// logits (rows, H, W) contiguous -> mean (rows, 2), var (rows, v, v) with v = 1 for var_mode 1
+// ('single') else 2 (untouched for var_mode 2), var_raw (rows, 2, 2), lse (rows). clip 0: none.
 template <typename scalar_t>
 cudaError_t heatmap_moments_forward_cuda(const scalar_t* logits, int64_t rows, int64_t H, int64_t W,
-                                         double temperature, acc_type_t<scalar_t>* mean,
-                                         acc_type_t<scalar_t>* var, acc_type_t<scalar_t>* lse,
+                                         double temperature, int var_mode, double clip,
+                                         acc_type_t<scalar_t>* mean, acc_type_t<scalar_t>* var,
+                                         acc_type_t<scalar_t>* var_raw, acc_type_t<scalar_t>* lse,
                                          cudaStream_t stream);
 
-// grad_logits (rows, H, W) from the forward's statistics and the gradients of mean and var.
+// grad_logits (rows, H, W) from the forward's statistics and the gradients of mean and var
+// (grad_var shaped like the forward's var output).
 template <typename scalar_t>
 cudaError_t heatmap_moments_backward_cuda(const scalar_t* logits, const acc_type_t<scalar_t>* mean,
-                                          const acc_type_t<scalar_t>* var, const acc_type_t<scalar_t>* lse,
+                                          const acc_type_t<scalar_t>* var_raw, const acc_type_t<scalar_t>* lse,
                                           const acc_type_t<scalar_t>* grad_mean,
                                           const acc_type_t<scalar_t>* grad_var, int64_t rows, int64_t H,
-                                          int64_t W, double temperature, scalar_t* grad_logits,
-                                          cudaStream_t stream);
+                                          int64_t W, double temperature, int var_mode, double clip,
+                                          scalar_t* grad_logits, cudaStream_t stream);
 
 }  // namespace fastmotion
