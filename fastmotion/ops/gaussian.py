@@ -38,8 +38,8 @@ _BWD = "gaussian_heatmaps_backward"
 # ---- torch.library registration of the fused op (C++ and Triton) ----
 
 def _fake_forward(mean_d, var_d, mean_s, var_s, fixed_var, height, width, norm_const, norm_sum, background):
-    a, b, k, _ = mean_d.shape
-    return mean_d.new_empty((a, b, k + int(background), height, width))
+    # keypoints (A, B, K, 2) or (B, K, 2) -> heatmaps (A, B, K + bg, H, W) or (B, K + bg, H, W)
+    return mean_d.new_empty(tuple(mean_d.shape[:-2]) + (mean_d.shape[-2] + int(background), height, width))
 
 
 def _fake_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var, norm_const, norm_sum, background):
@@ -94,19 +94,58 @@ def _register_triton():
         return _grads(ctx, backward_triton, grad)
 
     forward_triton.register_autograd(_backward, setup_context=_setup_context)
-    return forward_triton
+
+    def on_device(launcher, op):
+        # Eager calls launch the kernels directly (the triton_op dispatch costs tens of
+        # microseconds per call); torch.compile traces the triton_op.
+        def call(*args):
+            if torch.compiler.is_compiling():
+                return op(*args)
+            device = args[1].device if launcher is tk.gaussian_heatmaps_backward else args[0].device
+            if device.type == "cuda" and device.index != torch.cuda.current_device():
+                with torch.cuda.device(device):
+                    return launcher(*args)
+            return launcher(*args)
+        return call
+
+    return (forward_triton, on_device(tk.gaussian_heatmaps_forward, forward_triton),
+            on_device(tk.gaussian_heatmaps_backward, backward_triton))
 
 
-_triton_forward = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
+_triton_ops = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
+_triton_forward = _triton_ops[0] if _triton_ops is not None else None
 
 
-def _forward_cpp(*args):
-    return torch.ops.fastmotion.gaussian_heatmaps_forward(*args)
+def _autograd_function(forward_op, backward_op):
+    """The public ops call the registered forward/backward ops through a plain autograd.Function:
+    the same math as the registered autograd, without its per-call schema processing (tens of
+    microseconds, which would dominate small GPU calls). Direct calls of the registered ops (and
+    torch.library.opcheck) use the registered autograd."""
+
+    class GaussianHeatmaps(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, mean_d, var_d, mean_s, var_s, fixed_var, height, width, norm_const, norm_sum, background):
+            ctx.save_for_backward(mean_d, var_d, mean_s, var_s)
+            ctx.args = (fixed_var, norm_const, norm_sum, background)
+            return forward_op(mean_d, var_d, mean_s, var_s, fixed_var, height, width, norm_const, norm_sum,
+                              background)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return _grads(ctx, backward_op, grad)
+
+    def call(mean_d, var_d, mean_s, var_s, *args):
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (mean_d, var_d, mean_s, var_s)):
+            return GaussianHeatmaps.apply(mean_d, var_d, mean_s, var_s, *args)
+        return forward_op(mean_d, var_d, mean_s, var_s, *args)
+
+    return call
 
 
-def _forward_triton(*args):
-    return _triton_forward(*args)
-
+_forward_cpp = (_autograd_function(torch.ops.fastmotion.gaussian_heatmaps_forward,
+                                   torch.ops.fastmotion.gaussian_heatmaps_backward)
+                if hasattr(torch.ops.fastmotion, _FWD) else None)
+_forward_triton = _autograd_function(_triton_ops[1], _triton_ops[2]) if _triton_ops is not None else None
 
 IMPLS = {
     "reference": backends.Impl(None),
@@ -118,17 +157,19 @@ if _triton_forward is not None:
 EMBED_IMPLS = IMPLS  # both ops run on the same fused kernels
 
 
-# ---- argument checks ----
+# ---- argument checks (kept cheap: they run on every call) ----
 
 def _check_var(var, mean, op, name="var"):
     if isinstance(var, numbers.Real) and not isinstance(var, bool):
         return _checks.positive_number(var, name, op)
     _checks.tensor(var, name, op)
-    k_shape = tuple(mean.shape[:-1])
-    if var.dim() != mean.dim() + 1 or tuple(var.shape[:-2]) != k_shape or tuple(var.shape[-2:]) not in ((2, 2), (1, 1)):
+    if (var.dim() != mean.dim() + 1 or var.shape[:-2] != mean.shape[:-1]
+            or tuple(var.shape[-2:]) not in ((2, 2), (1, 1))):
+        k_shape = tuple(mean.shape[:-1])
         raise ValueError(f"{op}: {name} must be {k_shape + (2, 2)} or {k_shape + (1, 1)} (or a number), "
                          f"got shape {tuple(var.shape)}")
-    _checks.same_device(op, mean=mean, **{name: var})
+    if var.device != mean.device:
+        raise ValueError(f"{op}: {name} is on {var.device} but the means are on {mean.device}")
     return var
 
 
@@ -152,8 +193,8 @@ def _check_kp(kp, name, op, kp_variance):
         raise TypeError(f"{op}: {name}['var'] must be a tensor for kp_variance={kp_variance!r}, "
                         f"got {type(var).__name__}")
     var = _check_var(var, mean, op, f"{name}['var']")
-    want = (2, 2) if kp_variance == "matrix" else (1, 1)
-    if tuple(var.shape[-2:]) != want:
+    if var.shape[-1] != (2 if kp_variance == "matrix" else 1):
+        want = (2, 2) if kp_variance == "matrix" else (1, 1)
         raise ValueError(f"{op}: kp_variance={kp_variance!r} needs {name}['var'] of shape "
                          f"{tuple(mean.shape[:-1]) + want}, got {tuple(var.shape)}")
     return mean, var
@@ -167,7 +208,23 @@ def _check_kp_variance(kp_variance, op):
     raise ValueError(f"{op}: kp_variance must be 'matrix', 'single' or a positive number, got {kp_variance!r}")
 
 
-# ---- layout: leading dimensions -> the kernels' (A, B) ----
+def _broadcast_lead(lead_d, lead_s, op):
+    """torch broadcasting of two leading shapes (plain Python: torch.broadcast_shapes is slow)."""
+    if lead_d == lead_s:
+        return lead_d
+    n = max(len(lead_d), len(lead_s))
+    a = (1,) * (n - len(lead_d)) + tuple(lead_d)
+    b = (1,) * (n - len(lead_s)) + tuple(lead_s)
+    out = []
+    for x, y in zip(a, b):
+        if x != y and x != 1 and y != 1:
+            raise ValueError(f"{op}: the leading dimensions of kp_source {tuple(lead_s)} do not broadcast "
+                             f"against kp_driving's {tuple(lead_d)}")
+        out.append(y if x == 1 else x)
+    return tuple(out)
+
+
+# ---- layout: leading dimensions -> the kernels' one or two ----
 
 def _ab_views(lead, parts):
     """Views ``(A, B, *inner)`` of keypoint tensors whose leading shapes broadcast to ``lead``.
@@ -205,6 +262,13 @@ def _ab_views(lead, parts):
 
 def _fused(name, lead, md, vd, ms, vs, fixed_var, size, norm_const, norm_sum, background):
     """Run the fused op on keypoints with leading shapes broadcasting to ``lead``; ``(*lead, C, H, W)``."""
+    h, w = size
+    args = (float(fixed_var), h, w, float(norm_const), bool(norm_sum), bool(background))
+    fn = IMPLS[name].fn
+    nd = len(lead)
+    if 1 <= nd <= 2 and (ms is None or ms.shape[:-2] == md.shape[:-2]):
+        # the common case: the kernels take one or two leading dims as they are, no views needed
+        return fn(md, vd, ms, vs, *args)
     tensors = [t for t in (md, vd, ms, vs) if t is not None]
     parts = [(t, t.shape[:-2] if t is md or t is ms else t.shape[:-3]) for t in tensors]
     views = iter(_ab_views(lead, parts))
@@ -212,17 +276,19 @@ def _fused(name, lead, md, vd, ms, vs, fixed_var, size, norm_const, norm_sum, ba
     vd_v = next(views) if vd is not None else None
     ms_v = next(views) if ms is not None else None
     vs_v = next(views) if vs is not None else None
-    h, w = size
-    out = IMPLS[name].fn(md_v, vd_v, ms_v, vs_v, float(fixed_var), h, w, float(norm_const), bool(norm_sum),
-                         bool(background))
+    out = fn(md_v, vd_v, ms_v, vs_v, *args)
     return out.view(tuple(lead) + tuple(out.shape[2:]))
 
 
-def _promote(tensors):
-    dtype = tensors[0].dtype
-    for t in tensors[1:]:
+def _promote(*tensors):
+    """The tensors (None kept) in their common dtype, as the reference's arithmetic promotes."""
+    present = [t for t in tensors if t is not None]
+    dtype = present[0].dtype
+    if all(t.dtype == dtype for t in present):
+        return tensors
+    for t in present[1:]:
         dtype = torch.promote_types(dtype, t.dtype)
-    return [t.to(dtype) for t in tensors]
+    return tuple(None if t is None else t.to(dtype) for t in tensors)
 
 
 # ---- public ops ----
@@ -244,7 +310,7 @@ def render_gaussians(mean: torch.Tensor, var, spatial_size, *, backend: str | No
         return ref.render_gaussians(mean, var, size)
     lead = tuple(mean.shape[:-2])
     if isinstance(var, torch.Tensor):
-        mean, var = _promote([mean, var])
+        mean, var = _promote(mean, var)
         return _fused(name, lead, mean, var, None, None, 1.0, size, 1.0, False, False)
     return _fused(name, lead, mean, None, None, None, var, size, 1.0, False, False)
 
@@ -278,12 +344,9 @@ def keypoint_heatmap_embedding(kp_driving, kp_source, spatial_size, norm_const=1
         ms, vs = _check_kp(kp_source, "kp_source", op, kp_variance)
         if ms.shape[-2] != md.shape[-2]:
             raise ValueError(f"{op}: kp_source has {ms.shape[-2]} keypoints, kp_driving {md.shape[-2]}")
-        try:
-            lead = tuple(torch.broadcast_shapes(lead, tuple(ms.shape[:-2])))
-        except RuntimeError:
-            raise ValueError(f"{op}: the leading dimensions of kp_source {tuple(ms.shape[:-2])} do not broadcast "
-                             f"against kp_driving's {tuple(md.shape[:-2])}") from None
-        _checks.same_device(op, kp_driving=md, kp_source=ms)
+        if ms.device != md.device:
+            raise ValueError(f"{op}: kp_source is on {ms.device}, kp_driving on {md.device}")
+        lead = _broadcast_lead(lead, tuple(ms.shape[:-2]), op)
     size = _checks.spatial_size(spatial_size, "spatial_size", op)
     name = backends.select(op, EMBED_IMPLS, md.device, backend)
     if name == "reference":
@@ -292,12 +355,7 @@ def keypoint_heatmap_embedding(kp_driving, kp_source, spatial_size, norm_const=1
     fixed = kp_variance if isinstance(kp_variance, float) else 1.0
     vd = vd if isinstance(vd, torch.Tensor) else None
     vs = vs if isinstance(vs, torch.Tensor) else None
-    present = [t for t in (md, vd, ms, vs) if t is not None]
-    promoted = iter(_promote(present))
-    md = next(promoted)
-    vd = next(promoted) if vd is not None else None
-    ms = next(promoted) if ms is not None else None
-    vs = next(promoted) if vs is not None else None
+    md, vd, ms, vs = _promote(md, vd, ms, vs)
     norm_sum = norm_const == "sum"
     return _fused(name, lead, md, vd, ms, vs, fixed, size, 1.0 if norm_sum else norm_const, norm_sum,
                   add_background)

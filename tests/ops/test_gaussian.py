@@ -377,7 +377,8 @@ def test_opcheck(backend, device):
     bwd = torch.ops.fastmotion.gaussian_heatmaps_backward
     cases = [(md, vd, ms_b, vs_b, 1.0, 5, 7, 100.0, False, True),
              (md, vd[..., :1, :1].contiguous(), None, None, 1.0, 5, 7, 1.0, True, False),
-             (md, None, ms_b, None, 0.02, 5, 7, 10.0, False, True)]
+             (md, None, ms_b, None, 0.02, 5, 7, 10.0, False, True),
+             (md[0], vd[0], ms_b[1], vs_b[1], 1.0, 4, 3, 1.0, True, True)]  # one leading dim
     for args in cases:
         torch.library.opcheck(fwd, args)
         out = fwd(*args)
@@ -396,6 +397,30 @@ def test_compile_fullgraph(backend, device):
         return heat.square().sum() + render_gaussians(m, v, (5, 6), backend=backend).sum()
 
     compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    out = compiled(md, vd)
+    g = torch.autograd.grad(out, (md, vd))
+    g_ref = torch.autograd.grad(f(md, vd), (md, vd))
+    torch.testing.assert_close(out, f(md, vd))
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+@pytest.mark.parametrize("compile_backend", ["aot_eager", "inductor"])
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_compile_fullgraph_gpu(backend, compile_backend):
+    if backend not in gmod.IMPLS or fastmotion.backends.unavailable_reason(backend, "cuda",
+                                                                          gmod.IMPLS[backend].cpp_op):
+        pytest.skip(f"{backend} backend not available")
+    md, vd = (t.float().cuda().requires_grad_() for t in _kp((2,), 3, seed=21))
+    ms, vs = (t.float().cuda() for t in _kp((2,), 3, seed=22))
+
+    def f(m, v):
+        heat = keypoint_heatmap_embedding({"mean": m, "var": v}, {"mean": ms, "var": vs}, (8, 8), "sum",
+                                          backend=backend)
+        return heat.square().sum() + render_gaussians(m, v, (5, 6), backend=backend).sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend=compile_backend)
     out = compiled(md, vd)
     g = torch.autograd.grad(out, (md, vd))
     g_ref = torch.autograd.grad(f(md, vd), (md, vd))
@@ -457,7 +482,9 @@ def test_cpp_op_rejects_bad_shapes(backend, device):
     fwd = torch.ops.fastmotion.gaussian_heatmaps_forward
     md = torch.zeros(1, 2, 3, 2)
     with pytest.raises(RuntimeError, match="mean_d"):
-        fwd(md[0], None, None, None, 1.0, 4, 4, 1.0, False, False)
+        fwd(md[0, 0], None, None, None, 1.0, 4, 4, 1.0, False, False)
+    with pytest.raises(RuntimeError, match="var_d"):
+        fwd(md, torch.zeros(2, 3, 2, 2), None, None, 1.0, 4, 4, 1.0, False, False)
     with pytest.raises(RuntimeError, match="var_d"):
         fwd(md, torch.zeros(1, 2, 3, 3, 3), None, None, 1.0, 4, 4, 1.0, False, False)
     with pytest.raises(RuntimeError, match="fixed_var"):

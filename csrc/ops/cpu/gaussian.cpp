@@ -201,13 +201,14 @@ struct KpRef {
   const scalar_t* ptr = nullptr;
   int64_t sa = 0, sb = 0, block = 0;
 
-  static KpRef of(const at::Tensor& t) {
+  static KpRef of(const at::Tensor& t, int lead) {
     KpRef r;
     r.ptr = t.const_data_ptr<scalar_t>();
-    r.sa = t.stride(0);
-    r.sb = t.stride(1);
+    const LeadStrides ls = lead_strides(t, lead);
+    r.sa = ls.a;
+    r.sb = ls.b;
     r.block = 1;
-    for (int64_t d = 3; d < t.dim(); ++d) r.block *= t.size(d);
+    for (int64_t d = lead + 1; d < t.dim(); ++d) r.block *= t.size(d);
     return r;
   }
   const scalar_t* at(int64_t a, int64_t b, int64_t k) const { return ptr + a * sa + b * sb + k * block; }
@@ -247,17 +248,24 @@ std::vector<acc_t> axis_coords(int64_t n) {
   return c;
 }
 
+// Heatmaps per parallel task: about 32K pixels (ATen's grain), so that small problems do not pay
+// for waking (or waiting on) other threads.
+int64_t heatmap_grain(int64_t H, int64_t W) {
+  const int64_t hw = H * W;
+  return hw >= 32768 ? 1 : (32768 + hw - 1) / hw;
+}
+
 struct Inputs {
   at::Tensor mean_d, var_d, mean_s, var_s;  // undefined when absent
 };
 
 Inputs prepare(const at::Tensor& mean_d, const c10::optional<at::Tensor>& var_d,
-               const c10::optional<at::Tensor>& mean_s, const c10::optional<at::Tensor>& var_s) {
+               const c10::optional<at::Tensor>& mean_s, const c10::optional<at::Tensor>& var_s, int lead) {
   Inputs in;
-  in.mean_d = keypoint_block_contiguous(mean_d);
-  if (var_d) in.var_d = keypoint_block_contiguous(*var_d);
-  if (mean_s) in.mean_s = keypoint_block_contiguous(*mean_s);
-  if (var_s) in.var_s = keypoint_block_contiguous(*var_s);
+  in.mean_d = keypoint_block_contiguous(mean_d, lead);
+  if (var_d) in.var_d = keypoint_block_contiguous(*var_d, lead);
+  if (mean_s) in.mean_s = keypoint_block_contiguous(*mean_s, lead);
+  if (var_s) in.var_s = keypoint_block_contiguous(*var_s, lead);
   return in;
 }
 
@@ -269,17 +277,17 @@ void forward_kernel(const Inputs& in, const GaussianShape& s, double fixed_var, 
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool kDirect = std::is_same_v<scalar_t, acc_t>;
   const auto rk = row_kernels<acc_t>();
-  const auto md = KpRef<scalar_t>::of(in.mean_d);
-  const auto vd = in.var_d.defined() ? KpRef<scalar_t>::of(in.var_d) : KpRef<scalar_t>{};
-  const auto ms = s.has_source ? KpRef<scalar_t>::of(in.mean_s) : KpRef<scalar_t>{};
-  const auto vs = in.var_s.defined() ? KpRef<scalar_t>::of(in.var_s) : KpRef<scalar_t>{};
+  const auto md = KpRef<scalar_t>::of(in.mean_d, s.lead);
+  const auto vd = in.var_d.defined() ? KpRef<scalar_t>::of(in.var_d, s.lead) : KpRef<scalar_t>{};
+  const auto ms = s.has_source ? KpRef<scalar_t>::of(in.mean_s, s.lead) : KpRef<scalar_t>{};
+  const auto vs = in.var_s.defined() ? KpRef<scalar_t>::of(in.var_s, s.lead) : KpRef<scalar_t>{};
   const int64_t H = s.H, W = s.W, HW = H * W, C = s.C, B = s.B;
   const int bg = background ? 1 : 0;
   const acc_t fixed = acc_t(fixed_var), scale = acc_t(1.0 / norm_const);
   const auto xs = axis_coords<acc_t>(W), ys = axis_coords<acc_t>(H);
   scalar_t* op = out.mutable_data_ptr<scalar_t>();
 
-  at::parallel_for(0, s.A * B * C, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, s.A * B * C, heatmap_grain(H, W), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> dxd(W), dxs(W), row(W);
     std::vector<acc_t> gd(norm_sum ? HW : 0), gs(norm_sum && s.has_source ? HW : 0);
     for (int64_t h = begin; h < end; ++h) {
@@ -379,24 +387,25 @@ void backward_kernel(const at::Tensor& grad_out, const Inputs& in, const Gaussia
                      at::Tensor& gms, at::Tensor& gvs) {
   using acc_t = at::opmath_type<scalar_t>;
   const auto rk = row_kernels<acc_t>();
-  const auto md = KpRef<scalar_t>::of(in.mean_d);
-  const auto vd = in.var_d.defined() ? KpRef<scalar_t>::of(in.var_d) : KpRef<scalar_t>{};
-  const auto ms = s.has_source ? KpRef<scalar_t>::of(in.mean_s) : KpRef<scalar_t>{};
-  const auto vs = in.var_s.defined() ? KpRef<scalar_t>::of(in.var_s) : KpRef<scalar_t>{};
+  const auto md = KpRef<scalar_t>::of(in.mean_d, s.lead);
+  const auto vd = in.var_d.defined() ? KpRef<scalar_t>::of(in.var_d, s.lead) : KpRef<scalar_t>{};
+  const auto ms = s.has_source ? KpRef<scalar_t>::of(in.mean_s, s.lead) : KpRef<scalar_t>{};
+  const auto vs = in.var_s.defined() ? KpRef<scalar_t>::of(in.var_s, s.lead) : KpRef<scalar_t>{};
   const int64_t H = s.H, W = s.W, K = s.K, B = s.B;
   const int bg = background ? 1 : 0;
   const int nv = gaussian_var_numel(s.mode);
   const acc_t fixed = acc_t(fixed_var), scale = acc_t(1.0 / norm_const);
   const auto xs = axis_coords<acc_t>(W), ys = axis_coords<acc_t>(H);
   const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
-  const int64_t g_sa = grad_out.stride(0), g_sb = grad_out.stride(1), g_sc = grad_out.stride(2);
-  const int64_t g_sh = grad_out.stride(3), g_sw = grad_out.stride(4);
+  const LeadStrides gl = lead_strides(grad_out, s.lead);
+  const int64_t g_sa = gl.a, g_sb = gl.b, g_sc = grad_out.stride(s.lead);
+  const int64_t g_sh = grad_out.stride(s.lead + 1), g_sw = grad_out.stride(s.lead + 2);
   scalar_t* gmd_p = gmd.mutable_data_ptr<scalar_t>();
   scalar_t* gvd_p = nv > 0 ? gvd.mutable_data_ptr<scalar_t>() : nullptr;
   scalar_t* gms_p = s.has_source ? gms.mutable_data_ptr<scalar_t>() : nullptr;
   scalar_t* gvs_p = s.has_source && nv > 0 ? gvs.mutable_data_ptr<scalar_t>() : nullptr;
 
-  at::parallel_for(0, s.A * B * K, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, s.A * B * K, heatmap_grain(H, W), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> dxd(W), dxs(W), g(W);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t ab = r / K, k = r % K, a = ab / B, b = ab % B;
@@ -439,8 +448,8 @@ at::Tensor gaussian_heatmaps_forward_cpu(const at::Tensor& mean_d, const c10::op
   const GaussianShape s = check_gaussian_forward(mean_d, var_d, mean_s, var_s, fixed_var, height, width, norm_const,
                                                  norm_sum, background);
   TORCH_CHECK(mean_d.device().is_cpu(), "gaussian_heatmaps_forward (cpu): tensors must be on the CPU");
-  const Inputs in = prepare(mean_d, var_d, mean_s, var_s);
-  at::Tensor out = at::empty({s.A, s.B, s.C, s.H, s.W}, mean_d.options());
+  const Inputs in = prepare(mean_d, var_d, mean_s, var_s, s.lead);
+  at::Tensor out = at::empty(lead_sizes(mean_d, s.lead, {s.C, s.H, s.W}), mean_d.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean_d.scalar_type(), "gaussian_heatmaps_forward_cpu",
                                   [&] {
@@ -457,11 +466,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gaussian_heatmaps_bac
   const GaussianShape s =
       check_gaussian_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var, norm_const, norm_sum, background);
   TORCH_CHECK(mean_d.device().is_cpu(), "gaussian_heatmaps_backward (cpu): tensors must be on the CPU");
-  const Inputs in = prepare(mean_d, var_d, mean_s, var_s);
+  const Inputs in = prepare(mean_d, var_d, mean_s, var_s, s.lead);
   const auto opts = mean_d.options();
-  at::Tensor gmd = at::empty({s.A, s.B, s.K, 2}, opts);
+  at::Tensor gmd = at::empty(mean_d.sizes(), opts);
   at::Tensor gvd = var_d ? at::empty(var_d->sizes(), opts) : at::empty({0}, opts);
-  at::Tensor gms = mean_s ? at::empty({s.A, s.B, s.K, 2}, opts) : at::empty({0}, opts);
+  at::Tensor gms = mean_s ? at::empty(mean_d.sizes(), opts) : at::empty({0}, opts);
   at::Tensor gvs = var_s ? at::empty(var_s->sizes(), opts) : at::empty({0}, opts);
   if (gmd.numel() == 0) return {gmd, gvd, gms, gvs};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean_d.scalar_type(), "gaussian_heatmaps_backward_cpu",

@@ -39,26 +39,28 @@ struct Prepared {
 };
 
 Prepared prepare(const at::Tensor& mean_d, const c10::optional<at::Tensor>& var_d,
-                 const c10::optional<at::Tensor>& mean_s, const c10::optional<at::Tensor>& var_s) {
+                 const c10::optional<at::Tensor>& mean_s, const c10::optional<at::Tensor>& var_s, int lead) {
   Prepared p;
-  p.mean_d = keypoint_block_contiguous(mean_d);
-  if (var_d) p.var_d = keypoint_block_contiguous(*var_d);
-  if (mean_s) p.mean_s = keypoint_block_contiguous(*mean_s);
-  if (var_s) p.var_s = keypoint_block_contiguous(*var_s);
+  p.mean_d = keypoint_block_contiguous(mean_d, lead);
+  if (var_d) p.var_d = keypoint_block_contiguous(*var_d, lead);
+  if (mean_s) p.mean_s = keypoint_block_contiguous(*mean_s, lead);
+  if (var_s) p.var_s = keypoint_block_contiguous(*var_s, lead);
   return p;
 }
 
 template <typename scalar_t>
-GaussianKeypoints<scalar_t> keypoints_of(const at::Tensor& mean, const at::Tensor& var) {
+GaussianKeypoints<scalar_t> keypoints_of(const at::Tensor& mean, const at::Tensor& var, int lead) {
   GaussianKeypoints<scalar_t> kp;
   if (!mean.defined()) return kp;
   kp.mean = static_cast<const scalar_t*>(mean.const_data_ptr());
-  kp.m_sa = mean.stride(0);
-  kp.m_sb = mean.stride(1);
+  const LeadStrides ms = lead_strides(mean, lead);
+  kp.m_sa = ms.a;
+  kp.m_sb = ms.b;
   if (var.defined()) {
     kp.var = static_cast<const scalar_t*>(var.const_data_ptr());
-    kp.v_sa = var.stride(0);
-    kp.v_sb = var.stride(1);
+    const LeadStrides vs = lead_strides(var, lead);
+    kp.v_sa = vs.a;
+    kp.v_sb = vs.b;
   }
   return kp;
 }
@@ -87,15 +89,15 @@ at::Tensor gaussian_heatmaps_forward_cuda_op(const at::Tensor& mean_d, const c10
                                                  norm_sum, background);
   TORCH_CHECK(mean_d.is_cuda(), "gaussian_heatmaps_forward (cuda): tensors must be CUDA tensors");
   const c10::cuda::CUDAGuard guard(mean_d.device());
-  const Prepared p = prepare(mean_d, var_d, mean_s, var_s);
-  at::Tensor out = at::empty({s.A, s.B, s.C, s.H, s.W}, mean_d.options());
+  const Prepared p = prepare(mean_d, var_d, mean_s, var_s, s.lead);
+  at::Tensor out = at::empty(lead_sizes(mean_d, s.lead, {s.C, s.H, s.W}), mean_d.options());
   if (out.numel() == 0) return out;
   const GaussianDims d = dims_of(s, fixed_var, norm_const, norm_sum, background);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mean_d.device().index()).stream();
   dispatch_cuda_float(mean_d.scalar_type(), "gaussian_heatmaps_forward", [&](auto* tag) {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
-    check_cuda(gaussian_heatmaps_forward_cuda<scalar_t>(keypoints_of<scalar_t>(p.mean_d, p.var_d),
-                                                        keypoints_of<scalar_t>(p.mean_s, p.var_s), d,
+    check_cuda(gaussian_heatmaps_forward_cuda<scalar_t>(keypoints_of<scalar_t>(p.mean_d, p.var_d, s.lead),
+                                                        keypoints_of<scalar_t>(p.mean_s, p.var_s, s.lead), d,
                                                         static_cast<scalar_t*>(out.mutable_data_ptr()), stream),
                "gaussian_heatmaps_forward");
   });
@@ -110,11 +112,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gaussian_heatmaps_bac
       check_gaussian_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var, norm_const, norm_sum, background);
   TORCH_CHECK(mean_d.is_cuda(), "gaussian_heatmaps_backward (cuda): tensors must be CUDA tensors");
   const c10::cuda::CUDAGuard guard(mean_d.device());
-  const Prepared p = prepare(mean_d, var_d, mean_s, var_s);
+  const Prepared p = prepare(mean_d, var_d, mean_s, var_s, s.lead);
   const auto opts = mean_d.options();
-  at::Tensor gmd = at::empty({s.A, s.B, s.K, 2}, opts);
+  at::Tensor gmd = at::empty(mean_d.sizes(), opts);
   at::Tensor gvd = var_d ? at::empty(var_d->sizes(), opts) : at::empty({0}, opts);
-  at::Tensor gms = mean_s ? at::empty({s.A, s.B, s.K, 2}, opts) : at::empty({0}, opts);
+  at::Tensor gms = mean_s ? at::empty(mean_d.sizes(), opts) : at::empty({0}, opts);
   at::Tensor gvs = var_s ? at::empty(var_s->sizes(), opts) : at::empty({0}, opts);
   if (gmd.numel() == 0) return {gmd, gvd, gms, gvs};
   const GaussianDims d = dims_of(s, fixed_var, norm_const, norm_sum, background);
@@ -123,7 +125,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gaussian_heatmaps_bac
   at::Tensor partials =
       split > 1 ? at::empty({s.A * s.B * s.K * split * kGaussianPartials}, opts.dtype(acc)) : at::Tensor();
   GaussianGradStrides gs;
-  for (int i = 0; i < 5; ++i) gs.s[i] = grad_out.stride(i);
+  const LeadStrides gl = lead_strides(grad_out, s.lead);
+  gs.s[0] = gl.a;
+  gs.s[1] = gl.b;
+  for (int i = 0; i < 3; ++i) gs.s[2 + i] = grad_out.stride(s.lead + i);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mean_d.device().index()).stream();
   dispatch_cuda_float(mean_d.scalar_type(), "gaussian_heatmaps_backward", [&](auto* tag) {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
@@ -131,7 +136,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gaussian_heatmaps_bac
     auto ptr = [](at::Tensor& t) { return t.numel() ? static_cast<scalar_t*>(t.mutable_data_ptr()) : nullptr; };
     check_cuda(gaussian_heatmaps_backward_cuda<scalar_t>(
                    static_cast<const scalar_t*>(grad_out.const_data_ptr()), gs,
-                   keypoints_of<scalar_t>(p.mean_d, p.var_d), keypoints_of<scalar_t>(p.mean_s, p.var_s), d, split,
+                   keypoints_of<scalar_t>(p.mean_d, p.var_d, s.lead), keypoints_of<scalar_t>(p.mean_s, p.var_s, s.lead),
+                   d, split,
                    partials.defined() ? static_cast<acc_t*>(partials.mutable_data_ptr()) : nullptr, ptr(gmd),
                    ptr(gvd), ptr(gms), ptr(gvs), stream),
                "gaussian_heatmaps_backward");
