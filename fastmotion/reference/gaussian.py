@@ -1,5 +1,25 @@
 """Reference of Gaussian keypoint rendering (the original ``kp2gaussian``) and of the heatmap
-channels of the original ``MovementEmbeddingModule``."""
+channels of the original ``MovementEmbeddingModule``.
+
+Degenerate input (the same rule in every backend; the original raised in ``torch.gesv`` on a
+singular covariance and produced 0/0 = NaN for an empty sum-normalised heatmap):
+
+* The 2x2 covariance is inverted in closed form, ``adj(var) / max(det(var), DET_EPS)``. For every
+  covariance with ``det >= DET_EPS`` (a Gaussian wider than ~1e-3 grid units, i.e. far below a
+  pixel) this is exactly the inverse the original computes. A singular or nearly singular
+  covariance gets its determinant clamped (the original's ``matrix_inverse(eps)`` rule): the
+  heatmap stays finite; an all-zero covariance renders as a flat map of ones.
+* An isotropic variance ``v`` (``'single'`` or a fixed number) is the matrix ``v * I``:
+  precision ``v / max(v**2, DET_EPS)``.
+* The quadratic form is clamped at 0 before the exponential, so a matrix that is not positive
+  semi-definite (not a covariance) still gives heatmaps in [0, 1] instead of overflowing.
+* ``norm_const="sum"``: a heatmap whose discrete sum is 0 (the Gaussian lies entirely off the
+  grid or underflows) normalises to zeros instead of 0/0.
+
+So finite input never produces inf or NaN; NaN in the input propagates to the heatmaps it
+touches. Half and bfloat16 inputs are computed in float32 (as the fused kernels do) and the
+result is rounded to the input dtype.
+"""
 from __future__ import annotations
 
 import numbers
@@ -8,24 +28,57 @@ import torch
 
 from fastmotion.reference.grid import make_coordinate_grid
 
+# Smallest determinant used when inverting a covariance (see the module docstring).
+DET_EPS = 1e-12
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def inverse_covariance(var: torch.Tensor) -> torch.Tensor:
+    """Closed-form inverse of ``(..., 2, 2)`` covariances with the determinant clamped at DET_EPS."""
+    a, b, c, d = var[..., 0, 0], var[..., 0, 1], var[..., 1, 0], var[..., 1, 1]
+    det = torch.clamp(a * d - b * c, min=DET_EPS)
+    adj = torch.stack([d, -b, -c, a], dim=-1).view(var.shape)
+    return adj / det.unsqueeze(-1).unsqueeze(-1)
+
+
+def isotropic_precision(var):
+    """``1 / v`` as the inverse of ``v * I``: ``v / max(v**2, DET_EPS)`` (a number or a tensor)."""
+    if isinstance(var, numbers.Number):
+        return var / max(var * var, DET_EPS)
+    return var / torch.clamp(var * var, min=DET_EPS)
+
 
 def render_gaussians(mean: torch.Tensor, var, spatial_size) -> torch.Tensor:
     """``exp(-0.5 (g - mean)^T var^-1 (g - mean))`` on the ``(H, W)`` grid.
 
     mean ``(..., K, 2)``; var ``(..., K, 2, 2)`` (full covariance), ``(..., K, 1, 1)``
-    (isotropic) or a number (fixed variance). Returns ``(..., K, H, W)``.
+    (isotropic) or a number (fixed variance). Returns ``(..., K, H, W)`` in the dtype of mean
+    and var promoted together.
     """
-    grid = make_coordinate_grid(spatial_size, dtype=mean.dtype, device=mean.device)
+    heatmap, out_dtype = _render(mean, var, spatial_size)
+    return heatmap.to(out_dtype)
+
+
+def _render(mean, var, spatial_size):
+    """The heatmaps in the compute dtype, and the dtype the caller should return."""
+    out_dtype = mean.dtype if isinstance(var, numbers.Number) else torch.promote_types(mean.dtype, var.dtype)
+    dtype = _compute_dtype(out_dtype)
+    mean = mean.to(dtype)
+    grid = make_coordinate_grid(spatial_size, dtype=dtype, device=mean.device)
     mean_sub = grid - mean.unsqueeze(-2).unsqueeze(-2)  # (..., K, H, W, 2)
     if isinstance(var, numbers.Number):
-        under_exp = (mean_sub**2).sum(-1) / var
+        under_exp = (mean_sub**2).sum(-1) * isotropic_precision(float(var))
     elif var.shape[-2:] == (1, 1):
-        under_exp = (mean_sub**2).sum(-1) / var  # (..., K, 1, 1) broadcasts over H, W
+        # (..., K, 1, 1) broadcasts over H, W
+        under_exp = (mean_sub**2).sum(-1) * isotropic_precision(var.to(dtype))
     else:
-        inv_var = torch.linalg.inv(var).unsqueeze(-3).unsqueeze(-3)  # (..., K, 1, 1, 2, 2)
+        inv_var = inverse_covariance(var.to(dtype)).unsqueeze(-3).unsqueeze(-3)  # (..., K, 1, 1, 2, 2)
         under_exp = torch.matmul(torch.matmul(mean_sub.unsqueeze(-2), inv_var), mean_sub.unsqueeze(-1))
         under_exp = under_exp.squeeze(-1).squeeze(-1)
-    return torch.exp(-0.5 * under_exp)
+    return torch.exp(-0.5 * torch.clamp(under_exp, min=0)), out_dtype
 
 
 def _variance(kp, kp_variance):
@@ -36,7 +89,8 @@ def _variance(kp, kp_variance):
 
 def _normalize(heatmap, norm_const):
     if norm_const == "sum":
-        return heatmap / heatmap.sum(dim=(-2, -1), keepdim=True)
+        total = heatmap.sum(dim=(-2, -1), keepdim=True)
+        return heatmap / torch.where(total == 0, torch.ones_like(total), total)
     return heatmap / norm_const
 
 
@@ -44,16 +98,18 @@ def keypoint_heatmap_embedding(kp_driving, kp_source, spatial_size, norm_const=1
                                heatmap_type="difference", add_background=True, kp_variance="matrix"):
     """Heatmap channels of the movement embedding, ``(..., K (+1), H, W)``.
 
-    ``"difference"``: normalised driving Gaussians minus normalised source Gaussians;
-    ``"gaussian"``: the driving Gaussians alone. Normalisation divides by ``norm_const`` or,
-    for ``"sum"``, by each heatmap's sum. With ``add_background`` a zero channel comes first.
+    ``"difference"``: normalised driving Gaussians minus normalised source Gaussians (the
+    leading dimensions of kp_source broadcast against kp_driving's); ``"gaussian"``: the driving
+    Gaussians alone. Normalisation divides by ``norm_const`` or, for ``"sum"``, by each heatmap's
+    sum. With ``add_background`` a zero channel comes first.
     """
-    heatmap = _normalize(render_gaussians(kp_driving["mean"], _variance(kp_driving, kp_variance), spatial_size),
-                         norm_const)
+    heatmap, dtype = _render(kp_driving["mean"], _variance(kp_driving, kp_variance), spatial_size)
+    heatmap = _normalize(heatmap, norm_const)
     if heatmap_type == "difference":
-        source = render_gaussians(kp_source["mean"], _variance(kp_source, kp_variance), spatial_size)
+        source, source_dtype = _render(kp_source["mean"], _variance(kp_source, kp_variance), spatial_size)
+        dtype = torch.promote_types(dtype, source_dtype)
         heatmap = heatmap - _normalize(source, norm_const)
     if add_background:
         zeros = heatmap.new_zeros(heatmap.shape[:-3] + (1,) + heatmap.shape[-2:])
         heatmap = torch.cat([zeros, heatmap], dim=-3)
-    return heatmap
+    return heatmap.to(dtype)
