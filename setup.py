@@ -48,7 +48,9 @@ def _extensions():
         _flag("FASTMOTION_FORCE_CUDA") or (torch.version.cuda is not None and CUDA_HOME is not None)
     )
     include_dirs = [os.path.join(csrc, "include"), csrc]
-    cxx = ["-O3", "-fopenmp"]  # torch picks the C++ standard
+    # -ffp-contract=off: no implicit fused multiply-adds, so grid_sample's coordinate math rounds
+    # exactly like PyTorch's CPU kernel (which nearest-pixel is picked must not depend on the ISA).
+    cxx = ["-O3", "-fopenmp", "-ffp-contract=off"]  # torch picks the C++ standard
     extra = {"cxx": cxx}
     define_macros = []
     ext_cls = CppExtension
