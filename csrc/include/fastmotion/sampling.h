@@ -15,8 +15,12 @@
 //                 (NaN / inf coordinate with zeros padding) makes the output NaN, as in PyTorch
 //   nearest       round half to even; a NaN / out-of-range coordinate reads 0
 //
-// Every product and sum of the coordinate math is rounded separately (no fused multiply-add):
-// the host build passes -ffp-contract=off and device code uses the _rn intrinsics.
+// Rounding: PyTorch's AVX2/AVX512 CPU kernels are built with FMA contraction, so the official
+// wheels compute the unnormalize, the reflection's remainder and the interpolation with fused
+// multiply-adds. These helpers make exactly those operations explicit fma's (fm_fma) and round
+// every other product and sum separately (the host build passes -ffp-contract=off; device code
+// uses the _rn intrinsics), so forward results equal F.grid_sample's on CPU bit for bit on any
+// ISA. (PyTorch's own CUDA kernel rounds differently; ours follow the CPU kernel on the GPU too.)
 //
 // Backward (d coordinate / d grid): the unnormalize scale, times the reflection's sign
 // (+1 / -1), times the clip's mask (0 on and beyond the borders). In the backward a NaN
@@ -39,10 +43,15 @@ FM_HOST_DEVICE float fm_mul(float a, float b) { return __fmul_rn(a, b); }
 FM_HOST_DEVICE double fm_add(double a, double b) { return __dadd_rn(a, b); }
 FM_HOST_DEVICE double fm_sub(double a, double b) { return __dsub_rn(a, b); }
 FM_HOST_DEVICE double fm_mul(double a, double b) { return __dmul_rn(a, b); }
+FM_HOST_DEVICE float fm_fma(float a, float b, float c) { return __fmaf_rn(a, b, c); }
+FM_HOST_DEVICE double fm_fma(double a, double b, double c) { return __fma_rn(a, b, c); }
 #else
 template <typename T> FM_HOST_DEVICE T fm_add(T a, T b) { return a + b; }
 template <typename T> FM_HOST_DEVICE T fm_sub(T a, T b) { return a - b; }
 template <typename T> FM_HOST_DEVICE T fm_mul(T a, T b) { return a * b; }
+// One rounding: an instruction where the target has FMA, glibc's exact fma() otherwise.
+FM_HOST_DEVICE float fm_fma(float a, float b, float c) { return std::fma(a, b, c); }
+FM_HOST_DEVICE double fm_fma(double a, double b, double c) { return std::fma(a, b, c); }
 #endif
 
 FM_HOST_DEVICE float fm_floor(float x) { return floorf(x); }
@@ -101,9 +110,8 @@ struct SampleAxis {
     return a;
   }
 
-  FM_HOST_DEVICE acc_t unnormalize(acc_t g) const {
-    return fm_sub(fm_mul(fm_add(g, acc_t(1)), scale), shift);
-  }
+  // fma(g + 1, scale, -shift): with shift == 0 it is the plain product.
+  FM_HOST_DEVICE acc_t unnormalize(acc_t g) const { return fm_fma(fm_add(g, acc_t(1)), scale, -shift); }
 
   // Forward clip: [0, size - 1], NaN -> 0.
   FM_HOST_DEVICE acc_t clip(acc_t x) const {
@@ -134,7 +142,7 @@ struct SampleAxis {
     *negative = in < acc_t(0);
     const acc_t a = fm_abs(in);
     const acc_t flips = fm_trunc(a / twice_span);
-    return fm_sub(a, fm_mul(flips, twice_span));
+    return fm_fma(-flips, twice_span, a);
   }
 
   // Forward reflection (before the clip). NaN propagates (PyTorch's `minimum`).
@@ -227,17 +235,17 @@ struct BilinearTaps {
   }
 
   // Interpolate from the four corner values (0 for corners outside the image), in PyTorch's
-  // order of summation.
+  // order of summation: ((nw + ne) + sw) + se, each addition fused with its product.
   FM_HOST_DEVICE acc_t interpolate(acc_t v_nw, acc_t v_ne, acc_t v_sw, acc_t v_se) const {
-    return fm_add(fm_add(fm_add(fm_mul(v_nw, w_nw), fm_mul(v_ne, w_ne)), fm_mul(v_sw, w_sw)), fm_mul(v_se, w_se));
+    return fm_fma(v_se, w_se, fm_fma(v_sw, w_sw, fm_fma(v_ne, w_ne, fm_mul(v_nw, w_nw))));
   }
 
   // This channel's contribution to d out / d x and d out / d y (before the coordinate's
   // own derivative), times the output gradient g.
   FM_HOST_DEVICE void grad_coord(acc_t v_nw, acc_t v_ne, acc_t v_sw, acc_t v_se, acc_t g, acc_t* gx,
                                  acc_t* gy) const {
-    *gx = fm_mul(fm_add(fm_mul(fm_sub(v_ne, v_nw), sy), fm_mul(fm_sub(v_se, v_sw), fy)), g);
-    *gy = fm_mul(fm_add(fm_mul(fm_sub(v_sw, v_nw), ex), fm_mul(fm_sub(v_se, v_ne), fx)), g);
+    *gx = fm_mul(fm_fma(fm_sub(v_ne, v_nw), sy, fm_mul(fm_sub(v_se, v_sw), fy)), g);
+    *gy = fm_mul(fm_fma(fm_sub(v_sw, v_nw), ex, fm_mul(fm_sub(v_se, v_ne), fx)), g);
   }
 };
 
