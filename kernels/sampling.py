@@ -2,11 +2,13 @@
 
 They follow PyTorch's vectorized CPU grid sampler operation by operation (see the header for
 the conventions: unnormalize, clip, reflect, bilinear taps, nearest = round half to even,
-NaN / inf handling). Kernels that use them must be launched with ``enable_fp_fusion=False``
-so that ``(g + 1) * scale - shift`` and the reflection's ``a - flips * span`` round like
-PyTorch's (no fused multiply-add); the sampling kernels are memory-bound, FMAs buy nothing.
+NaN / inf handling, and which operations are fused multiply-adds in PyTorch's AVX2 build:
+those are explicit ``tl.fma`` here). Kernels that use them should be launched with
+``enable_fp_fusion=False`` so that the compiler fuses nothing else (the sampling kernels are
+memory-bound; FMAs buy nothing).
 
-Padding codes: 0 zeros, 1 border, 2 reflection. Sizes are int32 scalars; the math runs in the
+``align`` (0/1) and ``padding`` (0 zeros, 1 border, 2 reflection) may be run-time scalars or
+constexprs (a constexpr folds the branches away). Sizes are int32 scalars; the math runs in the
 dtype of the coordinate (float32, or float64 for float64 inputs).
 """
 from __future__ import annotations
@@ -21,12 +23,24 @@ PADDING_CODES = {"zeros": PAD_ZEROS, "border": PAD_BORDER, "reflection": PAD_REF
 
 
 @triton.jit
-def unnormalize(g, size, ALIGN: tl.constexpr):
-    """Grid value in [-1, 1] -> pixel coordinate (PyTorch's grid_sampler_unnormalize)."""
-    if ALIGN:
-        return (g + 1.0) * ((size - 1).to(g.dtype) * 0.5)
+def unnormalize_scale(size, align, dtype: tl.constexpr):
+    """d pixel / d grid: (size - 1) / 2 with align_corners, size / 2 without."""
+    if align:
+        scale = (size - 1).to(dtype) * 0.5
     else:
-        return (g + 1.0) * (size.to(g.dtype) * 0.5) - 0.5
+        scale = size.to(dtype) * 0.5
+    return scale
+
+
+@triton.jit
+def unnormalize(g, size, align):
+    """Grid value in [-1, 1] -> pixel coordinate: fma(g + 1, scale, -shift), shift = 0 | 0.5."""
+    scale = unnormalize_scale(size, align, g.dtype)
+    if align:
+        shift = 0.0
+    else:
+        shift = 0.5
+    return tl.fma(g + 1.0, scale + tl.zeros_like(g), -shift + tl.zeros_like(g))
 
 
 @triton.jit
@@ -47,8 +61,17 @@ def clip_coordinate_with_grad(x, size):
 
 
 @triton.jit
-def _reflect_parts(x, size, ALIGN: tl.constexpr):
-    if ALIGN:
+def div_rn(a, b):
+    """IEEE round-to-nearest division (Triton's fp32 ``/`` is the 2-ulp div.full on NVIDIA)."""
+    if a.dtype == tl.float64:
+        return a / b
+    else:
+        return tl.math.div_rn(a, b)
+
+
+@triton.jit
+def _reflect_parts(x, size, align):
+    if align:
         low = 0.0
         twice_span = (2 * (size - 1)).to(x.dtype)
     else:
@@ -56,60 +79,58 @@ def _reflect_parts(x, size, ALIGN: tl.constexpr):
         twice_span = (2 * size).to(x.dtype)
     t = x - low
     a = tl.abs(t)
-    # a >= 0, so trunc(a / span) == floor(a / span)
-    extra = a - tl.floor(a / twice_span) * twice_span
+    # a >= 0, so trunc(a / span) == floor(a / span); the remainder is one fma, as in PyTorch
+    flips = tl.floor(div_rn(a, twice_span + tl.zeros_like(a)))
+    extra = tl.fma(-flips, twice_span + tl.zeros_like(a), a)
     mirrored = twice_span - extra
     return t < 0.0, extra, mirrored, low
 
 
 @triton.jit
-def reflect_coordinate(x, size, ALIGN: tl.constexpr):
+def reflect_coordinate(x, size, align):
     """Forward reflection (before the clip); NaN propagates."""
-    neg, extra, mirrored, low = _reflect_parts(x, size, ALIGN)
+    neg, extra, mirrored, low = _reflect_parts(x, size, align)
     r = tl.where(extra > mirrored, mirrored, extra) + low
-    if ALIGN:
+    if align:
         r = tl.where(size <= 1, 0.0, r)
     return r
 
 
 @triton.jit
-def reflect_coordinate_with_grad(x, size, ALIGN: tl.constexpr):
+def reflect_coordinate_with_grad(x, size, align):
     """Backward reflection: (coordinate, sign +1 / -1; 0 on an empty span)."""
-    neg, extra, mirrored, low = _reflect_parts(x, size, ALIGN)
+    neg, extra, mirrored, low = _reflect_parts(x, size, align)
     one_more = extra > mirrored
     r = tl.where(one_more, mirrored, extra) + low
     d = tl.where(one_more != neg, -1.0, 1.0).to(x.dtype)
-    if ALIGN:
+    if align:
         r = tl.where(size <= 1, 0.0, r)
         d = tl.where(size <= 1, 0.0, d)
     return r, d
 
 
 @triton.jit
-def grid_coordinate(g, size, ALIGN: tl.constexpr, PADDING: tl.constexpr):
-    """Pixel coordinate of grid value ``g`` under ``PADDING`` (forward)."""
-    x = unnormalize(g, size, ALIGN)
-    if PADDING == 1:
+def grid_coordinate(g, size, align, padding):
+    """Pixel coordinate of grid value ``g`` under ``padding`` (forward)."""
+    x = unnormalize(g, size, align)
+    if padding == 1:
         x = clip_coordinate(x, size)
-    elif PADDING == 2:
-        x = clip_coordinate(reflect_coordinate(x, size, ALIGN), size)
+    elif padding == 2:
+        x = clip_coordinate(reflect_coordinate(x, size, align), size)
     return x
 
 
 @triton.jit
-def grid_coordinate_with_grad(g, size, ALIGN: tl.constexpr, PADDING: tl.constexpr):
-    """(pixel coordinate, d coordinate / d g) for the backward."""
-    x = unnormalize(g, size, ALIGN)
-    if ALIGN:
-        scale = (size - 1).to(g.dtype) * 0.5
-    else:
-        scale = size.to(g.dtype) * 0.5
+def grid_coordinate_with_grad(g, size, align, padding):
+    """(pixel coordinate, d coordinate / d g) for the backward. A NaN coordinate stays NaN."""
+    x = unnormalize(g, size, align)
+    scale = unnormalize_scale(size, align, g.dtype)
     d = tl.zeros_like(x) + scale
-    if PADDING == 1:
+    if padding == 1:
         x, m = clip_coordinate_with_grad(x, size)
         d = tl.where(m != 0.0, d, 0.0)
-    elif PADDING == 2:
-        x, sign = reflect_coordinate_with_grad(x, size, ALIGN)
+    elif padding == 2:
+        x, sign = reflect_coordinate_with_grad(x, size, align)
         x, m = clip_coordinate_with_grad(x, size)
         d = tl.where(m != 0.0, sign * scale, 0.0)
     return x, d
@@ -165,7 +186,7 @@ def nearest_tap(x, y, W, H):
 
 
 __all__ = [
-    "PAD_ZEROS", "PAD_BORDER", "PAD_REFLECTION", "PADDING_CODES", "unnormalize", "clip_coordinate",
+    "PAD_ZEROS", "PAD_BORDER", "PAD_REFLECTION", "PADDING_CODES", "unnormalize_scale", "unnormalize", "div_rn", "clip_coordinate",
     "clip_coordinate_with_grad", "reflect_coordinate", "reflect_coordinate_with_grad", "grid_coordinate",
     "grid_coordinate_with_grad", "inside", "bilinear_taps", "round_half_even", "nearest_tap", "triton",
 ]
