@@ -220,7 +220,9 @@ def _out_strides(out: torch.Tensor):
 
 
 def grid_sample_forward(input: torch.Tensor, grid: torch.Tensor, mode: int, padding_mode: int,
-                        align_corners: bool) -> torch.Tensor:
+                        align_corners: bool, *, block_p: int | None = None, block_c: int | None = None,
+                        num_warps: int = 4) -> torch.Tensor:
+    """Forward launcher; the keyword-only block sizes override the defaults (for tuning)."""
     input, cl = _layout(input)
     _check_extent(input)
     grid = grid.contiguous()
@@ -232,7 +234,8 @@ def grid_sample_forward(input: torch.Tensor, grid: torch.Tensor, mode: int, padd
     if out.numel() == 0:
         return out
     _, acc_tl = _acc(input.dtype)
-    block_p, block_c = _blocks(C, cl)
+    default_p, default_c = _blocks(C, cl)
+    block_p, block_c = block_p or default_p, block_c or default_c
     split = _channel_split(N, P, C, block_p, block_c)
     cpp = _c_per_prog(C, split, block_c)
     split = triton.cdiv(C, cpp)
@@ -240,14 +243,16 @@ def grid_sample_forward(input: torch.Tensor, grid: torch.Tensor, mode: int, padd
     wrap_triton(grid_sample_fwd_kernel)[(triton.cdiv(P, block_p), N, split)](
         input, grid, out, C, H, W, P, cpp, input.stride(0), input.stride(1), input.stride(2), input.stride(3),
         o_n, o_c, o_p, int(bool(align_corners)), int(padding_mode),
-        MODE=int(mode), BLOCK_P=block_p, BLOCK_C=block_c, ACC=acc_tl, num_warps=4, enable_fp_fusion=False)
+        MODE=int(mode), BLOCK_P=block_p, BLOCK_C=block_c, ACC=acc_tl, num_warps=num_warps, enable_fp_fusion=False)
     return out
 
 
 def grid_sample_backward(grad_output: torch.Tensor, input: torch.Tensor, grid: torch.Tensor, mode: int,
                          padding_mode: int, align_corners: bool, input_requires_grad: bool,
-                         grid_requires_grad: bool):
-    """(grad_input, grad_grid); a gradient that is not required is an empty tensor."""
+                         grid_requires_grad: bool, *, block_p: int | None = None, block_c: int | None = None,
+                         num_warps: int = 4):
+    """(grad_input, grad_grid); a gradient that is not required is an empty tensor. The
+    keyword-only block sizes override the defaults (for tuning)."""
     input, cl = _layout(input)
     _check_extent(input)
     grid = grid.contiguous()
@@ -263,7 +268,8 @@ def grid_sample_backward(grad_output: torch.Tensor, input: torch.Tensor, grid: t
     if not (N * P and C) or not (input_requires_grad or grid_grad):
         ggrid = torch.zeros_like(grid) if grid_requires_grad else grid.new_empty((0,))
         return (gin.to(input.dtype) if input_requires_grad else gin), ggrid
-    block_p, block_c = _blocks(C, cl)
+    default_p, default_c = _blocks(C, cl)
+    block_p, block_c = block_p or default_p, block_c or default_c
     split = _channel_split(N, P, C, block_p, block_c)
     cpp = _c_per_prog(C, split, block_c)
     split = triton.cdiv(C, cpp)
@@ -273,7 +279,7 @@ def grid_sample_backward(grad_output: torch.Tensor, input: torch.Tensor, grid: t
         gout, input, grid, gin, slots, C, H, W, P, cpp, input.stride(0), input.stride(1), input.stride(2),
         input.stride(3), o_n, o_c, o_p, N * P * 2, int(bool(align_corners)), int(padding_mode),
         MODE=int(mode), INPUT_GRAD=bool(input_requires_grad), GRID_GRAD=grid_grad,
-        BLOCK_P=block_p, BLOCK_C=block_c, ACC=acc_tl, num_warps=4, enable_fp_fusion=False)
+        BLOCK_P=block_p, BLOCK_C=block_c, ACC=acc_tl, num_warps=num_warps, enable_fp_fusion=False)
     if grid_requires_grad:
         ggrid = ((slots[0] if split == 1 else slots.sum(0)).to(grid.dtype).view(grid.shape) if grid_grad
                  else torch.zeros_like(grid))

@@ -1,7 +1,7 @@
 // Torch binding of the CUDA grid_sample kernels: checks, layout, dtype dispatch, device guard,
 // stream. Includes only c10/cuda stream and guard headers (no cuBLAS/cuSPARSE).
 //
-// FASTMOTION_GRID_SAMPLE_SCATTER=direct (read once) makes the backward add every tap to
+// FASTMOTION_GRID_SAMPLE_SCATTER=direct (read at every call) makes the backward add every tap to
 // grad_input with a global atomic instead of accumulating tiles in shared memory; it exists to
 // measure the two against each other (bench/test_grid_sample.py).
 #include <ATen/core/Tensor.h>
@@ -50,11 +50,8 @@ GridSampleGeometry geometry(const at::Tensor& input, const at::Tensor& grid, con
 }
 
 bool force_direct_atomics() {
-  static const bool direct = [] {
-    const char* v = std::getenv("FASTMOTION_GRID_SAMPLE_SCATTER");
-    return v != nullptr && std::strcmp(v, "direct") == 0;
-  }();
-  return direct;
+  const char* v = std::getenv("FASTMOTION_GRID_SAMPLE_SCATTER");
+  return v != nullptr && std::strcmp(v, "direct") == 0;
 }
 
 at::Tensor grid_sample_forward_cuda_op(const at::Tensor& input_in, const at::Tensor& grid_in, int64_t mode,
