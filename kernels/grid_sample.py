@@ -38,10 +38,31 @@ MODE_NEAREST = 1
 
 
 @triton.jit
+def _px(v, CL: tl.constexpr):
+    """A per-pixel vector as a column of the [pixels, channels] tile (channels-last) or a row
+    of the [channels, pixels] tile (NCHW): the contiguous dimension is always the last one, so
+    Triton's default layout puts consecutive lanes on consecutive addresses."""
+    if CL:
+        return v[:, None]
+    else:
+        return v[None, :]
+
+
+@triton.jit
+def _ch(v, CL: tl.constexpr):
+    """A per-channel vector in the tile orientation of _px."""
+    if CL:
+        return v[None, :]
+    else:
+        return v[:, None]
+
+
+@triton.jit
 def grid_sample_fwd_kernel(in_ptr, grid_ptr, out_ptr, C, H, W, P, c_per_prog,
                            s_in_n, s_in_c, s_in_h, s_in_w, s_out_n, s_out_c, s_out_p,
                            align, padding,
-                           MODE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+                           MODE: tl.constexpr, CL: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+                           ACC: tl.constexpr):
     pid_p = tl.program_id(0)
     n = tl.program_id(1).to(tl.int64)
     c_begin = tl.program_id(2) * c_per_prog
@@ -55,24 +76,25 @@ def grid_sample_fwd_kernel(in_ptr, grid_ptr, out_ptr, C, H, W, P, c_per_prog,
     y = grid_coordinate(gy, H, align, padding)
     in_base = in_ptr + n * s_in_n
     out_base = out_ptr + n * s_out_n
-    out_p = offs_p * s_out_p
+    out_p = _px(offs_p * s_out_p, CL)
+    pm = _px(pmask, CL)
     if MODE == 0:
         x0, y0, fx, fy, in_w, in_e, in_n, in_s = bilinear_taps(x, y, W, H)
         ex = 1.0 - fx
         sy = 1.0 - fy
-        w_nw = (sy * ex)[:, None]
-        w_ne = (sy * fx)[:, None]
-        w_sw = (fy * ex)[:, None]
-        w_se = (fy * fx)[:, None]
-        off = (y0 * s_in_h + x0 * s_in_w)[:, None]
-        m_nw = (pmask & in_w & in_n)[:, None]
-        m_ne = (pmask & in_e & in_n)[:, None]
-        m_sw = (pmask & in_w & in_s)[:, None]
-        m_se = (pmask & in_e & in_s)[:, None]
+        w_nw = _px(sy * ex, CL)
+        w_ne = _px(sy * fx, CL)
+        w_sw = _px(fy * ex, CL)
+        w_se = _px(fy * fx, CL)
+        off = _px(y0 * s_in_h + x0 * s_in_w, CL)
+        m_nw = _px(pmask & in_w & in_n, CL)
+        m_ne = _px(pmask & in_e & in_n, CL)
+        m_sw = _px(pmask & in_w & in_s, CL)
+        m_se = _px(pmask & in_e & in_s, CL)
         for c0 in range(c_begin, c_end, BLOCK_C):
             cc = c0 + tl.arange(0, BLOCK_C)
-            cmask = (cc < c_end)[None, :]
-            ptr = in_base + off + (cc * s_in_c)[None, :]
+            cmask = _ch(cc < c_end, CL)
+            ptr = in_base + off + _ch(cc * s_in_c, CL)
             v_nw = tl.load(ptr, mask=m_nw & cmask, other=0.0).to(ACC)
             v_ne = tl.load(ptr + s_in_w, mask=m_ne & cmask, other=0.0).to(ACC)
             v_sw = tl.load(ptr + s_in_h, mask=m_sw & cmask, other=0.0).to(ACC)
@@ -80,25 +102,23 @@ def grid_sample_fwd_kernel(in_ptr, grid_ptr, out_ptr, C, H, W, P, c_per_prog,
             # PyTorch's order: ((nw + ne) + sw) + se, each sum fused with its product
             o = tl.fma(v_se, w_se + tl.zeros_like(v_se),
                        tl.fma(v_sw, w_sw + tl.zeros_like(v_sw), tl.fma(v_ne, w_ne + tl.zeros_like(v_ne), v_nw * w_nw)))
-            tl.store(out_base + out_p[:, None] + (cc * s_out_c)[None, :], o.to(out_ptr.dtype.element_ty),
-                     mask=pmask[:, None] & cmask)
+            tl.store(out_base + out_p + _ch(cc * s_out_c, CL), o.to(out_ptr.dtype.element_ty), mask=pm & cmask)
     else:
         xi, yi, ok = nearest_tap(x, y, W, H)
-        off = (yi * s_in_h + xi * s_in_w)[:, None]
-        m = (pmask & ok)[:, None]
+        off = _px(yi * s_in_h + xi * s_in_w, CL)
+        m = _px(pmask & ok, CL)
         for c0 in range(c_begin, c_end, BLOCK_C):
             cc = c0 + tl.arange(0, BLOCK_C)
-            cmask = (cc < c_end)[None, :]
-            v = tl.load(in_base + off + (cc * s_in_c)[None, :], mask=m & cmask, other=0.0)
-            tl.store(out_base + out_p[:, None] + (cc * s_out_c)[None, :], v.to(out_ptr.dtype.element_ty),
-                     mask=pmask[:, None] & cmask)
+            cmask = _ch(cc < c_end, CL)
+            v = tl.load(in_base + off + _ch(cc * s_in_c, CL), mask=m & cmask, other=0.0)
+            tl.store(out_base + out_p + _ch(cc * s_out_c, CL), v.to(out_ptr.dtype.element_ty), mask=pm & cmask)
 
 
 @triton.jit
 def grid_sample_bwd_kernel(gout_ptr, in_ptr, grid_ptr, gin_ptr, ggrid_ptr, C, H, W, P, c_per_prog,
                            s_in_n, s_in_c, s_in_h, s_in_w, s_out_n, s_out_c, s_out_p, ggrid_split_stride,
                            align, padding,
-                           MODE: tl.constexpr, INPUT_GRAD: tl.constexpr, GRID_GRAD: tl.constexpr,
+                           MODE: tl.constexpr, CL: tl.constexpr, INPUT_GRAD: tl.constexpr, GRID_GRAD: tl.constexpr,
                            BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
     """grad_input (float32/float64 buffer with the input's strides, zero-filled) += scatter;
     ggrid slot program_id(2) (N*P*2, ACC) = this channel range's share of d loss / d grid."""
@@ -115,38 +135,45 @@ def grid_sample_bwd_kernel(gout_ptr, in_ptr, grid_ptr, gin_ptr, ggrid_ptr, C, H,
     in_base = in_ptr + n * s_in_n
     gin_base = gin_ptr + n * s_in_n
     gout_base = gout_ptr + n * s_out_n
-    out_p = (offs_p * s_out_p)[:, None]
+    out_p = _px(offs_p * s_out_p, CL)
+    pm = _px(pmask, CL)
     if MODE == 0:
         x, dx = grid_coordinate_with_grad(gx, W, align, padding)
         y, dy = grid_coordinate_with_grad(gy, H, align, padding)
         x0, y0, fx, fy, in_w, in_e, in_n, in_s = bilinear_taps(x, y, W, H)
         ex = 1.0 - fx
         sy = 1.0 - fy
-        off = (y0 * s_in_h + x0 * s_in_w)[:, None]
-        m_nw = (pmask & in_w & in_n)[:, None]
-        m_ne = (pmask & in_e & in_n)[:, None]
-        m_sw = (pmask & in_w & in_s)[:, None]
-        m_se = (pmask & in_e & in_s)[:, None]
-        w_nw = (sy * ex)[:, None]
-        w_ne = (sy * fx)[:, None]
-        w_sw = (fy * ex)[:, None]
-        w_se = (fy * fx)[:, None]
-        acc_x = tl.zeros([BLOCK_P, BLOCK_C], dtype=ACC)
-        acc_y = tl.zeros([BLOCK_P, BLOCK_C], dtype=ACC)
+        off = _px(y0 * s_in_h + x0 * s_in_w, CL)
+        m_nw = _px(pmask & in_w & in_n, CL)
+        m_ne = _px(pmask & in_e & in_n, CL)
+        m_sw = _px(pmask & in_w & in_s, CL)
+        m_se = _px(pmask & in_e & in_s, CL)
+        w_nw = _px(sy * ex, CL)
+        w_ne = _px(sy * fx, CL)
+        w_sw = _px(fy * ex, CL)
+        w_se = _px(fy * fx, CL)
+        fx2 = _px(fx, CL)
+        fy2 = _px(fy, CL)
+        ex2 = _px(ex, CL)
+        sy2 = _px(sy, CL)
+        if CL:
+            acc_x = tl.zeros([BLOCK_P, BLOCK_C], dtype=ACC)
+        else:
+            acc_x = tl.zeros([BLOCK_C, BLOCK_P], dtype=ACC)
+        acc_y = tl.zeros_like(acc_x)
         for c0 in range(c_begin, c_end, BLOCK_C):
             cc = c0 + tl.arange(0, BLOCK_C)
-            cmask = (cc < c_end)[None, :]
-            g = tl.load(gout_base + out_p + (cc * s_out_c)[None, :], mask=pmask[:, None] & cmask,
-                        other=0.0).to(ACC)
-            ptr_off = off + (cc * s_in_c)[None, :]
+            cmask = _ch(cc < c_end, CL)
+            g = tl.load(gout_base + out_p + _ch(cc * s_out_c, CL), mask=pm & cmask, other=0.0).to(ACC)
+            ptr_off = off + _ch(cc * s_in_c, CL)
             if GRID_GRAD:
                 ptr = in_base + ptr_off
                 v_nw = tl.load(ptr, mask=m_nw & cmask, other=0.0).to(ACC)
                 v_ne = tl.load(ptr + s_in_w, mask=m_ne & cmask, other=0.0).to(ACC)
                 v_sw = tl.load(ptr + s_in_h, mask=m_sw & cmask, other=0.0).to(ACC)
                 v_se = tl.load(ptr + s_in_h + s_in_w, mask=m_se & cmask, other=0.0).to(ACC)
-                acc_x += ((v_ne - v_nw) * sy[:, None] + (v_se - v_sw) * fy[:, None]) * g
-                acc_y += ((v_sw - v_nw) * ex[:, None] + (v_se - v_ne) * fx[:, None]) * g
+                acc_x += ((v_ne - v_nw) * sy2 + (v_se - v_sw) * fy2) * g
+                acc_y += ((v_sw - v_nw) * ex2 + (v_se - v_ne) * fx2) * g
             if INPUT_GRAD:
                 gptr = gin_base + ptr_off
                 tl.atomic_add(gptr, w_nw * g, mask=m_nw & cmask, sem="relaxed")
@@ -154,8 +181,12 @@ def grid_sample_bwd_kernel(gout_ptr, in_ptr, grid_ptr, gin_ptr, ggrid_ptr, C, H,
                 tl.atomic_add(gptr + s_in_h, w_sw * g, mask=m_sw & cmask, sem="relaxed")
                 tl.atomic_add(gptr + s_in_h + s_in_w, w_se * g, mask=m_se & cmask, sem="relaxed")
         if GRID_GRAD:
-            sx = tl.sum(acc_x, axis=1) * dx
-            sy_ = tl.sum(acc_y, axis=1) * dy
+            if CL:
+                sx = tl.sum(acc_x, axis=1) * dx
+                sy_ = tl.sum(acc_y, axis=1) * dy
+            else:
+                sx = tl.sum(acc_x, axis=0) * dx
+                sy_ = tl.sum(acc_y, axis=0) * dy
             gg_base = ggrid_ptr + split.to(tl.int64) * ggrid_split_stride + n * P * 2
             tl.store(gg_base + offs_p * 2, sx, mask=pmask)
             tl.store(gg_base + offs_p * 2 + 1, sy_, mask=pmask)
@@ -163,14 +194,13 @@ def grid_sample_bwd_kernel(gout_ptr, in_ptr, grid_ptr, gin_ptr, ggrid_ptr, C, H,
         x = grid_coordinate(gx, W, align, padding)
         y = grid_coordinate(gy, H, align, padding)
         xi, yi, ok = nearest_tap(x, y, W, H)
-        off = (yi * s_in_h + xi * s_in_w)[:, None]
-        m = (pmask & ok)[:, None]
+        off = _px(yi * s_in_h + xi * s_in_w, CL)
+        m = _px(pmask & ok, CL)
         for c0 in range(c_begin, c_end, BLOCK_C):
             cc = c0 + tl.arange(0, BLOCK_C)
-            cmask = (cc < c_end)[None, :]
-            g = tl.load(gout_base + out_p + (cc * s_out_c)[None, :], mask=pmask[:, None] & cmask,
-                        other=0.0).to(ACC)
-            tl.atomic_add(gin_base + off + (cc * s_in_c)[None, :], g, mask=m & cmask, sem="relaxed")
+            cmask = _ch(cc < c_end, CL)
+            g = tl.load(gout_base + out_p + _ch(cc * s_out_c, CL), mask=pm & cmask, other=0.0).to(ACC)
+            tl.atomic_add(gin_base + off + _ch(cc * s_in_c, CL), g, mask=m & cmask, sem="relaxed")
 
 
 def _acc(dtype: torch.dtype):
@@ -178,14 +208,16 @@ def _acc(dtype: torch.dtype):
 
 
 def _blocks(C: int, channels_last: bool):
-    block_c = min(32 if channels_last else 16, triton.next_power_of_2(max(C, 1)))
-    block_p = 128 if channels_last else 64
-    if block_c <= 4:
-        block_p = 256
-    return block_p, block_c
+    """(BLOCK_P, BLOCK_C): NCHW tiles are [BLOCK_C, BLOCK_P] with a warp's lanes on 32 consecutive
+    pixels; channels-last tiles are [BLOCK_P, BLOCK_C] with lanes on consecutive channels."""
+    if channels_last:
+        block_c = min(32, triton.next_power_of_2(max(C, 1)))
+        return max(16, 1024 // block_c), block_c
+    block_c = min(8, triton.next_power_of_2(max(C, 1)))
+    return (128 if block_c > 2 else 256), block_c
 
 
-def _channel_split(N: int, P: int, C: int, block_p: int, block_c: int, target: int = 512) -> int:
+def _channel_split(N: int, P: int, C: int, block_p: int, block_c: int, target: int = 2048) -> int:
     """How many programs share one pixel block's channels: enough programs to fill the GPU when
     the batch is small, never less than one BLOCK_C per program."""
     programs = N * triton.cdiv(P, block_p)
@@ -243,7 +275,8 @@ def grid_sample_forward(input: torch.Tensor, grid: torch.Tensor, mode: int, padd
     wrap_triton(grid_sample_fwd_kernel)[(triton.cdiv(P, block_p), N, split)](
         input, grid, out, C, H, W, P, cpp, input.stride(0), input.stride(1), input.stride(2), input.stride(3),
         o_n, o_c, o_p, int(bool(align_corners)), int(padding_mode),
-        MODE=int(mode), BLOCK_P=block_p, BLOCK_C=block_c, ACC=acc_tl, num_warps=num_warps, enable_fp_fusion=False)
+        MODE=int(mode), CL=cl, BLOCK_P=block_p, BLOCK_C=block_c, ACC=acc_tl, num_warps=num_warps,
+        enable_fp_fusion=False)
     return out
 
 
@@ -278,7 +311,7 @@ def grid_sample_backward(grad_output: torch.Tensor, input: torch.Tensor, grid: t
     wrap_triton(grid_sample_bwd_kernel)[(triton.cdiv(P, block_p), N, split)](
         gout, input, grid, gin, slots, C, H, W, P, cpp, input.stride(0), input.stride(1), input.stride(2),
         input.stride(3), o_n, o_c, o_p, N * P * 2, int(bool(align_corners)), int(padding_mode),
-        MODE=int(mode), INPUT_GRAD=bool(input_requires_grad), GRID_GRAD=grid_grad,
+        MODE=int(mode), CL=cl, INPUT_GRAD=bool(input_requires_grad), GRID_GRAD=grid_grad,
         BLOCK_P=block_p, BLOCK_C=block_c, ACC=acc_tl, num_warps=num_warps, enable_fp_fusion=False)
     if grid_requires_grad:
         ggrid = ((slots[0] if split == 1 else slots.sum(0)).to(grid.dtype).view(grid.shape) if grid_grad

@@ -8,8 +8,9 @@ those are explicit ``tl.fma`` here). Kernels that use them should be launched wi
 memory-bound; FMAs buy nothing).
 
 ``align`` (0/1) and ``padding`` (0 zeros, 1 border, 2 reflection) may be run-time scalars or
-constexprs (a constexpr folds the branches away). Sizes are int32 scalars; the math runs in the
-dtype of the coordinate (float32, or float64 for float64 inputs).
+constexprs (a constexpr folds the branches away). Sizes are int32 scalars or Python ints (Triton
+turns an int argument equal to 1 into a constexpr, so sizes are converted with ``tl.cast``, never
+``.to``); the math runs in the dtype of the coordinate (float32, or float64 for float64 inputs).
 """
 from __future__ import annotations
 
@@ -26,9 +27,9 @@ PADDING_CODES = {"zeros": PAD_ZEROS, "border": PAD_BORDER, "reflection": PAD_REF
 def unnormalize_scale(size, align, dtype: tl.constexpr):
     """d pixel / d grid: (size - 1) / 2 with align_corners, size / 2 without."""
     if align:
-        scale = (size - 1).to(dtype) * 0.5
+        scale = tl.cast(size - 1, dtype) * 0.5
     else:
-        scale = size.to(dtype) * 0.5
+        scale = tl.cast(size, dtype) * 0.5
     return scale
 
 
@@ -46,7 +47,7 @@ def unnormalize(g, size, align):
 @triton.jit
 def clip_coordinate(x, size):
     """Forward clip to [0, size - 1]; NaN -> 0."""
-    max_c = (size - 1).to(x.dtype)
+    max_c = tl.cast(size - 1, x.dtype)
     return tl.where(x > 0.0, tl.where(x < max_c, x, max_c), 0.0)
 
 
@@ -54,7 +55,7 @@ def clip_coordinate(x, size):
 def clip_coordinate_with_grad(x, size):
     """Backward clip: (coordinate, multiplier). NaN passes through with multiplier 1; on or
     beyond a border the multiplier is 0."""
-    max_c = (size - 1).to(x.dtype)
+    max_c = tl.cast(size - 1, x.dtype)
     keep = (x != x) | ((x > 0.0) & (x < max_c))
     c = tl.where(keep, x, tl.where(x > 0.0, max_c, 0.0))
     return c, tl.where(keep, 1.0, 0.0).to(x.dtype)
@@ -73,10 +74,10 @@ def div_rn(a, b):
 def _reflect_parts(x, size, align):
     if align:
         low = 0.0
-        twice_span = (2 * (size - 1)).to(x.dtype)
+        twice_span = tl.cast(2 * (size - 1), x.dtype)
     else:
         low = -0.5
-        twice_span = (2 * size).to(x.dtype)
+        twice_span = tl.cast(2 * size, x.dtype)
     t = x - low
     a = tl.abs(t)
     # a >= 0, so trunc(a / span) == floor(a / span); the remainder is one fma, as in PyTorch
@@ -139,7 +140,7 @@ def grid_coordinate_with_grad(g, size, align, padding):
 @triton.jit
 def inside(i, size):
     """Whether an integer-valued float index is in [0, size); False for NaN and inf."""
-    return (i >= 0.0) & (i < size.to(i.dtype))
+    return (i >= 0.0) & (i < tl.cast(size, i.dtype))
 
 
 @triton.jit

@@ -360,18 +360,23 @@ def test_triton_kernels_compile_for_sm90():
     for dt in ("fp32", "fp16", "bf16", "fp64"):
         acc, acc_t = ("fp64", "tl.float64") if dt == "fp64" else ("fp32", "tl.float32")
         fwd = {"in_ptr": f"*{dt}", "grid_ptr": f"*{dt}", "out_ptr": f"*{dt}", **{k: "i32" for k in ints},
-               "align": "i32", "padding": "i32", "MODE": "constexpr", "BLOCK_P": "constexpr", "BLOCK_C": "constexpr",
-               "ACC": "constexpr"}
+               "align": "i32", "padding": "i32", "MODE": "constexpr", "CL": "constexpr", "BLOCK_P": "constexpr",
+               "BLOCK_C": "constexpr", "ACC": "constexpr"}
         bwd = {"gout_ptr": f"*{dt}", "in_ptr": f"*{dt}", "grid_ptr": f"*{dt}", "gin_ptr": f"*{acc}",
                "ggrid_ptr": f"*{acc}", **{k: "i32" for k in ints}, "ggrid_split_stride": "i32", "align": "i32",
-               "padding": "i32", "MODE": "constexpr", "INPUT_GRAD": "constexpr", "GRID_GRAD": "constexpr",
+               "padding": "i32", "MODE": "constexpr", "CL": "constexpr", "INPUT_GRAD": "constexpr", "GRID_GRAD": "constexpr",
                "BLOCK_P": "constexpr", "BLOCK_C": "constexpr", "ACC": "constexpr"}
-        for mode in (0, 1):
-            specs.append(dict(module="fastmotion.kernels.grid_sample", kernel="grid_sample_fwd_kernel", signature=fwd,
-                              constexprs={"MODE": mode, "BLOCK_P": 64, "BLOCK_C": 16, "ACC": acc_t},
+        # Triton turns int arguments equal to 1 into constexprs: compile H = W = 1 as well.
+        for mode, cl, unit in ((0, False, False), (1, False, False), (0, True, False), (1, True, True),
+                               (0, False, True)):
+            size = {"H": 1, "W": 1} if unit else {}
+            f_sig = {**fwd, **{k: "constexpr" for k in size}}
+            b_sig = {**bwd, **{k: "constexpr" for k in size}}
+            specs.append(dict(module="fastmotion.kernels.grid_sample", kernel="grid_sample_fwd_kernel", signature=f_sig,
+                              constexprs={"MODE": mode, "CL": cl, "BLOCK_P": 128, "BLOCK_C": 8, "ACC": acc_t, **size},
                               num_warps=4, options={"enable_fp_fusion": False}))
-            specs.append(dict(module="fastmotion.kernels.grid_sample", kernel="grid_sample_bwd_kernel", signature=bwd,
-                              constexprs={"MODE": mode, "INPUT_GRAD": True, "GRID_GRAD": mode == 0, "BLOCK_P": 64,
-                                          "BLOCK_C": 16, "ACC": acc_t},
+            specs.append(dict(module="fastmotion.kernels.grid_sample", kernel="grid_sample_bwd_kernel", signature=b_sig,
+                              constexprs={"MODE": mode, "CL": cl, "INPUT_GRAD": True, "GRID_GRAD": mode == 0,
+                                          "BLOCK_P": 128, "BLOCK_C": 8, "ACC": acc_t, **size},
                               num_warps=4, options={"enable_fp_fusion": False}))
     compile_for_sm90(specs)

@@ -5,18 +5,20 @@
 // output stores coalesce); channels-last inputs use a (32 channel lanes x 8 pixels) block so
 // that a warp reads and writes 32 consecutive channels of one tap.
 //
-// Backward: a block owns an 8 x 32 tile of output pixels and a range of channels. The input
-// gradient is a scatter to data-dependent positions, so no block owns an input pixel; instead of
-// four global atomics per tap and channel (PyTorch's kernel), the block
-//   1. reduces the bounding box of its tiles' valid taps (for a smooth flow about 9 x 33 pixels),
-//   2. accumulates K channels of the tile's contributions in shared memory (shared atomics,
-//      on-chip), then
-//   3. adds the box to grad_input with one global atomic per non-zero element and channel.
-// Tiles overlap only along their boxes' borders, so global atomic traffic falls from 4 per
-// pixel-channel to about 1.1-1.2, and it is coalesced along the box rows. A box larger than the
-// shared-memory budget (a wildly non-smooth grid) falls back to direct global atomics for that
-// block. The grid gradient sums over the block's channels in registers (no atomics); blocks
-// that split the channels of one image write partial sums to separate slots.
+// Backward: the input gradient is a scatter to data-dependent positions, so no thread owns an
+// input pixel. Two strategies, measured against each other on an H200 (bench/test_grid_sample.py,
+// provider cuda-tile; (32, 64, 64, 64) fp32, smooth flow, input + grid gradients):
+//  * warp-combined atomics (default): a warp holds 32 consecutive output pixels of one row, and
+//    along a smooth row pixel j's east corners are pixel j+1's west corners, so the east
+//    contributions are passed to the next lane with a shuffle and added there: one global
+//    atomic per pixel, row and channel (two per tap pair) instead of four; coalesced along x.
+//  * shared-memory tiles (FASTMOTION_GRID_SAMPLE_SCATTER=tile): a block of 8 x 32 pixels
+//    reduces its taps' bounding box, accumulates K channels of it in shared memory and adds the
+//    box to grad_input once (about 1.2 global atomics per input element). Measured 173 us vs
+//    122 us for plain per-tap atomics (the barriers between passes and the 46 KiB of shared
+//    memory per block cost more than the atomics they save), so it is not the default.
+// The grid gradient sums over the thread's channels in registers (no atomics); blocks that split
+// the channels of one image write partial sums to separate slots, added in order afterwards.
 #include "ops/cuda/grid_sample_kernel.h"
 
 #include <algorithm>
@@ -32,7 +34,8 @@ constexpr int kClLanes = 32, kClPixels = 8;
 constexpr int kTileW = 32, kTileH = 8, kBwdThreads = kTileW * kTileH;
 constexpr int kSmemBytes = 46 * 1024;  // + a few hundred bytes static: within the default 48 KiB
 constexpr int kMaxK = 8;               // channels accumulated per shared-memory pass
-constexpr int kTargetBlocks = 264;     // 2 per SM on an H100: below that, channels are split
+constexpr int kTargetBlocks = 2048;    // ~16 blocks per SM on an H100/H200: below that, channels are split
+constexpr int kWarpRows = 4;           // warp-combined backward: blocks of kWarpRows x 32 pixels
 constexpr unsigned kMaxGridYZ = 65535;
 
 template <typename T>
@@ -273,6 +276,96 @@ __global__ void __launch_bounds__(kBwdThreads)
   }
 }
 
+// Backward with warp-combined atomics: threadIdx.x = column within a 32-pixel run of one output
+// row, threadIdx.y = row. See the file comment.
+template <typename scalar_t, int MODE>
+__global__ void __launch_bounds__(32 * kWarpRows, 6)
+    bwd_warp_kernel(const scalar_t* __restrict__ gout, const scalar_t* __restrict__ in,
+                    const scalar_t* __restrict__ grid, acc_type_t<scalar_t>* __restrict__ gin,
+                    acc_type_t<scalar_t>* __restrict__ slots, GridSampleGeometry g, int padding, bool align,
+                    int64_t c_per_block, int tiles_x, int64_t n_offset) {
+  using acc_t = acc_type_t<scalar_t>;
+  const int lane = threadIdx.x;
+  const int64_t P = g.Ho * g.Wo;
+  const int64_t i = static_cast<int64_t>(blockIdx.x / tiles_x) * kWarpRows + threadIdx.y;
+  const int64_t j = static_cast<int64_t>(blockIdx.x % tiles_x) * 32 + lane;
+  const bool active = i < g.Ho && j < g.Wo;
+  const int64_t p = i * g.Wo + j;
+  const int64_t n = n_offset + blockIdx.y;
+  const int64_t c0 = static_cast<int64_t>(blockIdx.z) * c_per_block;
+  const int64_t c1 = c0 + c_per_block < g.C ? c0 + c_per_block : g.C;
+  const auto ax = SampleAxis<acc_t>::make(g.W, align);
+  const auto ay = SampleAxis<acc_t>::make(g.H, align);
+  BilinearTaps<acc_t> t{};
+  NearestTap<acc_t> nt{};
+  acc_t dx = 0, dy = 0;
+  if (active) {
+    const scalar_t* gp = grid + (n * P + p) * 2;
+    const acc_t gx = to_acc(gp[0]), gy = to_acc(gp[1]);
+    if (MODE == kModeNearest) {
+      nt = NearestTap<acc_t>::make(ax.coordinate(gx, padding), ay.coordinate(gy, padding), ax, ay);
+    } else {
+      const acc_t x = ax.coordinate_with_grad(gx, padding, &dx);
+      const acc_t y = ay.coordinate_with_grad(gy, padding, &dy);
+      t = BilinearTaps<acc_t>::make(x, y, ax, ay);
+    }
+  }
+  const bool in_nw = active && (MODE == kModeNearest ? nt.inside : t.in_nw);
+  const bool in_ne = active && MODE == kModeBilinear && t.in_ne;
+  const bool in_sw = active && MODE == kModeBilinear && t.in_sw;
+  const bool in_se = active && MODE == kModeBilinear && t.in_se;
+  const int64_t tx0 = MODE == kModeNearest ? nt.x : t.x0, ty0 = MODE == kModeNearest ? nt.y : t.y0;
+  // Does this lane add the left lane's east corners (north / south row) to its own west ones?
+  const int64_t left_x = __shfl_up_sync(0xffffffffu, tx0, 1), left_y = __shfl_up_sync(0xffffffffu, ty0, 1);
+  const bool left_ne = __shfl_up_sync(0xffffffffu, in_ne, 1), left_se = __shfl_up_sync(0xffffffffu, in_se, 1);
+  const bool same_cell = MODE == kModeBilinear && lane > 0 && left_x + 1 == tx0 && left_y == ty0;
+  const bool take_n = same_cell && left_ne && in_nw;
+  const bool take_s = same_cell && left_se && in_sw;
+  // Does the right lane take this lane's east corners?
+  const bool given_n = __shfl_down_sync(0xffffffffu, take_n, 1) && lane < 31;
+  const bool given_s = __shfl_down_sync(0xffffffffu, take_s, 1) && lane < 31;
+  const bool grid_grad = slots != nullptr && MODE == kModeBilinear;
+
+  const int64_t sW = g.in_sW, sH = g.in_sH, sC = g.in_sC;
+  const int64_t o_nw = n * g.in_sN + ty0 * sH + tx0 * sW;
+  const acc_t w_nw = MODE == kModeNearest ? acc_t(1) : t.w_nw;
+  const scalar_t* gout_p = gout + n * g.out_sN + p * g.out_sP;
+  acc_t sx = 0, sy = 0;
+#pragma unroll 2
+  for (int64_t c = c0; c < c1; ++c) {
+    const acc_t gg = active ? to_acc(gout_p[c * g.out_sC]) : acc_t(0);
+    if (grid_grad && active) {
+      const scalar_t* qc = in + o_nw + c * sC;
+      const acc_t v_nw = in_nw ? to_acc(qc[0]) : acc_t(0);
+      const acc_t v_ne = in_ne ? to_acc(qc[sW]) : acc_t(0);
+      const acc_t v_sw = in_sw ? to_acc(qc[sH]) : acc_t(0);
+      const acc_t v_se = in_se ? to_acc(qc[sH + sW]) : acc_t(0);
+      acc_t ddx, ddy;
+      t.grad_coord(v_nw, v_ne, v_sw, v_se, gg, &ddx, &ddy);
+      sx += ddx;
+      sy += ddy;
+    }
+    if (gin == nullptr) continue;
+    acc_t* d = gin + o_nw + c * sC;
+    if (MODE == kModeNearest) {
+      if (in_nw) atomicAdd(d, gg);
+      continue;
+    }
+    const acc_t e_n = t.w_ne * gg, e_s = t.w_se * gg;
+    const acc_t from_left_n = __shfl_up_sync(0xffffffffu, e_n, 1);
+    const acc_t from_left_s = __shfl_up_sync(0xffffffffu, e_s, 1);
+    if (in_nw) atomicAdd(d, take_n ? w_nw * gg + from_left_n : w_nw * gg);
+    if (in_ne && !given_n) atomicAdd(d + sW, e_n);
+    if (in_sw) atomicAdd(d + sH, take_s ? t.w_sw * gg + from_left_s : t.w_sw * gg);
+    if (in_se && !given_s) atomicAdd(d + sH + sW, e_s);
+  }
+  if (grid_grad && active) {
+    acc_t* s = slots + ((static_cast<int64_t>(blockIdx.z) * g.N + n) * P + p) * 2;
+    s[0] = sx * dx;
+    s[1] = sy * dy;
+  }
+}
+
 int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Channels per block so that (blocks x channel groups) reaches kTargetBlocks.
@@ -324,43 +417,56 @@ cudaError_t grid_sample_forward_cuda(const scalar_t* input, const scalar_t* grid
 }
 
 namespace {
-int64_t backward_tiles(const GridSampleGeometry& g) { return cdiv(g.Wo, kTileW) * cdiv(g.Ho, kTileH); }
-int64_t backward_per_block(const GridSampleGeometry& g) {
-  const int64_t blocks = backward_tiles(g) * std::min<int64_t>(g.N, kMaxGridYZ);
-  return cdiv(g.C, channel_split(blocks, g.C, kMaxK));
+// Blocks of one image in the backward: warp-combined kernel (kWarpRows x 32) or tiles (8 x 32).
+int64_t backward_tiles(const GridSampleGeometry& g, bool tiles) {
+  return cdiv(g.Wo, kTileW) * cdiv(g.Ho, tiles ? kTileH : kWarpRows);
+}
+int64_t backward_per_block(const GridSampleGeometry& g, bool tiles) {
+  const int64_t blocks = backward_tiles(g, tiles) * std::min<int64_t>(g.N, kMaxGridYZ);
+  return cdiv(g.C, channel_split(blocks, g.C, tiles ? kMaxK : 4));
 }
 }  // namespace
 
-int64_t grid_sample_backward_slots(const GridSampleGeometry& g) {
+int64_t grid_sample_backward_slots(const GridSampleGeometry& g, bool shared_memory_tiles) {
   if (g.C == 0) return 1;
-  return cdiv(g.C, backward_per_block(g));
+  return cdiv(g.C, backward_per_block(g, shared_memory_tiles));
 }
 
 template <typename scalar_t>
 cudaError_t grid_sample_backward_cuda(const scalar_t* grad_output, const scalar_t* input, const scalar_t* grid,
                                       acc_type_t<scalar_t>* grad_input, acc_type_t<scalar_t>* grid_grad_slots,
                                       const GridSampleGeometry& g, int mode, int padding, bool align_corners,
-                                      cudaStream_t stream, bool force_direct_atomics) {
+                                      cudaStream_t stream, bool shared_memory_tiles) {
   const int64_t P = g.Ho * g.Wo;
   if (g.N == 0 || g.C == 0 || P == 0) return cudaSuccess;
   if (grad_input == nullptr && (grid_grad_slots == nullptr || mode != kModeBilinear)) return cudaSuccess;
-  const int64_t tiles = backward_tiles(g);
-  const int64_t per = backward_per_block(g);
+  const bool tiles = shared_memory_tiles;
+  const int64_t n_tiles = backward_tiles(g, tiles);
+  const int64_t per = backward_per_block(g, tiles);
   const unsigned splits = static_cast<unsigned>(cdiv(g.C, per));
-  if (tiles > 0x7fffffff || splits > kMaxGridYZ) return cudaErrorInvalidConfiguration;
+  if (n_tiles > 0x7fffffff || splits > kMaxGridYZ) return cudaErrorInvalidConfiguration;
   const int tiles_x = static_cast<int>(cdiv(g.Wo, kTileW));
-  const dim3 block(kTileW, kTileH);
   for (int64_t n0 = 0; n0 < g.N; n0 += kMaxGridYZ) {
     const unsigned nb = static_cast<unsigned>(std::min<int64_t>(kMaxGridYZ, g.N - n0));
-    const dim3 grid_dim(static_cast<unsigned>(tiles), nb, splits);
-    if (mode == kModeNearest) {
-      bwd_tile_kernel<scalar_t, kModeNearest><<<grid_dim, block, kSmemBytes, stream>>>(
-          grad_output, input, grid, grad_input, grid_grad_slots, g, padding, align_corners, per, tiles_x, n0,
-          force_direct_atomics);
+    const dim3 grid_dim(static_cast<unsigned>(n_tiles), nb, splits);
+    if (tiles) {
+      const dim3 block(kTileW, kTileH);
+      if (mode == kModeNearest) {
+        bwd_tile_kernel<scalar_t, kModeNearest><<<grid_dim, block, kSmemBytes, stream>>>(
+            grad_output, input, grid, grad_input, grid_grad_slots, g, padding, align_corners, per, tiles_x, n0, false);
+      } else {
+        bwd_tile_kernel<scalar_t, kModeBilinear><<<grid_dim, block, kSmemBytes, stream>>>(
+            grad_output, input, grid, grad_input, grid_grad_slots, g, padding, align_corners, per, tiles_x, n0, false);
+      }
     } else {
-      bwd_tile_kernel<scalar_t, kModeBilinear><<<grid_dim, block, kSmemBytes, stream>>>(
-          grad_output, input, grid, grad_input, grid_grad_slots, g, padding, align_corners, per, tiles_x, n0,
-          force_direct_atomics);
+      const dim3 block(32, kWarpRows);
+      if (mode == kModeNearest) {
+        bwd_warp_kernel<scalar_t, kModeNearest><<<grid_dim, block, 0, stream>>>(
+            grad_output, input, grid, grad_input, grid_grad_slots, g, padding, align_corners, per, tiles_x, n0);
+      } else {
+        bwd_warp_kernel<scalar_t, kModeBilinear><<<grid_dim, block, 0, stream>>>(
+            grad_output, input, grid, grad_input, grid_grad_slots, g, padding, align_corners, per, tiles_x, n0);
+      }
     }
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
