@@ -278,7 +278,7 @@ __global__ void __launch_bounds__(kBwdThreads)
 
 // Backward with warp-combined atomics: threadIdx.x = column within a 32-pixel run of one output
 // row, threadIdx.y = row. See the file comment.
-template <typename scalar_t, int MODE>
+template <typename scalar_t, int MODE, bool INPUT_GRAD, bool GRID_GRAD>
 __global__ void __launch_bounds__(32 * kWarpRows, 6)
     bwd_warp_kernel(const scalar_t* __restrict__ gout, const scalar_t* __restrict__ in,
                     const scalar_t* __restrict__ grid, acc_type_t<scalar_t>* __restrict__ gin,
@@ -324,7 +324,7 @@ __global__ void __launch_bounds__(32 * kWarpRows, 6)
   // Does the right lane take this lane's east corners?
   const bool given_n = __shfl_down_sync(0xffffffffu, take_n, 1) && lane < 31;
   const bool given_s = __shfl_down_sync(0xffffffffu, take_s, 1) && lane < 31;
-  const bool grid_grad = slots != nullptr && MODE == kModeBilinear;
+  constexpr bool grid_grad = GRID_GRAD && MODE == kModeBilinear;
 
   const int64_t sW = g.in_sW, sH = g.in_sH, sC = g.in_sC;
   const int64_t o_nw = n * g.in_sN + ty0 * sH + tx0 * sW;
@@ -345,7 +345,7 @@ __global__ void __launch_bounds__(32 * kWarpRows, 6)
       sx += ddx;
       sy += ddy;
     }
-    if (gin == nullptr) continue;
+    if (!INPUT_GRAD) continue;
     acc_t* d = gin + o_nw + c * sC;
     if (MODE == kModeNearest) {
       if (in_nw) atomicAdd(d, gg);
@@ -460,13 +460,20 @@ cudaError_t grid_sample_backward_cuda(const scalar_t* grad_output, const scalar_
       }
     } else {
       const dim3 block(32, kWarpRows);
+      const bool input_grad = grad_input != nullptr, grid_grad = grid_grad_slots != nullptr;
+#define FM_LAUNCH_WARP(MODE_, IN_, GRID_)                                                                        \
+  bwd_warp_kernel<scalar_t, MODE_, IN_, GRID_><<<grid_dim, block, 0, stream>>>(                                 \
+      grad_output, input, grid, grad_input, grid_grad_slots, g, padding, align_corners, per, tiles_x, n0)
       if (mode == kModeNearest) {
-        bwd_warp_kernel<scalar_t, kModeNearest><<<grid_dim, block, 0, stream>>>(
-            grad_output, input, grid, grad_input, grid_grad_slots, g, padding, align_corners, per, tiles_x, n0);
+        FM_LAUNCH_WARP(kModeNearest, true, false);
+      } else if (input_grad && grid_grad) {
+        FM_LAUNCH_WARP(kModeBilinear, true, true);
+      } else if (input_grad) {
+        FM_LAUNCH_WARP(kModeBilinear, true, false);
       } else {
-        bwd_warp_kernel<scalar_t, kModeBilinear><<<grid_dim, block, 0, stream>>>(
-            grad_output, input, grid, grad_input, grid_grad_slots, g, padding, align_corners, per, tiles_x, n0);
+        FM_LAUNCH_WARP(kModeBilinear, false, true);
       }
+#undef FM_LAUNCH_WARP
     }
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
