@@ -48,8 +48,12 @@ def _extensions():
         _flag("FASTMOTION_FORCE_CUDA") or (torch.version.cuda is not None and CUDA_HOME is not None)
     )
     include_dirs = [os.path.join(csrc, "include"), csrc]
-    # torch picks the C++ standard; -fno-trapping-math lets hot loops vectorize (see csrc/ops/cpu/vec_math.h)
-    cxx = ["-O3", "-fopenmp", "-fno-trapping-math"]
+    # torch picks the C++ standard.
+    # -fno-trapping-math lets hot loops vectorize (see csrc/ops/cpu/vec_math.h).
+    # -ffp-contract=off: no implicit fused multiply-adds, so results do not depend on which
+    # function clone (AVX2+FMA or baseline) runs, and grid_sample's coordinate math rounds
+    # exactly like PyTorch's CPU kernel (which nearest pixel is picked must not depend on the ISA).
+    cxx = ["-O3", "-fopenmp", "-fno-trapping-math", "-ffp-contract=off"]
     extra = {"cxx": cxx}
     define_macros = []
     ext_cls = CppExtension
