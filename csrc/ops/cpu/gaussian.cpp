@@ -3,7 +3,7 @@
 // One task of at::parallel_for per output heatmap (forward) or per keypoint (backward, which
 // reads one grad_out heatmap and writes that keypoint's driving and source gradients: no two
 // tasks write the same gradient, so no atomics). Per heatmap the quadratic form's per-row terms
-// are hoisted and the row loops are written for auto-vectorisation (fast_exp, omp simd
+// are hoisted and the row loops are written for auto-vectorisation (cpu::exp_poly, omp simd
 // reductions); on x86-64 they are compiled twice, for AVX2+FMA and for the baseline, and picked
 // at run time. Float math for float/half/bfloat16 (row sums accumulate into double across rows),
 // double for double.
@@ -18,32 +18,24 @@
 #include <type_traits>
 #include <vector>
 
-#include "fastmotion/fast_exp.h"
 #include "fastmotion/gaussian.h"
+#include "ops/cpu/vec_math.h"
 #include "ops/gaussian.h"
 
 namespace fastmotion {
 namespace {
 
-// The row loops below vectorise only when GCC may if-convert their selects (fast_exp's clamps,
-// the q >= 0 clamp), which it does only when it may ignore floating-point exception flags:
-// -fno-trapping-math, for these functions alone. Values are unchanged. The attribute must be on
-// both the inlined loop bodies and the functions they are inlined into.
-#if defined(__GNUC__) && !defined(__clang__)
-#define FM_ROW_IMPL inline __attribute__((always_inline, optimize("no-trapping-math")))
-#define FM_ROW_ATTR __attribute__((optimize("no-trapping-math")))
-#define FM_ROW_ATTR_AVX2 __attribute__((target("avx2,fma"), optimize("no-trapping-math")))
-#elif defined(__GNUC__)
+// Loop bodies are force-inlined into two out-of-line copies (baseline, and AVX2+FMA picked at
+// run time, see ops/cpu/vec_math.h) so each is vectorized for its own target.
+#if defined(__GNUC__)
 #define FM_ROW_IMPL inline __attribute__((always_inline))
-#define FM_ROW_ATTR
-#define FM_ROW_ATTR_AVX2 __attribute__((target("avx2,fma")))
 #else
 #define FM_ROW_IMPL inline
-#define FM_ROW_ATTR
-#define FM_ROW_ATTR_AVX2
 #endif
+#define FM_ROW_ATTR
+#define FM_ROW_ATTR_AVX2 FASTMOTION_TARGET_AVX2
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#ifdef FASTMOTION_HAVE_AVX2_COPIES
 #define FM_X86_DISPATCH 1
 #endif
 
@@ -69,15 +61,15 @@ FM_ROW_IMPL void fwd_const_impl(acc_t* __restrict out, int64_t W, RowQ<acc_t> d,
     for (int64_t j = 0; j < W; ++j) {
       const acc_t qd = dxd[j] * (pad * dxd[j] + td) + ud;
       const acc_t qs = dxs[j] * (pas * dxs[j] + ts) + us;
-      const acc_t gd = fast_exp(acc_t(-0.5) * (qd < acc_t(0) ? acc_t(0) : qd));
-      const acc_t gs = fast_exp(acc_t(-0.5) * (qs < acc_t(0) ? acc_t(0) : qs));
+      const acc_t gd = cpu::exp_poly(acc_t(-0.5) * (qd < acc_t(0) ? acc_t(0) : qd));
+      const acc_t gs = cpu::exp_poly(acc_t(-0.5) * (qs < acc_t(0) ? acc_t(0) : qs));
       out[j] = (gd - gs) * scale;
     }
   } else {
 #pragma omp simd
     for (int64_t j = 0; j < W; ++j) {
       const acc_t qd = dxd[j] * (pad * dxd[j] + td) + ud;
-      out[j] = fast_exp(acc_t(-0.5) * (qd < acc_t(0) ? acc_t(0) : qd)) * scale;
+      out[j] = cpu::exp_poly(acc_t(-0.5) * (qd < acc_t(0) ? acc_t(0) : qd)) * scale;
     }
   }
 }
@@ -91,7 +83,7 @@ FM_ROW_IMPL acc_t fwd_store_impl(acc_t* __restrict g, int64_t W, RowQ<acc_t> d) 
 #pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < W; ++j) {
     const acc_t q = dx[j] * (pa * dx[j] + t) + u;
-    const acc_t e = fast_exp(acc_t(-0.5) * (q < acc_t(0) ? acc_t(0) : q));
+    const acc_t e = cpu::exp_poly(acc_t(-0.5) * (q < acc_t(0) ? acc_t(0) : q));
     g[j] = e;
     sum += e;
   }
@@ -107,7 +99,7 @@ FM_ROW_IMPL void bwd_const_impl(const acc_t* __restrict g, int64_t W, RowQ<acc_t
 #pragma omp simd reduction(+ : r0, r1, r2)
   for (int64_t j = 0; j < W; ++j) {
     const acc_t q = dx[j] * (pa * dx[j] + t) + u;
-    const acc_t e = fast_exp(acc_t(-0.5) * (q < acc_t(0) ? acc_t(0) : q));
+    const acc_t e = cpu::exp_poly(acc_t(-0.5) * (q < acc_t(0) ? acc_t(0) : q));
     const acc_t m = q < acc_t(0) ? acc_t(0) : e;
     const acc_t w = g[j] * m;
     const acc_t wx = w * dx[j];
@@ -131,7 +123,7 @@ FM_ROW_IMPL void bwd_sum_impl(const acc_t* __restrict g, int64_t W, RowQ<acc_t> 
   for (int64_t j = 0; j < W; ++j) {
     const acc_t q = dx[j] * (pa * dx[j] + t) + u;
     const bool neg = q < acc_t(0);
-    const acc_t e = fast_exp(acc_t(-0.5) * (neg ? acc_t(0) : q));
+    const acc_t e = cpu::exp_poly(acc_t(-0.5) * (neg ? acc_t(0) : q));
     const acc_t m = neg ? acc_t(0) : e;
     const acc_t gs = g[j] - g0;
     const acc_t w = gs * m;
@@ -187,8 +179,7 @@ RowKernels<double> row_kernels<double>() {
 template <>
 RowKernels<float> row_kernels<float>() {
 #ifdef FM_X86_DISPATCH
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (avx2) return {fwd_const_f32_avx2, fwd_store_f32_avx2, bwd_const_f32_avx2, bwd_sum_f32_avx2};
+  if (cpu::has_avx2_fma()) return {fwd_const_f32_avx2, fwd_store_f32_avx2, bwd_const_f32_avx2, bwd_sum_f32_avx2};
 #endif
   return {fwd_const_f32, fwd_store_f32, bwd_const_f32, bwd_sum_f32};
 }

@@ -28,6 +28,7 @@
 #include <type_traits>
 
 #include "fastmotion/sampling.h"
+#include "ops/cpu/vec_math.h"
 #include "ops/grid_sample.h"
 
 #if defined(__GNUC__)
@@ -259,13 +260,10 @@ FM_ALWAYS_INLINE void forward_rows_impl(const Layout& l, const scalar_t* in, con
 // Out-of-line copies: a baseline x86-64 one and, on x86-64, an AVX2+FMA one picked at run time
 // (fma() is an instruction there instead of a libm call; channels-last loops vectorize 8 wide).
 // Both round identically: every fused operation is an explicit fma().
-#if defined(__GNUC__) && defined(__x86_64__)
+#ifdef FASTMOTION_HAVE_AVX2_COPIES
 #define FM_HAVE_AVX2_CLONES 1
-#define FM_TARGET_AVX2 __attribute__((target("avx2,fma")))
-bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
+#define FM_TARGET_AVX2 FASTMOTION_TARGET_AVX2
+inline bool cpu_has_avx2() { return cpu::has_avx2_fma(); }
 #endif
 
 template <typename scalar_t, bool kCL>

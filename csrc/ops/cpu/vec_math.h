@@ -20,14 +20,16 @@
 namespace fastmotion {
 namespace cpu {
 
-// exp(x) for float without a libm call (Cephes-style: 2^n * e^r with a degree-6 polynomial on
-// |r| <= ln2/2), within ~2 ulp of std::exp on [-87, 88]; below -87 it returns 0, above 88 inf,
-// and NaN propagates. Range limits are applied as final selects, not input clamps: a clamped
-// input lets GCC constant-fold the clamped branch and then refuse to vectorize the loop.
+// exp for the inner loops, in a form compilers auto-vectorize: no libm call, no branches (only
+// selects). Cephes-style 2^n * e^r with a degree-6 polynomial on |r| <= ln2/2, about 1 ulp on
+// the range the kernels use (x <= 0). Below log(FLT_MIN) it returns 0 where expf would return a
+// denormal; above 88 it returns inf; NaN propagates (n > -127 is false for NaN, so n becomes
+// -127 and y = p * 2^-127 stays NaN through p).
 inline float exp_poly(float x) {
-  const float magic = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to an integer
-  const float n = (x * 1.44269504088896341f + magic) - magic;
-  float r = x - n * 0.693359375f;  // ln2 split in two for an exact product with n
+  constexpr float kLo = -87.33654475f;  // log(FLT_MIN)
+  constexpr float kHi = 88.0f;
+  float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln2): 1.5 * 2^23 trick
+  float r = x - n * 0.693359375f;                                      // Cody-Waite: ln2 in two parts
   r = r - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -35,13 +37,36 @@ inline float exp_poly(float x) {
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  p = p * (r * r) + r + 1.0f;
+  // Keep the float -> int conversion defined (out-of-range and NaN inputs): those lanes are
+  // replaced below anyway. Range handling is done with selects on the result, not by clamping
+  // the input: a clamped input lets GCC constant-fold that path into a branch and the loop
+  // then stays scalar.
+  n = n > -127.0f ? n : -127.0f;
+  n = n < 128.0f ? n : 128.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n
   float y = p * __builtin_bit_cast(float, bits);
-  y = x < -87.0f ? 0.0f : y;
-  y = x > 88.0f ? __builtin_inff() : y;
+  y = x < kLo ? 0.0f : y;
+  y = x > kHi ? __builtin_inff() : y;
   return y;
 }
+
+// Double inputs take libm's exp (they serve gradcheck and the float64 paths, not speed).
+inline double exp_poly(double x) { return __builtin_exp(x); }
+
+// Explicit two-copy dispatch, for kernels that pick a copy once per call instead of through
+// FASTMOTION_CPU_CLONES: FASTMOTION_TARGET_AVX2 marks the AVX2+FMA copy, has_avx2_fma() picks.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
+#define FASTMOTION_HAVE_AVX2_COPIES 1
+#define FASTMOTION_TARGET_AVX2 __attribute__((target("avx2,fma")))
+inline bool has_avx2_fma() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+}
+#else
+#define FASTMOTION_TARGET_AVX2
+inline bool has_avx2_fma() { return false; }
+#endif
 
 }  // namespace cpu
 }  // namespace fastmotion
