@@ -102,6 +102,11 @@ def gaussian_fwd_kernel(out_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, B, C, H, W, row
                         fixed_hi, fixed_lo, norm_hi, norm_lo, w_m1, h_m1, x_on, y_on,
                         MODE: tl.constexpr, HAS_SRC: tl.constexpr, BG: tl.constexpr, NORM_SUM: tl.constexpr,
                         BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, ACC: tl.constexpr):
+    # torch.compile passes float scalars as fp64: pin them to the accumulation type
+    w_m1 = tl.cast(w_m1, ACC)
+    h_m1 = tl.cast(h_m1, ACC)
+    x_on = tl.cast(x_on, ACC)
+    y_on = tl.cast(y_on, ACC)
     hm = tl.program_id(0).to(tl.int64)
     c = hm % C
     ab = hm // C
@@ -230,6 +235,11 @@ def gaussian_bwd_kernel(gout_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, gmd_ptr, gvd_p
                         fixed_hi, fixed_lo, norm_hi, norm_lo, w_m1, h_m1, x_on, y_on,
                         MODE: tl.constexpr, HAS_SRC: tl.constexpr, BG: tl.constexpr, NORM_SUM: tl.constexpr,
                         FUSED: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, ACC: tl.constexpr):
+    # torch.compile passes float scalars as fp64: pin them to the accumulation type
+    w_m1 = tl.cast(w_m1, ACC)
+    h_m1 = tl.cast(h_m1, ACC)
+    x_on = tl.cast(x_on, ACC)
+    y_on = tl.cast(y_on, ACC)
     r = tl.program_id(0).to(tl.int64)
     split = tl.program_id(1)
     k = r % K

@@ -34,13 +34,28 @@ for spec in specs:
 """
 
 
-def compile_for_sm90(specs):
+def with_fp64_scalars(specs):
+    """The specs again with every fp32 scalar argument typed fp64: torch.compile (inductor) passes
+    Python floats to user Triton kernels as fp64, which can change a kernel's arithmetic types
+    (e.g. make loop-carried state fp64 and fail to compile) where eager launches pass fp32."""
+    out = []
+    for spec in specs:
+        sig = {k: ("fp64" if v == "fp32" else v) for k, v in spec["signature"].items()}
+        if sig != spec["signature"]:
+            out.append({**spec, "signature": sig})
+    return out
+
+
+def compile_for_sm90(specs, fp64_scalars: bool = True):
     """Compile each spec ``{"module", "kernel", "signature", "constexprs", "num_warps", "options"}``
-    to a cubin (``options``: extra compile options such as ``enable_fp_fusion``; optional).
+    to a cubin (``options``: extra compile options such as ``enable_fp_fusion``; optional), and
+    with ``fp64_scalars`` also its variant with fp64 scalar arguments (see with_fp64_scalars).
 
     Triton dtypes in constexprs are written as strings ``"tl.float32"``. Skips with the reason
     when triton or its NVIDIA backend (ptxas) is unavailable here."""
     pytest.importorskip("triton")
+    if fp64_scalars:
+        specs = list(specs) + with_fp64_scalars(specs)
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     proc = subprocess.run([sys.executable, "-c", _SCRIPT, json.dumps(specs)], capture_output=True, text=True,
