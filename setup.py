@@ -48,7 +48,9 @@ def _extensions():
         _flag("FASTMOTION_FORCE_CUDA") or (torch.version.cuda is not None and CUDA_HOME is not None)
     )
     include_dirs = [os.path.join(csrc, "include"), csrc]
-    cxx = ["-O3", "-fopenmp"]  # torch picks the C++ standard
+    # -fno-trapping-math: lets GCC if-convert float compares in hot loops (vectorized selects);
+    # nothing here reads floating-point exception flags. torch picks the C++ standard.
+    cxx = ["-O3", "-fopenmp", "-fno-trapping-math"]
     extra = {"cxx": cxx}
     define_macros = []
     ext_cls = CppExtension

@@ -31,9 +31,18 @@ from torch.library import wrap_triton
 
 
 @triton.jit
+def _div(a, b):
+    # correctly rounded a / b (plain `/` on float32 is an approximate division in Triton)
+    if a.dtype == tl.float64:
+        return a / b
+    else:
+        return tl.math.div_rn(a, b)
+
+
+@triton.jit
 def _grid_coord(idx, size_m1, on):
-    # Monkey-Net's 2 * (i / (n - 1)) - 1 (correctly rounded division), 0 on a single-pixel axis.
-    return (2.0 * tl.math.div_rn(idx, size_m1) - 1.0) * on
+    # Monkey-Net's 2 * (i / (n - 1)) - 1, 0 on a single-pixel axis.
+    return (2.0 * _div(idx, size_m1.to(idx.dtype)) - 1.0) * on
 
 
 @triton.jit

@@ -33,7 +33,7 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from fastmotion.kernels.dense_motion import _taps
+from fastmotion.kernels.dense_motion import _div, _taps
 
 MAX_MAPS = 8
 _BLOCK = 256
@@ -56,7 +56,7 @@ def _nearest_index(dst, size_in, size_out):
 @triton.jit
 def _linear_taps(dst, size_in, size_out, ACC: tl.constexpr):
     # F.interpolate linear, align_corners=False: (i0, i1, w0, w1); identity when in == out
-    scale = tl.math.div_rn(size_in.to(ACC), size_out.to(ACC))
+    scale = _div(size_in.to(ACC), size_out.to(ACC))
     src = scale * (dst.to(ACC) + 0.5) - 0.5
     src = tl.maximum(src, 0.0)
     i0 = tl.minimum(src.to(tl.int32), size_in - 1)

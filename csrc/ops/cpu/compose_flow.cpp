@@ -21,10 +21,11 @@
 #include <vector>
 
 #include "fastmotion/dense_motion.h"
+#include "ops/cpu/vectorize.h"
 #include "ops/cpu/fast_exp.h"
 #include "ops/dense_motion.h"
 
-#define FM_HOT __attribute__((target_clones("avx2,fma", "default")))
+#define FM_HOT FM_INLINE
 
 namespace fastmotion {
 namespace cpu {
@@ -185,13 +186,15 @@ at::Tensor compose_flow_forward_cpu(const at::Tensor& mask_logits_in, const at::
     const acc_t* sp = shift.const_data_ptr<acc_t>();
     const scalar_t* cp = has_corr ? corr.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, N * tasks_per_n, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t n = task / tasks_per_n, r0 = (task % tasks_per_n) * rpt;
-        compose_forward_rows<scalar_t, acc_t>(lp + n * K1 * H * W, sp + n * K1 * 2,
-                                              cp ? cp + n * 2 * H * W : nullptr, K1, H, W, r0,
-                                              std::min(H, r0 + rpt), xs.data(), ys.data(), op + n * H * W * 2);
-      }
+    at::parallel_for(0, N * tasks_per_n, grain_for(rpt * W * K1), [&](int64_t begin, int64_t end) {
+      run_vectorized([&]() FM_ALWAYS_INLINE {
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t n = task / tasks_per_n, r0 = (task % tasks_per_n) * rpt;
+          compose_forward_rows<scalar_t, acc_t>(lp + n * K1 * H * W, sp + n * K1 * 2,
+                                                cp ? cp + n * 2 * H * W : nullptr, K1, H, W, r0,
+                                                std::min(H, r0 + rpt), xs.data(), ys.data(), op + n * H * W * 2);
+        }
+      });
     });
   });
   return out;
@@ -219,21 +222,23 @@ std::tuple<at::Tensor, at::Tensor> compose_flow_backward_cpu(const at::Tensor& g
     scalar_t* glp = grad_logits.mutable_data_ptr<scalar_t>();
     // partial[task][k][2]: each task's share of the kp_shift gradient
     std::vector<acc_t> partial(N * tasks_per_n * K1 * 2);
-    at::parallel_for(0, N * tasks_per_n, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> e(K1 * kPiece), lanes(2 * K1 * kPiece);
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t n = task / tasks_per_n, r0 = (task % tasks_per_n) * rpt;
-        std::fill(lanes.begin(), lanes.end(), acc_t(0));
-        compose_backward_rows<scalar_t, acc_t>(lp + n * K1 * H * W, sp + n * K1 * 2, gp + n * H * W * 2, K1, H, W,
-                                               r0, std::min(H, r0 + rpt), glp + n * K1 * H * W, e.data(),
-                                               lanes.data());
-        acc_t* part = partial.data() + task * K1 * 2;
-        for (int64_t q = 0; q < 2 * K1; ++q) {
-          acc_t sum = 0;
-          for (int64_t p = 0; p < kPiece; ++p) sum += lanes[q * kPiece + p];
-          part[q] = sum;
+    at::parallel_for(0, N * tasks_per_n, grain_for(rpt * W * K1), [&](int64_t begin, int64_t end) {
+      run_vectorized([&]() FM_ALWAYS_INLINE {
+        std::vector<acc_t> e(K1 * kPiece), lanes(2 * K1 * kPiece);
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t n = task / tasks_per_n, r0 = (task % tasks_per_n) * rpt;
+          std::fill(lanes.begin(), lanes.end(), acc_t(0));
+          compose_backward_rows<scalar_t, acc_t>(lp + n * K1 * H * W, sp + n * K1 * 2, gp + n * H * W * 2, K1, H, W,
+                                                 r0, std::min(H, r0 + rpt), glp + n * K1 * H * W, e.data(),
+                                                 lanes.data());
+          acc_t* part = partial.data() + task * K1 * 2;
+          for (int64_t q = 0; q < 2 * K1; ++q) {
+            acc_t sum = 0;
+            for (int64_t p = 0; p < kPiece; ++p) sum += lanes[q * kPiece + p];
+            part[q] = sum;
+          }
         }
-      }
+      });
     });
     acc_t* gs = grad_shift.mutable_data_ptr<acc_t>();
     for (int64_t n = 0; n < N; ++n) {

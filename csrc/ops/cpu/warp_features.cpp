@@ -2,9 +2,12 @@
 // the resize (nearest, or linear with align_corners=False) folded into the sampling.
 //
 // Forward: a task owns (n, a block of output rows, a range of channels). It computes each
-// pixel's resized grid value and its four taps once (offsets into a channel plane, weights with
-// out-of-image taps zeroed), then runs the gather for every channel of its range. No resized
-// grid is ever stored; any memory layout of the features works (offsets use their strides).
+// pixel's resized grid value and its four taps once (int32 offsets into a channel plane,
+// weights with out-of-image taps zeroed), then runs the gather for every channel of its range.
+// No resized grid is ever stored; any memory layout of the features works (offsets use their
+// strides). The per-axis resize indices are computed once per map, the taps of a row in
+// unit-stride loops, and the gathers are plain indexed loads: all of it auto-vectorizes (AVX2
+// gathers) in the AVX2 copy of the kernels.
 // Backward: a task owns (n, a range of channels). It rebuilds the taps block by block, scatters
 // grad_out into its own channels' feature gradients (no other task writes there), and sums
 // grad_out * d(sample)/d(coordinate) over its channels per pixel into a partial buffer. The
@@ -24,22 +27,50 @@
 #include <vector>
 
 #include "fastmotion/dense_motion.h"
+#include "ops/cpu/vectorize.h"
 #include "ops/warp_features.h"
-
-#define FM_HOT __attribute__((target_clones("avx2,fma", "default")))
 
 namespace fastmotion {
 namespace cpu {
 
-// The four taps (00, 01, 10, 11 = (row, column) offsets) of a block of output pixels.
+// One axis of the grid's resize to a map: for every map index, the two grid indices and weights
+// (nearest: the same index twice, weights 1 and 0).
+template <typename acc_t>
+struct AxisResize {
+  std::vector<int32_t> i0, i1;
+  std::vector<acc_t> w0, w1;
+
+  void build(int64_t grid_size, int64_t map_size, bool nearest) {
+    i0.resize(map_size);
+    i1.resize(map_size);
+    w0.resize(map_size);
+    w1.resize(map_size);
+    for (int64_t d = 0; d < map_size; ++d) {
+      if (nearest) {
+        i0[d] = i1[d] = static_cast<int32_t>(nearest_source_index(d, grid_size, map_size));
+        w0[d] = acc_t(1);
+        w1[d] = acc_t(0);
+      } else {
+        const ResizeTaps<acc_t> t = linear_resize_taps<acc_t>(d, grid_size, map_size);
+        i0[d] = static_cast<int32_t>(t.i0);
+        i1[d] = static_cast<int32_t>(t.i1);
+        w0[d] = t.w0;
+        w1[d] = t.w1;
+      }
+    }
+  }
+};
+
+// The four taps (00, 01, 10, 11: (row, column) + (0|1, 0|1)) of a block of output pixels.
 template <typename acc_t>
 struct TapBlock {
-  std::vector<int64_t> off[4];
-  std::vector<acc_t> w[4];   // bilinear weights, zero for taps outside the map
-  std::vector<acc_t> in[4];  // 1 inside the map, 0 outside
-  std::vector<acc_t> fx, fy;
+  std::vector<int32_t> off[4];  // offsets into a channel plane (0 for taps outside the map)
+  std::vector<acc_t> w[4];      // bilinear weights, 0 for taps outside the map
+  std::vector<acc_t> in[4];     // 1 inside the map, 0 outside
+  std::vector<acc_t> fx, fy;    // second-tap weights along x and y
+  std::vector<acc_t> gx, gy;    // scratch: resized grid values of one row
 
-  void resize(int64_t n) {
+  void resize(int64_t n, int64_t row) {
     for (int t = 0; t < 4; ++t) {
       off[t].resize(n);
       w[t].resize(n);
@@ -47,58 +78,109 @@ struct TapBlock {
     }
     fx.resize(n);
     fy.resize(n);
+    gx.resize(row);
+    gy.resize(row);
   }
 };
 
-// The grid resized to (Hf, Wf) at output pixel (y, x) of sample n: grid (N, h, w, 2), contiguous.
+// The grid resized to a map, along one output row: g0, g1 are the two grid rows it reads (with
+// weights a0, a1), the columns come from the per-column resize taps.
 template <typename acc_t>
-inline void resized_grid_value(const acc_t* grid_n, int64_t h, int64_t w, int64_t Hf, int64_t Wf, bool nearest,
-                               int64_t y, int64_t x, acc_t* gx, acc_t* gy) {
+FM_INLINE void grid_row(const acc_t* __restrict__ g0, const acc_t* __restrict__ g1, acc_t a0, acc_t a1,
+                        const int32_t* __restrict__ cx0, const int32_t* __restrict__ cx1,
+                        const acc_t* __restrict__ bx0, const acc_t* __restrict__ bx1, bool nearest, int64_t Wf,
+                        acc_t* __restrict__ gx, acc_t* __restrict__ gy) {
   if (nearest) {
-    const acc_t* g = grid_n + (nearest_source_index(y, h, Hf) * w + nearest_source_index(x, w, Wf)) * 2;
-    *gx = g[0];
-    *gy = g[1];
+    for (int64_t x = 0; x < Wf; ++x) {
+      gx[x] = g0[2 * cx0[x]];
+      gy[x] = g0[2 * cx0[x] + 1];
+    }
     return;
   }
-  const ResizeTaps<acc_t> ry = linear_resize_taps<acc_t>(y, h, Hf), rx = linear_resize_taps<acc_t>(x, w, Wf);
-  const acc_t* g00 = grid_n + (ry.i0 * w + rx.i0) * 2;
-  const acc_t* g01 = grid_n + (ry.i0 * w + rx.i1) * 2;
-  const acc_t* g10 = grid_n + (ry.i1 * w + rx.i0) * 2;
-  const acc_t* g11 = grid_n + (ry.i1 * w + rx.i1) * 2;
-  *gx = ry.w0 * (rx.w0 * g00[0] + rx.w1 * g01[0]) + ry.w1 * (rx.w0 * g10[0] + rx.w1 * g11[0]);
-  *gy = ry.w0 * (rx.w0 * g00[1] + rx.w1 * g01[1]) + ry.w1 * (rx.w0 * g10[1] + rx.w1 * g11[1]);
+  for (int64_t x = 0; x < Wf; ++x) {
+    const int32_t c0 = 2 * cx0[x], c1 = 2 * cx1[x];
+    const acc_t b0 = bx0[x], b1 = bx1[x];
+    gx[x] = a0 * (b0 * g0[c0] + b1 * g0[c1]) + a1 * (b0 * g1[c0] + b1 * g1[c1]);
+    gy[x] = a0 * (b0 * g0[c0 + 1] + b1 * g0[c1 + 1]) + a1 * (b0 * g1[c0 + 1] + b1 * g1[c1 + 1]);
+  }
 }
 
-// Taps of output rows [y0, y1) of a (Hf, Wf) map with plane strides (sh, sw).
+// Taps of one row of output pixels from their (resized) grid values gx, gy. Restrict-qualified
+// parameters so that GCC vectorizes the loop (it gives up on aliasing between 16 arrays).
 template <typename acc_t>
-void build_taps(const acc_t* grid_n, int64_t h, int64_t w, int64_t Hf, int64_t Wf, int64_t sh, int64_t sw,
-                bool nearest, int64_t y0, int64_t y1, TapBlock<acc_t>& tb) {
-  tb.resize((y1 - y0) * Wf);
-  int64_t p = 0;
+FM_INLINE void taps_row(const acc_t* __restrict__ gx, const acc_t* __restrict__ gy, int64_t Wf, int64_t Hf,
+                        int32_t sh, int32_t sw, int32_t* __restrict__ o00, int32_t* __restrict__ o01,
+                        int32_t* __restrict__ o10, int32_t* __restrict__ o11, acc_t* __restrict__ w00,
+                        acc_t* __restrict__ w01, acc_t* __restrict__ w10, acc_t* __restrict__ w11,
+                        acc_t* __restrict__ m00, acc_t* __restrict__ m01, acc_t* __restrict__ m10,
+                        acc_t* __restrict__ m11, acc_t* __restrict__ fxs, acc_t* __restrict__ fys) {
+  const acc_t scale_x = acc_t(Wf - 1), scale_y = acc_t(Hf - 1);
+  const acc_t hi_x = acc_t(Wf + 1), hi_y = acc_t(Hf + 1), lo = acc_t(-2);
+  const acc_t last_x = acc_t(Wf - 1), last_y = acc_t(Hf - 1);
+  // Float compares and selects only (masks of one type), integer 0/1 products instead of
+  // integer selects: the form GCC's vectorizer accepts.
+  for (int64_t x = 0; x < Wf; ++x) {
+    // grid_sample's unnormalize (align_corners=True), clamped as in axis_taps (NaN -> -2)
+    acc_t cx = ((gx[x] + acc_t(1)) / acc_t(2)) * scale_x;
+    acc_t cy = ((gy[x] + acc_t(1)) / acc_t(2)) * scale_y;
+    cx = cx >= lo ? cx : lo;
+    cy = cy >= lo ? cy : lo;
+    cx = cx <= hi_x ? cx : hi_x;
+    cy = cy <= hi_y ? cy : hi_y;
+    const acc_t flx = fm_floor(cx), fly = fm_floor(cy);
+    const acc_t fx = cx - flx, fy = cy - fly;
+    const acc_t vx0 = (flx >= acc_t(0) && flx <= last_x) ? acc_t(1) : acc_t(0);
+    const acc_t vx1 = (flx >= acc_t(-1) && flx <= last_x - acc_t(1)) ? acc_t(1) : acc_t(0);
+    const acc_t vy0 = (fly >= acc_t(0) && fly <= last_y) ? acc_t(1) : acc_t(0);
+    const acc_t vy1 = (fly >= acc_t(-1) && fly <= last_y - acc_t(1)) ? acc_t(1) : acc_t(0);
+    const acc_t i00 = vy0 * vx0, i01 = vy0 * vx1, i10 = vy1 * vx0, i11 = vy1 * vx1;
+    const int32_t base = static_cast<int32_t>(fly) * sh + static_cast<int32_t>(flx) * sw;
+    o00[x] = static_cast<int32_t>(i00) * base;
+    o01[x] = static_cast<int32_t>(i01) * (base + sw);
+    o10[x] = static_cast<int32_t>(i10) * (base + sh);
+    o11[x] = static_cast<int32_t>(i11) * (base + sh + sw);
+    m00[x] = i00;
+    m01[x] = i01;
+    m10[x] = i10;
+    m11[x] = i11;
+    w00[x] = i00 * ((acc_t(1) - fy) * (acc_t(1) - fx));
+    w01[x] = i01 * ((acc_t(1) - fy) * fx);
+    w10[x] = i10 * (fy * (acc_t(1) - fx));
+    w11[x] = i11 * (fy * fx);
+    fxs[x] = fx;
+    fys[x] = fy;
+  }
+}
+
+// Taps of output rows [y0, y1) of a (Hf, Wf) map whose channel planes have strides (sh, sw),
+// from grid_n (h, w, 2) resized by (ry, rx).
+template <typename acc_t>
+FM_INLINE void build_taps(const acc_t* grid_n, int64_t w, const AxisResize<acc_t>& ry, const AxisResize<acc_t>& rx,
+                          bool nearest, int64_t Hf, int64_t Wf, int32_t sh, int32_t sw, int64_t y0, int64_t y1,
+                          TapBlock<acc_t>& tb) {
+  tb.resize((y1 - y0) * Wf, Wf);
+  acc_t* gx = tb.gx.data();
+  acc_t* gy = tb.gy.data();
+  const int32_t* cx0 = rx.i0.data();
+  const int32_t* cx1 = rx.i1.data();
+  const acc_t* bx0 = rx.w0.data();
+  const acc_t* bx1 = rx.w1.data();
   for (int64_t y = y0; y < y1; ++y) {
-    for (int64_t x = 0; x < Wf; ++x, ++p) {
-      acc_t gx, gy;
-      resized_grid_value(grid_n, h, w, Hf, Wf, nearest, y, x, &gx, &gy);
-      const AxisTaps<acc_t> tx = axis_taps<acc_t>(unnormalize_align_corners<acc_t>(gx, Wf), Wf);
-      const AxisTaps<acc_t> ty = axis_taps<acc_t>(unnormalize_align_corners<acc_t>(gy, Hf), Hf);
-      const bool cx[2] = {tx.in0(Wf), tx.in1(Wf)}, cy[2] = {ty.in0(Hf), ty.in1(Hf)};
-      const acc_t wx[2] = {acc_t(1) - tx.frac, tx.frac}, wy[2] = {acc_t(1) - ty.frac, ty.frac};
-      for (int t = 0; t < 4; ++t) {
-        const int a = t >> 1, b = t & 1;
-        const bool inside = cy[a] && cx[b];
-        tb.off[t][p] = inside ? (ty.i0 + a) * sh + (tx.i0 + b) * sw : 0;
-        tb.in[t][p] = inside ? acc_t(1) : acc_t(0);
-        tb.w[t][p] = inside ? wy[a] * wx[b] : acc_t(0);
-      }
-      tb.fx[p] = tx.frac;
-      tb.fy[p] = ty.frac;
-    }
+    const acc_t* g0 = grid_n + static_cast<int64_t>(ry.i0[y]) * w * 2;
+    const acc_t* g1 = grid_n + static_cast<int64_t>(ry.i1[y]) * w * 2;
+    grid_row<acc_t>(g0, g1, ry.w0[y], ry.w1[y], cx0, cx1, bx0, bx1, nearest, Wf, gx, gy);
+    const int64_t p0 = (y - y0) * Wf;
+    taps_row<acc_t>(gx, gy, Wf, Hf, sh, sw, tb.off[0].data() + p0, tb.off[1].data() + p0, tb.off[2].data() + p0,
+                    tb.off[3].data() + p0, tb.w[0].data() + p0, tb.w[1].data() + p0, tb.w[2].data() + p0,
+                    tb.w[3].data() + p0, tb.in[0].data() + p0, tb.in[1].data() + p0, tb.in[2].data() + p0,
+                    tb.in[3].data() + p0, tb.fx.data() + p0, tb.fy.data() + p0);
   }
 }
 
 template <typename scalar_t, typename acc_t>
-FM_HOT void gather_block(const scalar_t* plane, const TapBlock<acc_t>& tb, int64_t np, scalar_t* out) {
-  const int64_t *o0 = tb.off[0].data(), *o1 = tb.off[1].data(), *o2 = tb.off[2].data(), *o3 = tb.off[3].data();
+FM_INLINE void gather_block(const scalar_t* __restrict__ plane, const TapBlock<acc_t>& tb, int64_t np,
+                            scalar_t* __restrict__ out) {
+  const int32_t *o0 = tb.off[0].data(), *o1 = tb.off[1].data(), *o2 = tb.off[2].data(), *o3 = tb.off[3].data();
   const acc_t *w0 = tb.w[0].data(), *w1 = tb.w[1].data(), *w2 = tb.w[2].data(), *w3 = tb.w[3].data();
   for (int64_t p = 0; p < np; ++p) {
     const acc_t v = w0[p] * static_cast<acc_t>(plane[o0[p]]) + w1[p] * static_cast<acc_t>(plane[o1[p]]) +
@@ -107,37 +189,56 @@ FM_HOT void gather_block(const scalar_t* plane, const TapBlock<acc_t>& tb, int64
   }
 }
 
-// d(sample)/d(coordinate) of one channel, weighted by grad_out, added to (gcx, gcy) per pixel.
+// grad_out * d(sample)/d(coordinate) of one channel, added to (gcx, gcy) per pixel.
 template <typename scalar_t, typename acc_t>
-FM_HOT void coord_grad_block(const scalar_t* plane, const scalar_t* g, const TapBlock<acc_t>& tb, int64_t np,
-                             acc_t* gcx, acc_t* gcy) {
+FM_INLINE void coord_grad_block(const scalar_t* __restrict__ plane, const scalar_t* __restrict__ g,
+                                const TapBlock<acc_t>& tb, int64_t np, acc_t* __restrict__ gcx,
+                                acc_t* __restrict__ gcy) {
+  const int32_t *o0 = tb.off[0].data(), *o1 = tb.off[1].data(), *o2 = tb.off[2].data(), *o3 = tb.off[3].data();
+  const acc_t *m0 = tb.in[0].data(), *m1 = tb.in[1].data(), *m2 = tb.in[2].data(), *m3 = tb.in[3].data();
+  const acc_t *fxs = tb.fx.data(), *fys = tb.fy.data();
   for (int64_t p = 0; p < np; ++p) {
-    const acc_t v00 = tb.in[0][p] * static_cast<acc_t>(plane[tb.off[0][p]]);
-    const acc_t v01 = tb.in[1][p] * static_cast<acc_t>(plane[tb.off[1][p]]);
-    const acc_t v10 = tb.in[2][p] * static_cast<acc_t>(plane[tb.off[2][p]]);
-    const acc_t v11 = tb.in[3][p] * static_cast<acc_t>(plane[tb.off[3][p]]);
-    const acc_t fx = tb.fx[p], fy = tb.fy[p];
+    const acc_t v00 = m0[p] * static_cast<acc_t>(plane[o0[p]]);
+    const acc_t v01 = m1[p] * static_cast<acc_t>(plane[o1[p]]);
+    const acc_t v10 = m2[p] * static_cast<acc_t>(plane[o2[p]]);
+    const acc_t v11 = m3[p] * static_cast<acc_t>(plane[o3[p]]);
+    const acc_t fx = fxs[p], fy = fys[p];
     const acc_t gv = static_cast<acc_t>(g[p]);
     gcx[p] += gv * ((acc_t(1) - fy) * (v01 - v00) + fy * (v11 - v10));
     gcy[p] += gv * ((acc_t(1) - fx) * (v10 - v00) + fx * (v11 - v01));
   }
 }
 
-// grad_out scattered into one channel's feature gradient (acc_t plane, contiguous (Hf, Wf) when
-// the taps were built with the contiguous strides).
+// grad_out scattered into one channel's feature gradient: a contiguous acc_t plane with one
+// extra slot at `trash` that absorbs the taps outside the map (no branches). One pass per tap
+// position: consecutive pixels then hit different addresses, so the read-modify-writes of
+// neighbouring pixels do not wait on each other (pixel p's right tap is pixel p+1's left tap).
 template <typename scalar_t, typename acc_t>
-void scatter_block(const scalar_t* g, const TapBlock<acc_t>& tb, int64_t np, acc_t* gplane) {
-  for (int64_t p = 0; p < np; ++p) {
-    const acc_t gv = static_cast<acc_t>(g[p]);
-    for (int t = 0; t < 4; ++t) {
-      if (tb.in[t][p] != acc_t(0)) gplane[tb.off[t][p]] += tb.w[t][p] * gv;
+FM_INLINE void scatter_block(const scalar_t* __restrict__ g, const TapBlock<acc_t>& tb, int64_t np, int32_t trash,
+                             acc_t* __restrict__ gbuf, int32_t* __restrict__ tgt, acc_t* __restrict__ gplane) {
+  for (int64_t p = 0; p < np; ++p) gbuf[p] = static_cast<acc_t>(g[p]);
+  for (int t = 0; t < 4; ++t) {
+    const int32_t* __restrict__ off = tb.off[t].data();
+    const acc_t* __restrict__ wt = tb.w[t].data();
+    const acc_t* __restrict__ in = tb.in[t].data();
+    acc_t* __restrict__ contrib = gbuf + np;
+    for (int64_t p = 0; p < np; ++p) {  // vectorized: targets and contributions
+      tgt[p] = in[p] != acc_t(0) ? off[p] : trash;
+      contrib[p] = wt[p] * gbuf[p];
     }
+    for (int64_t p = 0; p < np; ++p) gplane[tgt[p]] += contrib[p];
   }
 }
 
 namespace {
 
 int64_t wanted_tasks() { return 4 * std::max<int64_t>(1, at::get_num_threads()); }
+
+void check_int32_plane(const at::Tensor& f, int64_t i) {
+  const int64_t extent = (f.size(2) - 1) * f.stride(2) + (f.size(3) - 1) * f.stride(3) + f.stride(2) + f.stride(3);
+  TORCH_CHECK(extent < (int64_t(1) << 31), "warp_features (cpu): features[", i,
+              "] has a channel plane spanning more than 2^31 elements, which the CPU kernel does not support");
+}
 
 std::vector<at::Tensor> warp_features_forward_cpu(at::TensorList features, const at::Tensor& grid_in,
                                                   c10::string_view mode) {
@@ -147,12 +248,14 @@ std::vector<at::Tensor> warp_features_forward_cpu(at::TensorList features, const
   outs.reserve(features.size());
   const at::Tensor grid = grid_in.contiguous();
   const int64_t N = grid.size(0), h = grid.size(1), w = grid.size(2);
-  for (const at::Tensor& f : features) {
+  for (size_t m = 0; m < features.size(); ++m) {
+    const at::Tensor& f = features[m];
     TORCH_CHECK(f.device().is_cpu(), "warp_features (cpu): features must be CPU tensors");
     const int64_t C = f.size(1), Hf = f.size(2), Wf = f.size(3);
     at::Tensor out = at::empty({N, C, Hf, Wf}, f.options());
     outs.push_back(out);
     if (out.numel() == 0) continue;
+    check_int32_plane(f, static_cast<int64_t>(m));
     const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(Hf, 2048 / Wf));
     const int64_t blocks = (Hf + rows - 1) / rows;
     const int64_t cchunks = std::max<int64_t>(1, std::min<int64_t>(C, (wanted_tasks() + N * blocks - 1) / (N * blocks)));
@@ -162,46 +265,50 @@ std::vector<at::Tensor> warp_features_forward_cpu(at::TensorList features, const
       const scalar_t* fp = f.const_data_ptr<scalar_t>();
       const acc_t* gp = grid.const_data_ptr<acc_t>();
       scalar_t* op = out.mutable_data_ptr<scalar_t>();
-      const int64_t sn = f.stride(0), sc = f.stride(1), sh = f.stride(2), sw = f.stride(3);
-      at::parallel_for(0, N * blocks * cchunks, 1, [&](int64_t begin, int64_t end) {
-        TapBlock<acc_t> tb;
-        for (int64_t task = begin; task < end; ++task) {
-          const int64_t n = task / (blocks * cchunks), b = (task / cchunks) % blocks, cc = task % cchunks;
-          const int64_t y0 = b * rows, y1 = std::min(Hf, y0 + rows);
-          const int64_t c0 = cc * cper, c1 = std::min(C, c0 + cper);
-          if (c0 >= c1) continue;
-          build_taps(gp + n * h * w * 2, h, w, Hf, Wf, sh, sw, nearest, y0, y1, tb);
-          for (int64_t c = c0; c < c1; ++c) {
-            gather_block<scalar_t, acc_t>(fp + n * sn + c * sc, tb, (y1 - y0) * Wf, op + ((n * C + c) * Hf + y0) * Wf);
+      const int64_t sn = f.stride(0), sc = f.stride(1);
+      const int32_t sh = static_cast<int32_t>(f.stride(2)), sw = static_cast<int32_t>(f.stride(3));
+      AxisResize<acc_t> ry, rx;
+      ry.build(h, Hf, nearest);
+      rx.build(w, Wf, nearest);
+      at::parallel_for(0, N * blocks * cchunks, grain_for(rows * Wf * cper), [&](int64_t begin, int64_t end) {
+        run_vectorized([&]() FM_ALWAYS_INLINE {
+          TapBlock<acc_t> tb;
+          for (int64_t task = begin; task < end; ++task) {
+            const int64_t n = task / (blocks * cchunks), b = (task / cchunks) % blocks, cc = task % cchunks;
+            const int64_t y0 = b * rows, y1 = std::min(Hf, y0 + rows);
+            const int64_t c0 = cc * cper, c1 = std::min(C, c0 + cper);
+            if (c0 >= c1) continue;
+            build_taps(gp + n * h * w * 2, w, ry, rx, nearest, Hf, Wf, sh, sw, y0, y1, tb);
+            for (int64_t c = c0; c < c1; ++c) {
+              gather_block<scalar_t, acc_t>(fp + n * sn + c * sc, tb, (y1 - y0) * Wf,
+                                            op + ((n * C + c) * Hf + y0) * Wf);
+            }
           }
-        }
+        });
       });
     });
   }
   return outs;
 }
 
-// Pushes one map's per-pixel coordinate gradient (already summed over channels) back through the
-// resize into grad_grid_n (h, w, 2).
+// Pushes one map's per-pixel coordinate gradient (summed over channels) back through the resize
+// into grad_grid_n (h, w, 2).
 template <typename acc_t>
-void resize_transpose(const acc_t* gc, int64_t Hf, int64_t Wf, int64_t h, int64_t w, bool nearest, acc_t* gg) {
+void resize_transpose(const acc_t* gc, int64_t Hf, int64_t Wf, int64_t w, const AxisResize<acc_t>& ry,
+                      const AxisResize<acc_t>& rx, acc_t* gg) {
   const acc_t sx = acc_t(Wf - 1) / acc_t(2), sy = acc_t(Hf - 1) / acc_t(2);
   for (int64_t y = 0; y < Hf; ++y) {
+    const int64_t rows[2] = {ry.i0[y], ry.i1[y]};
+    const acc_t wr[2] = {ry.w0[y], ry.w1[y]};
     for (int64_t x = 0; x < Wf; ++x) {
       const acc_t vx = gc[(y * Wf + x) * 2] * sx, vy = gc[(y * Wf + x) * 2 + 1] * sy;
-      if (nearest) {
-        acc_t* d = gg + (nearest_source_index(y, h, Hf) * w + nearest_source_index(x, w, Wf)) * 2;
-        d[0] += vx;
-        d[1] += vy;
-        continue;
-      }
-      const ResizeTaps<acc_t> ry = linear_resize_taps<acc_t>(y, h, Hf), rx = linear_resize_taps<acc_t>(x, w, Wf);
-      const int64_t rows[2] = {ry.i0, ry.i1}, cols[2] = {rx.i0, rx.i1};
-      const acc_t wr[2] = {ry.w0, ry.w1}, wc[2] = {rx.w0, rx.w1};
+      const int64_t cols[2] = {rx.i0[x], rx.i1[x]};
+      const acc_t wc[2] = {rx.w0[x], rx.w1[x]};
       for (int a = 0; a < 2; ++a) {
         for (int b = 0; b < 2; ++b) {
-          acc_t* d = gg + (rows[a] * w + cols[b]) * 2;
           const acc_t wt = wr[a] * wc[b];
+          if (wt == acc_t(0)) continue;
+          acc_t* d = gg + (rows[a] * w + cols[b]) * 2;
           d[0] += wt * vx;
           d[1] += wt * vy;
         }
@@ -225,7 +332,8 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
   std::vector<std::vector<char>> partial_bytes(features.size());
   std::vector<int64_t> chunks_of(features.size(), 0);
   for (size_t m = 0; m < features.size(); ++m) {
-    const at::Tensor& f = features[m];
+    // the backward reads contiguous planes, so one set of offsets serves reads and scatters
+    const at::Tensor f = features[m].contiguous();
     TORCH_CHECK(f.device().is_cpu(), "warp_features_backward (cpu): features must be CPU tensors");
     const at::Tensor g = grad_outs[m].contiguous();
     const int64_t C = f.size(1), Hf = f.size(2), Wf = f.size(3);
@@ -235,6 +343,7 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
       grad_features.push_back(gf);
     }
     if (N * C == 0) continue;
+    check_int32_plane(f, static_cast<int64_t>(m));
     const int64_t cchunks = std::max<int64_t>(1, std::min<int64_t>(C, (wanted_tasks() + N - 1) / N));
     const int64_t cper = (C + cchunks - 1) / cchunks;
     chunks_of[m] = cchunks;
@@ -248,45 +357,58 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
       const scalar_t* gp = g.const_data_ptr<scalar_t>();
       scalar_t* gfp = features_grad ? gf.mutable_data_ptr<scalar_t>() : nullptr;
       const acc_t* gridp = grid.const_data_ptr<acc_t>();
-      const int64_t sn = f.stride(0), sc = f.stride(1), sh = f.stride(2), sw = f.stride(3);
-      const bool contiguous_plane = (sh == Wf || Hf == 1) && (sw == 1 || Wf == 1);
-      at::parallel_for(0, N * cchunks, 1, [&](int64_t begin, int64_t end) {
-        TapBlock<acc_t> tb, tbc;  // taps with the features' strides / with contiguous strides
-        std::vector<acc_t> gacc, gcx, gcy;
-        for (int64_t task = begin; task < end; ++task) {
-          const int64_t n = task / cchunks, cc = task % cchunks;
-          const int64_t c0 = cc * cper, c1 = std::min(C, c0 + cper);
-          if (c0 >= c1) continue;
-          if (features_grad) gacc.assign((c1 - c0) * Hf * Wf, acc_t(0));
-          for (int64_t y0 = 0; y0 < Hf; y0 += rows) {
-            const int64_t y1 = std::min(Hf, y0 + rows), np = (y1 - y0) * Wf;
-            const acc_t* grid_n = gridp + n * h * w * 2;
-            build_taps(grid_n, h, w, Hf, Wf, sh, sw, nearest, y0, y1, tb);
-            if (features_grad && !contiguous_plane) build_taps(grid_n, h, w, Hf, Wf, Wf, int64_t(1), nearest, y0, y1, tbc);
-            if (grid_grad) {
-              gcx.assign(np, acc_t(0));
-              gcy.assign(np, acc_t(0));
-            }
-            for (int64_t c = c0; c < c1; ++c) {
-              const scalar_t* gpl = gp + ((n * C + c) * Hf + y0) * Wf;
-              if (grid_grad) coord_grad_block<scalar_t, acc_t>(fp + n * sn + c * sc, gpl, tb, np, gcx.data(), gcy.data());
+      AxisResize<acc_t> ry, rx;
+      ry.build(h, Hf, nearest);
+      rx.build(w, Wf, nearest);
+      const int32_t sh = static_cast<int32_t>(Wf);
+      at::parallel_for(0, N * cchunks, grain_for(cper * Hf * Wf), [&](int64_t begin, int64_t end) {
+        run_vectorized([&]() FM_ALWAYS_INLINE {
+          TapBlock<acc_t> tb;
+          std::vector<acc_t> gacc, gcx, gcy, gbuf;
+          std::vector<int32_t> tgt;
+          const int64_t pstride = Hf * Wf + 1;  // gradient planes with a trash slot
+          for (int64_t task = begin; task < end; ++task) {
+            const int64_t n = task / cchunks, cc = task % cchunks;
+            const int64_t c0 = cc * cper, c1 = std::min(C, c0 + cper);
+            if (c0 >= c1) continue;
+            if (features_grad) gacc.assign((c1 - c0) * pstride, acc_t(0));
+            for (int64_t y0 = 0; y0 < Hf; y0 += rows) {
+              const int64_t y1 = std::min(Hf, y0 + rows), np = (y1 - y0) * Wf;
+              build_taps(gridp + n * h * w * 2, w, ry, rx, nearest, Hf, Wf, sh, int32_t(1), y0, y1, tb);
+              if (grid_grad) {
+                gcx.assign(np, acc_t(0));
+                gcy.assign(np, acc_t(0));
+              }
               if (features_grad) {
-                scatter_block<scalar_t, acc_t>(gpl, contiguous_plane ? tb : tbc, np, gacc.data() + (c - c0) * Hf * Wf);
+                gbuf.resize(2 * np);
+                tgt.resize(np);
+              }
+              for (int64_t c = c0; c < c1; ++c) {
+                const int64_t plane = (n * C + c) * Hf * Wf;
+                const scalar_t* gpl = gp + plane + y0 * Wf;
+                if (grid_grad) coord_grad_block<scalar_t, acc_t>(fp + plane, gpl, tb, np, gcx.data(), gcy.data());
+                if (features_grad) {
+                  scatter_block<scalar_t, acc_t>(gpl, tb, np, static_cast<int32_t>(Hf * Wf), gbuf.data(), tgt.data(),
+                                                 gacc.data() + (c - c0) * pstride);
+                }
+              }
+              if (grid_grad) {
+                acc_t* part = partial + ((n * cchunks + cc) * Hf * Wf + y0 * Wf) * 2;
+                for (int64_t p = 0; p < np; ++p) {
+                  part[2 * p] = gcx[p];
+                  part[2 * p + 1] = gcy[p];
+                }
               }
             }
-            if (grid_grad) {
-              acc_t* part = partial + ((n * cchunks + cc) * Hf * Wf + y0 * Wf) * 2;
-              for (int64_t p = 0; p < np; ++p) {
-                part[2 * p] = gcx[p];
-                part[2 * p + 1] = gcy[p];
+            if (features_grad) {
+              for (int64_t c = c0; c < c1; ++c) {
+                scalar_t* dst = gfp + (n * C + c) * Hf * Wf;
+                const acc_t* src = gacc.data() + (c - c0) * pstride;
+                for (int64_t i = 0; i < Hf * Wf; ++i) dst[i] = static_cast<scalar_t>(src[i]);
               }
             }
           }
-          if (features_grad) {
-            scalar_t* dst = gfp + (n * C + c0) * Hf * Wf;
-            for (int64_t i = 0; i < (c1 - c0) * Hf * Wf; ++i) dst[i] = static_cast<scalar_t>(gacc[i]);
-          }
-        }
+        });
       });
     });
   }
@@ -294,7 +416,14 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
     AT_DISPATCH_FLOATING_TYPES(grid.scalar_type(), "warp_features_grid_grad_cpu", [&] {
       using acc_t = scalar_t;
       acc_t* gg = grad_grid.mutable_data_ptr<acc_t>();
-      at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+      std::vector<AxisResize<acc_t>> rys(features.size()), rxs(features.size());
+      int64_t pixels = 0;  // partial entries read per sample
+      for (size_t m = 0; m < features.size(); ++m) {
+        rys[m].build(h, features[m].size(2), nearest);
+        rxs[m].build(w, features[m].size(3), nearest);
+        pixels += chunks_of[m] * features[m].size(2) * features[m].size(3);
+      }
+      at::parallel_for(0, N, grain_for(2 * pixels), [&](int64_t begin, int64_t end) {
         std::vector<acc_t> gc;
         for (int64_t n = begin; n < end; ++n) {
           for (size_t m = 0; m < features.size(); ++m) {
@@ -307,7 +436,7 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
               const acc_t* part = partial + (n * cchunks + cc) * Hf * Wf * 2;
               for (int64_t i = 0; i < Hf * Wf * 2; ++i) gc[i] += part[i];
             }
-            resize_transpose(gc.data(), Hf, Wf, h, w, nearest, gg + n * h * w * 2);
+            resize_transpose(gc.data(), Hf, Wf, w, rys[m], rxs[m], gg + n * h * w * 2);
           }
         }
       });
