@@ -48,9 +48,11 @@ def _extensions():
         _flag("FASTMOTION_FORCE_CUDA") or (torch.version.cuda is not None and CUDA_HOME is not None)
     )
     include_dirs = [os.path.join(csrc, "include"), csrc]
+    # -ffp-contract=off: no implicit fused multiply-adds, so grid_sample's coordinate math rounds
+    # exactly like PyTorch's CPU kernel (which nearest-pixel is picked must not depend on the ISA).
     # -fno-trapping-math: lets GCC if-convert float compares in hot loops (vectorized selects);
-    # nothing here reads floating-point exception flags. torch picks the C++ standard.
-    cxx = ["-O3", "-fopenmp", "-fno-trapping-math"]
+    # nothing here reads floating-point exception flags (results and NaN handling are unchanged).
+    cxx = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math"]  # torch picks the C++ standard
     extra = {"cxx": cxx}
     define_macros = []
     ext_cls = CppExtension

@@ -42,18 +42,21 @@ def _div(a, b):
 @triton.jit
 def _grid_coord(idx, size_m1, on):
     # Monkey-Net's 2 * (i / (n - 1)) - 1, 0 on a single-pixel axis.
-    return (2.0 * _div(idx, size_m1.to(idx.dtype)) - 1.0) * on
+    return (2.0 * _div(idx, tl.cast(size_m1, idx.dtype)) - 1.0) * on
 
 
 @triton.jit
 def _taps(coord, size):
-    # grid_sample's unnormalize (align_corners=True), clamped to [-2, size + 1] (NaN -> -2):
-    # returns the first tap's index (the second is +1) and the second tap's weight.
-    c = (coord + 1.0) * 0.5 * (size - 1).to(coord.dtype)
-    hi = (size + 1).to(coord.dtype)
+    # grid_sample's unnormalize (align_corners=True), clamped to [-2, size + 1]: returns the first
+    # tap's index (the second is +1) and the second tap's weight, NaN for a NaN / inf coordinate
+    # (so the sample is NaN, as grid_sample's). Sizes go through tl.cast: Triton turns an int
+    # argument equal to 1 into a constexpr, which has no .to().
+    c = (coord + 1.0) * 0.5 * tl.cast(size - 1, coord.dtype)
+    nonfinite = c - c
+    hi = tl.cast(size + 1, coord.dtype)
     c = tl.where(c >= -2.0, tl.where(c <= hi, c, hi), -2.0)
     f = tl.floor(c)
-    return f.to(tl.int32), c - f
+    return f.to(tl.int32), (c - f) + nonfinite
 
 
 @triton.jit

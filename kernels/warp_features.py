@@ -47,22 +47,26 @@ _CHUNK = 16  # channels per program in backward A
 @triton.jit
 def _nearest_index(dst, size_in, size_out):
     # min(floor(dst * (in / out)), in - 1) with a float32 scale, or dst when in == out
-    scale = tl.math.div_rn(size_in.to(tl.float32), size_out.to(tl.float32))
+    n_in = tl.cast(size_in, tl.int32)
+    n_out = tl.cast(size_out, tl.int32)
+    scale = tl.math.div_rn(tl.cast(n_in, tl.float32), tl.cast(n_out, tl.float32))
     s = tl.floor(dst.to(tl.float32) * scale).to(tl.int32)
-    s = tl.minimum(s, size_in - 1)
-    return tl.where(size_in == size_out, dst, s)
+    s = tl.minimum(s, n_in - 1)
+    return tl.where(n_in == n_out, dst, s)
 
 
 @triton.jit
 def _linear_taps(dst, size_in, size_out, ACC: tl.constexpr):
     # F.interpolate linear, align_corners=False: (i0, i1, w0, w1); identity when in == out
-    scale = _div(size_in.to(ACC), size_out.to(ACC))
+    n_in = tl.cast(size_in, tl.int32)
+    n_out = tl.cast(size_out, tl.int32)
+    scale = _div(tl.cast(n_in, ACC), tl.cast(n_out, ACC))
     src = scale * (dst.to(ACC) + 0.5) - 0.5
     src = tl.maximum(src, 0.0)
-    i0 = tl.minimum(src.to(tl.int32), size_in - 1)
+    i0 = tl.minimum(src.to(tl.int32), n_in - 1)
     l1 = tl.minimum(tl.maximum(src - i0.to(ACC), 0.0), 1.0)
-    i1 = i0 + tl.where(i0 < size_in - 1, 1, 0)
-    same = size_in == size_out
+    i1 = i0 + tl.where(i0 < n_in - 1, 1, 0)
+    same = n_in == n_out
     i0 = tl.where(same, dst, i0)
     i1 = tl.where(same, dst, i1)
     l1 = tl.where(same, 0.0, l1)
@@ -212,7 +216,7 @@ def _bwd_map(f_ptr, g_ptr, gf_ptr, gc_ptr, grid_ptr, lp, C, Hf, Wf, s_n, s_c, s_
     acc_x = tl.zeros([BLOCK], dtype=ACC)
     acc_y = tl.zeros([BLOCK], dtype=ACC)
     c_start = chunk * CHUNK
-    c_end = tl.minimum(C, c_start + CHUNK)
+    c_end = tl.minimum(tl.cast(C, tl.int32), c_start + CHUNK)
     for c in range(c_start, c_end):
         nc = n * C + c
         g = tl.load(g_ptr + nc * hw_f + p, mask=mask, other=0.0).to(ACC)
@@ -233,8 +237,8 @@ def _bwd_map(f_ptr, g_ptr, gf_ptr, gc_ptr, grid_ptr, lp, C, Hf, Wf, s_n, s_c, s_
     if GRID_GRAD:
         # d(coordinate)/d(grid) of align_corners=True: (size - 1) / 2
         out = gc_ptr + ((n * nchunk + chunk) * hw_f + p) * 2
-        tl.store(out, acc_x * (0.5 * (Wf - 1).to(ACC)), mask=mask)
-        tl.store(out + 1, acc_y * (0.5 * (Hf - 1).to(ACC)), mask=mask)
+        tl.store(out, acc_x * (0.5 * tl.cast(Wf - 1, ACC)), mask=mask)
+        tl.store(out + 1, acc_y * (0.5 * tl.cast(Hf - 1, ACC)), mask=mask)
 
 
 @triton.jit
@@ -301,7 +305,7 @@ def _axis_window_weight(d, a, size_grid, size_map, NEAREST: tl.constexpr, ACC: t
 @triton.jit
 def _window_start(a, size_grid, size_map, NEAREST: tl.constexpr):
     # first map index whose resize may read grid index a (a window of _window_len from here)
-    r = size_map.to(tl.float32) / size_grid.to(tl.float32)  # map pixels per grid cell
+    r = tl.cast(size_map, tl.float32) / tl.cast(size_grid, tl.float32)  # map pixels per grid cell
     if NEAREST:
         lo = tl.floor(a.to(tl.float32) * r) - 1.0
     else:

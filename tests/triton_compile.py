@@ -27,14 +27,16 @@ for spec in specs:
     constexprs = {k: (getattr(tl, v[3:]) if isinstance(v, str) and v.startswith("tl.") else v)
                   for k, v in spec["constexprs"].items()}
     src = ASTSource(fn=fn, signature=spec["signature"], constexprs=constexprs)
-    out = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": spec.get("num_warps", 4)})
+    options = {"num_warps": spec.get("num_warps", 4), **spec.get("options", {})}
+    out = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
     assert len(out.asm["cubin"]) > 0
     print(spec["kernel"], "ok", "regs", getattr(out, "n_regs", "?"), "spills", getattr(out, "n_spills", "?"))
 """
 
 
 def compile_for_sm90(specs):
-    """Compile each spec ``{"module", "kernel", "signature", "constexprs", "num_warps"}`` to a cubin.
+    """Compile each spec ``{"module", "kernel", "signature", "constexprs", "num_warps", "options"}``
+    to a cubin (``options``: extra compile options such as ``enable_fp_fusion``; optional).
 
     Triton dtypes in constexprs are written as strings ``"tl.float32"``. Skips with the reason
     when triton or its NVIDIA backend (ptxas) is unavailable here."""

@@ -14,11 +14,9 @@
 #include <cstdint>
 
 #include "fastmotion/common.h"
+#include "fastmotion/sampling.h"  // fm_floor
 
 namespace fastmotion {
-
-FM_HOST_DEVICE float fm_floor(float x) { return floorf(x); }
-FM_HOST_DEVICE double fm_floor(double x) { return ::floor(x); }
 
 // grid_sample's unnormalize for align_corners=True: ((g + 1) / 2) * (size - 1).
 template <typename acc_t>
@@ -27,8 +25,10 @@ FM_HOST_DEVICE acc_t unnormalize_align_corners(acc_t g, int64_t size) {
 }
 
 // One axis of a bilinear, zero-padded lookup at unnormalized coordinate c: taps i0 and i0 + 1
-// with weights 1 - frac and frac. Coordinates far outside the image (and NaN) are clamped to
+// with weights 1 - frac and frac. Coordinates far outside the image are clamped to
 // [-2, size + 1] first: both taps stay outside, and the integer conversion stays defined.
+// A NaN or infinite coordinate gets frac = NaN (its taps are outside), so the sample is NaN,
+// as grid_sample's (whose weights are NaN there).
 template <typename acc_t>
 struct AxisTaps {
   int64_t i0;
@@ -40,11 +40,12 @@ struct AxisTaps {
 template <typename acc_t>
 FM_HOST_DEVICE AxisTaps<acc_t> axis_taps(acc_t c, int64_t size) {
   const acc_t lo = acc_t(-2), hi = acc_t(size + 1);
+  const acc_t nonfinite = c - c;  // 0, or NaN for NaN / inf
   c = c >= lo ? (c <= hi ? c : hi) : lo;  // NaN -> lo
   const acc_t f = fm_floor(c);
   AxisTaps<acc_t> t;
   t.i0 = static_cast<int64_t>(f);
-  t.frac = c - f;
+  t.frac = (c - f) + nonfinite;
   return t;
 }
 

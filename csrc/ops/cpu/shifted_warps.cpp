@@ -71,25 +71,28 @@ struct ShiftTables {
         int64_t* bx = x0.data() + b * W;
         acc_t* bfx = fx.data() + b * W;
         int64_t lo = W, hi = 0;
+        bool finite = true;
         for (int64_t j = 0; j < W; ++j) {
           const AxisTaps<acc_t> t = axis_taps<acc_t>(unnormalize_align_corners<acc_t>(xs[j] + sx, W), W);
           bx[j] = t.i0;
           bfx[j] = t.frac;
+          finite = finite && t.frac == t.frac;
           if (t.i0 >= -1 && t.i0 < W) {  // x0 is non-decreasing in j: live columns are a range
             lo = std::min(lo, j);
             hi = j + 1;
           }
         }
-        bool reg = true;
-        for (int64_t j = lo + 1; j < hi; ++j) reg = reg && (bx[j] - j == bx[lo] - lo);
-        jlo[b] = lo;
-        jhi[b] = std::max(lo, hi);
-        regular[b] = reg;
         for (int64_t i = 0; i < H; ++i) {
           const AxisTaps<acc_t> t = axis_taps<acc_t>(unnormalize_align_corners<acc_t>(ys[i] + sy, H), H);
           y0[b * H + i] = t.i0;
           fy[b * H + i] = t.frac;
+          finite = finite && t.frac == t.frac;
         }
+        bool reg = finite;  // a NaN / inf shift samples NaN everywhere: the general path writes it
+        for (int64_t j = lo + 1; j < hi; ++j) reg = reg && (bx[j] - j == bx[lo] - lo);
+        jlo[b] = lo;
+        jhi[b] = std::max(lo, hi);
+        regular[b] = reg;
       }
     });
   }

@@ -120,15 +120,16 @@ FM_INLINE void taps_row(const acc_t* __restrict__ gx, const acc_t* __restrict__ 
   // Float compares and selects only (masks of one type), integer 0/1 products instead of
   // integer selects: the form GCC's vectorizer accepts.
   for (int64_t x = 0; x < Wf; ++x) {
-    // grid_sample's unnormalize (align_corners=True), clamped as in axis_taps (NaN -> -2)
+    // grid_sample's unnormalize (align_corners=True), clamped as in axis_taps
     acc_t cx = ((gx[x] + acc_t(1)) / acc_t(2)) * scale_x;
     acc_t cy = ((gy[x] + acc_t(1)) / acc_t(2)) * scale_y;
+    const acc_t nonfinite_x = cx - cx, nonfinite_y = cy - cy;  // NaN for NaN / inf: NaN weights
     cx = cx >= lo ? cx : lo;
     cy = cy >= lo ? cy : lo;
     cx = cx <= hi_x ? cx : hi_x;
     cy = cy <= hi_y ? cy : hi_y;
     const acc_t flx = fm_floor(cx), fly = fm_floor(cy);
-    const acc_t fx = cx - flx, fy = cy - fly;
+    const acc_t fx = (cx - flx) + nonfinite_x, fy = (cy - fly) + nonfinite_y;
     const acc_t vx0 = (flx >= acc_t(0) && flx <= last_x) ? acc_t(1) : acc_t(0);
     const acc_t vx1 = (flx >= acc_t(-1) && flx <= last_x - acc_t(1)) ? acc_t(1) : acc_t(0);
     const acc_t vy0 = (fly >= acc_t(0) && fly <= last_y) ? acc_t(1) : acc_t(0);
