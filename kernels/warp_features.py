@@ -496,7 +496,7 @@ def warp_features_backward(grad_outs, features, grid, nearest: bool, features_gr
         gf_size += n * c * hf * wf
         gc_size += n * nchunk * hf * wf * 2
     gf = torch.zeros((gf_size if features_grad else 1,), dtype=acc, device=device)
-    gc = torch.zeros((gc_size if grid_grad else 1,), dtype=acc, device=device)
+    gc = torch.empty((gc_size if grid_grad else 1,), dtype=acc, device=device)  # every partial is written
     live = [i for i, d in enumerate(info) if d["programs"] > 0]
     for group in _groups(live):
         per_map, start = [], 0
