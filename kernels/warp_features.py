@@ -120,14 +120,19 @@ def _which_map(pid, b1, b2, b3, b4, b5, b6, b7, NUM: tl.constexpr):
 
 @triton.jit
 def _fwd_map(f_ptr, o_ptr, grid_ptr, lp, C, Hf, Wf, s_n, s_c, s_h, s_w, total, h, w,
-             NEAREST: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr):
-    e = lp.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+             NEAREST: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr, IDX64: tl.constexpr):
+    # one lane per output element (n, c, y, x); 32-bit index arithmetic unless a map is huge
+    # (64-bit division costs more than the element's memory traffic)
+    if IDX64:
+        e = lp.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    else:
+        e = lp * BLOCK + tl.arange(0, BLOCK)
     mask = e < total
     hw_f = Hf * Wf
     p = (e % hw_f).to(tl.int32)
     nc = e // hw_f
     c = nc % C
-    n = nc // C
+    n = (nc // C).to(tl.int64)
     y = p // Wf
     x = p % Wf
     gx, gy = _resized_grid(grid_ptr + n * h * w * 2, h, w, Hf, Wf, y, x, mask, NEAREST, ACC)
@@ -137,7 +142,7 @@ def _fwd_map(f_ptr, o_ptr, grid_ptr, lp, C, Hf, Wf, s_n, s_c, s_h, s_w, total, h
     in_x1 = (x0 + 1 >= 0) & (x0 + 1 < Wf)
     in_y0 = (y0 >= 0) & (y0 < Hf)
     in_y1 = (y0 + 1 >= 0) & (y0 + 1 < Hf)
-    base = f_ptr + n * s_n + c * s_c + y0.to(tl.int64) * s_h + x0.to(tl.int64) * s_w
+    base = f_ptr + n * s_n + c.to(tl.int64) * s_c + y0.to(tl.int64) * s_h + x0.to(tl.int64) * s_w
     v00 = tl.load(base, mask=mask & in_y0 & in_x0, other=0.0).to(ACC)
     v01 = tl.load(base + s_w, mask=mask & in_y0 & in_x1, other=0.0).to(ACC)
     v10 = tl.load(base + s_h, mask=mask & in_y1 & in_x0, other=0.0).to(ACC)
@@ -157,32 +162,32 @@ def warp_features_fwd_kernel(
         f5, o5, C5, H5, W5, sn5, sc5, sh5, sw5, T5, b5,
         f6, o6, C6, H6, W6, sn6, sc6, sh6, sw6, T6, b6,
         f7, o7, C7, H7, W7, sn7, sc7, sh7, sw7, T7, b7,
-        NUM: tl.constexpr, NEAREST: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr):
+        NUM: tl.constexpr, NEAREST: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr, IDX64: tl.constexpr):
     pid = tl.program_id(0)
     m = _which_map(pid, b1, b2, b3, b4, b5, b6, b7, NUM)
     if m == 0:
-        _fwd_map(f0, o0, grid_ptr, pid - b0, C0, H0, W0, sn0, sc0, sh0, sw0, T0, h, w, NEAREST, BLOCK, ACC)
+        _fwd_map(f0, o0, grid_ptr, pid - b0, C0, H0, W0, sn0, sc0, sh0, sw0, T0, h, w, NEAREST, BLOCK, ACC, IDX64)
     if NUM > 1:
         if m == 1:
-            _fwd_map(f1, o1, grid_ptr, pid - b1, C1, H1, W1, sn1, sc1, sh1, sw1, T1, h, w, NEAREST, BLOCK, ACC)
+            _fwd_map(f1, o1, grid_ptr, pid - b1, C1, H1, W1, sn1, sc1, sh1, sw1, T1, h, w, NEAREST, BLOCK, ACC, IDX64)
     if NUM > 2:
         if m == 2:
-            _fwd_map(f2, o2, grid_ptr, pid - b2, C2, H2, W2, sn2, sc2, sh2, sw2, T2, h, w, NEAREST, BLOCK, ACC)
+            _fwd_map(f2, o2, grid_ptr, pid - b2, C2, H2, W2, sn2, sc2, sh2, sw2, T2, h, w, NEAREST, BLOCK, ACC, IDX64)
     if NUM > 3:
         if m == 3:
-            _fwd_map(f3, o3, grid_ptr, pid - b3, C3, H3, W3, sn3, sc3, sh3, sw3, T3, h, w, NEAREST, BLOCK, ACC)
+            _fwd_map(f3, o3, grid_ptr, pid - b3, C3, H3, W3, sn3, sc3, sh3, sw3, T3, h, w, NEAREST, BLOCK, ACC, IDX64)
     if NUM > 4:
         if m == 4:
-            _fwd_map(f4, o4, grid_ptr, pid - b4, C4, H4, W4, sn4, sc4, sh4, sw4, T4, h, w, NEAREST, BLOCK, ACC)
+            _fwd_map(f4, o4, grid_ptr, pid - b4, C4, H4, W4, sn4, sc4, sh4, sw4, T4, h, w, NEAREST, BLOCK, ACC, IDX64)
     if NUM > 5:
         if m == 5:
-            _fwd_map(f5, o5, grid_ptr, pid - b5, C5, H5, W5, sn5, sc5, sh5, sw5, T5, h, w, NEAREST, BLOCK, ACC)
+            _fwd_map(f5, o5, grid_ptr, pid - b5, C5, H5, W5, sn5, sc5, sh5, sw5, T5, h, w, NEAREST, BLOCK, ACC, IDX64)
     if NUM > 6:
         if m == 6:
-            _fwd_map(f6, o6, grid_ptr, pid - b6, C6, H6, W6, sn6, sc6, sh6, sw6, T6, h, w, NEAREST, BLOCK, ACC)
+            _fwd_map(f6, o6, grid_ptr, pid - b6, C6, H6, W6, sn6, sc6, sh6, sw6, T6, h, w, NEAREST, BLOCK, ACC, IDX64)
     if NUM > 7:
         if m == 7:
-            _fwd_map(f7, o7, grid_ptr, pid - b7, C7, H7, W7, sn7, sc7, sh7, sw7, T7, h, w, NEAREST, BLOCK, ACC)
+            _fwd_map(f7, o7, grid_ptr, pid - b7, C7, H7, W7, sn7, sc7, sh7, sw7, T7, h, w, NEAREST, BLOCK, ACC, IDX64)
 
 
 # ------------------------------------------------------------------------------ backward A
@@ -467,9 +472,10 @@ def warp_features_forward(features, grid, nearest: bool):
             per_map.append((f, o, f.shape[1], f.shape[2], f.shape[3], *f.stride(), total, start))
             start += triton.cdiv(total, _BLOCK)
         filler = per_map[0][:-1] + (start,)
+        idx64 = max(o.numel() for _, o in group) + _BLOCK >= 2 ** 31
         wrap_triton(warp_features_fwd_kernel)[(start,)](
             grid, h, w, *_pad(per_map, filler), NUM=len(group), NEAREST=nearest, BLOCK=_BLOCK,
-            ACC=_tl_acc(group[0][0].dtype), num_warps=4)
+            ACC=_tl_acc(group[0][0].dtype), IDX64=idx64, num_warps=4)
     return outs
 
 

@@ -307,7 +307,7 @@ def test_triton_kernels_compile_for_sm90():
                             f"pb{i}": "i32", f"gfo{i}": "i64", f"gco{i}": "i64", f"b{i}": "i32"})
                 gg.update({f"H{i}": "i32", f"W{i}": "i32", f"nch{i}": "i32", f"gco{i}": "i64", f"ly{i}": "i32",
                            f"lx{i}": "i32"})
-            for sig, kernel, extra in ((fwd, "warp_features_fwd_kernel", {"BLOCK": 256}),
+            for sig, kernel, extra in ((fwd, "warp_features_fwd_kernel", {"BLOCK": 256, "IDX64": inp == "fp16"}),
                                        (bwd, "warp_features_bwd_kernel",
                                         {"FEAT_GRAD": True, "GRID_GRAD": True, "CHUNK": 16, "BLOCK": 128}),
                                        (gg, "warp_features_grid_grad_kernel", {"ACCUMULATE": True, "BLOCK": 128})):

@@ -68,9 +68,12 @@ __global__ void __launch_bounds__(kThreads)
     compose_forward_kernel(const scalar_t* __restrict__ logits, const acc_t* __restrict__ shift,
                            const scalar_t* __restrict__ corr, int64_t K1, int64_t H, int64_t W, int64_t blocks_per_n,
                            scalar_t* __restrict__ out) {
-  const int64_t n = blockIdx.x / blocks_per_n;
+  // 32-bit index arithmetic per thread (the launcher checks the ranges): 64-bit division is slow
+  const int32_t bpn = static_cast<int32_t>(blocks_per_n);
+  const int64_t n = static_cast<int32_t>(blockIdx.x) / bpn;
   const int64_t hw = H * W;
-  const int64_t p = (blockIdx.x % blocks_per_n) * static_cast<int64_t>(kThreads) + threadIdx.x;
+  const int32_t p32 = (static_cast<int32_t>(blockIdx.x) % bpn) * kThreads + static_cast<int32_t>(threadIdx.x);
+  const int64_t p = p32;
   if (p >= hw) return;
   const scalar_t* l = logits + n * K1 * hw + p;
   const acc_t* s = shift + n * K1 * 2;
@@ -98,7 +101,7 @@ __global__ void __launch_bounds__(kThreads)
     ox += to_acc(corr[n * 2 * hw + p]);
     oy += to_acc(corr[n * 2 * hw + hw + p]);
   }
-  const int64_t i = p / W, j = p - i * W;
+  const int32_t i = p32 / static_cast<int32_t>(W), j = p32 - i * static_cast<int32_t>(W);
   out[(n * hw + p) * 2] = from_acc<scalar_t>(ox + grid_coord<acc_t>(j, W));
   out[(n * hw + p) * 2 + 1] = from_acc<scalar_t>(oy + grid_coord<acc_t>(i, H));
 }
@@ -110,8 +113,9 @@ __global__ void __launch_bounds__(kThreads)
                             scalar_t* __restrict__ grad_logits, acc_t* __restrict__ grad_shift,
                             acc_t* __restrict__ partial, unsigned int* __restrict__ counters) {
   __shared__ acc_t red[2 * kWarps];
-  const int64_t n = blockIdx.x / blocks_per_n;
-  const int64_t blk = blockIdx.x % blocks_per_n;
+  const int32_t bpn = static_cast<int32_t>(blocks_per_n);
+  const int64_t n = static_cast<int32_t>(blockIdx.x) / bpn;
+  const int64_t blk = static_cast<int32_t>(blockIdx.x) % bpn;
   const int64_t hw = H * W;
   const int64_t p = blk * static_cast<int64_t>(kThreads) + threadIdx.x;
   const bool valid = p < hw;  // every thread takes part in the block reductions
@@ -188,12 +192,14 @@ __global__ void __launch_bounds__(kThreads)
     shifted_forward_kernel(const scalar_t* __restrict__ source, SourceStrides st, const acc_t* __restrict__ shift,
                            int64_t C, int64_t H, int64_t W, int64_t K1, int64_t blocks_per_plane,
                            scalar_t* __restrict__ out) {
-  const int64_t nk = blockIdx.x / blocks_per_plane;
+  const int32_t bpp = static_cast<int32_t>(blocks_per_plane);
+  const int64_t nk = static_cast<int32_t>(blockIdx.x) / bpp;
   const int64_t hw = H * W;
-  const int64_t p = (blockIdx.x % blocks_per_plane) * static_cast<int64_t>(kThreads) + threadIdx.x;
+  const int32_t p32 = (static_cast<int32_t>(blockIdx.x) % bpp) * kThreads + static_cast<int32_t>(threadIdx.x);
+  const int64_t p = p32;
   if (p >= hw) return;
-  const int64_t n = nk / K1;
-  const int64_t i = p / W, j = p - i * W;
+  const int64_t n = static_cast<int32_t>(nk) / static_cast<int32_t>(K1);
+  const int64_t i = p32 / static_cast<int32_t>(W), j = p32 - static_cast<int32_t>(i) * static_cast<int32_t>(W);
   const auto t = PixelTaps<acc_t>::make(i, j, H, W, shift[nk * 2], shift[nk * 2 + 1], st.h, st.w);
   const acc_t fx = t.x.frac, fy = t.y.frac;
   const acc_t w00 = (acc_t(1) - fy) * (acc_t(1) - fx), w01 = (acc_t(1) - fy) * fx;
@@ -242,13 +248,15 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t hw = H * W;
   if (static_cast<int64_t>(blockIdx.x) < shift_blocks) {
     // kp_shift gradient of block (n, k), pixels of this thread block
-    const int64_t nk = blockIdx.x / blocks_per_plane;
-    const int64_t blk = blockIdx.x % blocks_per_plane;
-    const int64_t p = blk * static_cast<int64_t>(kThreads) + threadIdx.x;
+    const int32_t bpp = static_cast<int32_t>(blocks_per_plane);
+    const int64_t nk = static_cast<int32_t>(blockIdx.x) / bpp;
+    const int64_t blk = static_cast<int32_t>(blockIdx.x) % bpp;
+    const int32_t p32 = static_cast<int32_t>(blk) * kThreads + static_cast<int32_t>(threadIdx.x);
+    const int64_t p = p32;
     acc_t ax = 0, ay = 0;
     if (p < hw) {
-      const int64_t n = nk / K1;
-      const int64_t i = p / W, j = p - i * W;
+      const int64_t n = static_cast<int32_t>(nk) / static_cast<int32_t>(K1);
+      const int64_t i = p32 / static_cast<int32_t>(W), j = p32 - static_cast<int32_t>(i) * static_cast<int32_t>(W);
       const auto t = PixelTaps<acc_t>::make(i, j, H, W, shift[nk * 2], shift[nk * 2 + 1], st.h, st.w);
       const acc_t fx = t.x.frac, fy = t.y.frac;
       const scalar_t* src = source + n * st.n + t.off00;
@@ -274,12 +282,14 @@ __global__ void __launch_bounds__(kThreads)
     return;
   }
   // source gradient of plane (n, c), pixels of this thread block
-  const int64_t b = blockIdx.x - shift_blocks;
-  const int64_t nc = b / blocks_per_plane;
-  const int64_t p = (b % blocks_per_plane) * static_cast<int64_t>(kThreads) + threadIdx.x;
+  const int32_t b = static_cast<int32_t>(blockIdx.x - shift_blocks);
+  const int32_t bpp = static_cast<int32_t>(blocks_per_plane);
+  const int64_t nc = b / bpp;
+  const int32_t p32 = (b % bpp) * kThreads + static_cast<int32_t>(threadIdx.x);
+  const int64_t p = p32;
   if (p >= hw) return;
-  const int64_t n = nc / C, c = nc - n * C;
-  const int64_t r = p / W, q = p - r * W;
+  const int64_t n = static_cast<int32_t>(nc) / static_cast<int32_t>(C), c = nc - n * C;
+  const int64_t r = p32 / static_cast<int32_t>(W), q = p32 - static_cast<int32_t>(r) * static_cast<int32_t>(W);
   acc_t acc = 0;
   for (int64_t k = 0; k < K1; ++k) {
     const int64_t nk = n * K1 + k;
@@ -330,7 +340,7 @@ cudaError_t compose_flow_forward_cuda(const scalar_t* logits, const acc_type_t<s
   if (N == 0 || H * W == 0) return cudaSuccess;
   if (K1 < 1) return cudaErrorInvalidValue;
   const int64_t per_n = blocks_for(H * W);
-  if (N * per_n > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  if (N * per_n > 0x7fffffff || H * W > 0x7fffffff - kThreads) return cudaErrorInvalidConfiguration;
   compose_forward_kernel<scalar_t, acc_t><<<static_cast<unsigned>(N * per_n), kThreads, 0, stream>>>(
       logits, shift, correction, K1, H, W, per_n, grid);
   return cudaGetLastError();
@@ -344,7 +354,7 @@ cudaError_t compose_flow_backward_cuda(const scalar_t* grad_grid, const scalar_t
   using acc_t = acc_type_t<scalar_t>;
   if (N == 0 || H * W == 0 || K1 == 0) return cudaSuccess;
   const int64_t per_n = blocks_for(H * W);
-  if (N * per_n > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  if (N * per_n > 0x7fffffff || H * W > 0x7fffffff - kThreads) return cudaErrorInvalidConfiguration;
   char* ws = static_cast<char*>(workspace);
   acc_t* partial = reinterpret_cast<acc_t*>(ws);
   const size_t partial_bytes = (static_cast<size_t>(N * per_n * K1 * 2) * sizeof(acc_t) + 255) / 256 * 256;
@@ -363,7 +373,7 @@ cudaError_t shifted_warps_forward_cuda(const scalar_t* source, SourceStrides str
   using acc_t = acc_type_t<scalar_t>;
   if (N * K1 * C * H * W == 0) return cudaSuccess;
   const int64_t per_plane = blocks_for(H * W);
-  if (N * K1 * per_plane > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  if (N * K1 * per_plane > 0x7fffffff || H * W > 0x7fffffff - kThreads) return cudaErrorInvalidConfiguration;
   shifted_forward_kernel<scalar_t, acc_t><<<static_cast<unsigned>(N * K1 * per_plane), kThreads, 0, stream>>>(
       source, strides, shift, C, H, W, K1, per_plane, out);
   return cudaGetLastError();
@@ -379,7 +389,9 @@ cudaError_t shifted_warps_backward_cuda(const scalar_t* grad_out, const scalar_t
   const int64_t shift_blocks = grad_shift != nullptr ? N * K1 * per_plane : 0;
   const int64_t source_blocks = grad_source != nullptr ? N * C * per_plane : 0;
   if (shift_blocks + source_blocks == 0) return cudaSuccess;
-  if (shift_blocks + source_blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  if (shift_blocks + source_blocks > 0x7fffffff || H * W > 0x7fffffff - kThreads) {
+    return cudaErrorInvalidConfiguration;
+  }
   char* ws = static_cast<char*>(workspace);
   acc_t* partial = reinterpret_cast<acc_t*>(ws);
   const size_t partial_bytes = (static_cast<size_t>(N * K1 * per_plane * 2) * sizeof(acc_t) + 255) / 256 * 256;

@@ -102,17 +102,28 @@ struct BlockPos {
   bool valid;
 };
 
+// 32-bit index arithmetic per thread (the launcher checks the ranges): 64-bit division is slow.
 __device__ __forceinline__ BlockPos block_pos(const MapLaunch& a, int64_t local_block) {
   BlockPos b;
-  const int64_t pb = local_block % a.pblocks;
-  const int64_t rest = local_block / a.pblocks;
-  const int64_t cb = rest % a.cblocks;
-  b.n = rest / a.cblocks;
-  b.lane = threadIdx.x / a.ppb;
-  b.p = pb * a.ppb + threadIdx.x % a.ppb;
-  b.c0 = cb * a.cchunk;
+  const int32_t lb = static_cast<int32_t>(local_block);
+  const int32_t pblocks = static_cast<int32_t>(a.pblocks), cblocks = static_cast<int32_t>(a.cblocks);
+  const int32_t ppb = static_cast<int32_t>(a.ppb);
+  const int32_t pb = lb % pblocks;
+  const int32_t rest = lb / pblocks;
+  const int32_t cb = rest % cblocks;
+  b.n = rest / cblocks;
+  b.lane = static_cast<int32_t>(threadIdx.x) / ppb;
+  b.p = static_cast<int64_t>(pb) * ppb + static_cast<int32_t>(threadIdx.x) % ppb;
+  b.c0 = static_cast<int64_t>(cb) * a.cchunk;
   b.valid = b.lane < a.cpb && b.p < a.H * a.W;
   return b;
+}
+
+__device__ __forceinline__ void pixel_yx(int64_t p, int64_t W, int64_t* y, int64_t* x) {
+  const int32_t p32 = static_cast<int32_t>(p), w32 = static_cast<int32_t>(W);
+  const int32_t yy = p32 / w32;
+  *y = yy;
+  *x = p32 - yy * w32;
 }
 
 template <typename scalar_t, typename acc_t>
@@ -123,7 +134,8 @@ __global__ void __launch_bounds__(kThreads)
   const MapLaunch& a = g.m[mi];
   const BlockPos b = block_pos(a, blockIdx.x - a.block_start);
   if (!b.valid) return;
-  const int64_t y = b.p / a.W, x = b.p - y * a.W;
+  int64_t y, x;
+  pixel_yx(b.p, a.W, &y, &x);
   acc_t gx, gy;
   resized_grid(grid + b.n * h * w * 2, h, w, a.H, a.W, nearest, y, x, &gx, &gy);
   const auto t = Taps<acc_t>::make(gx, gy, a.H, a.W, a.sh, a.sw);
@@ -161,7 +173,8 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t hw = a.H * a.W;
   acc_t ax = 0, ay = 0;
   if (b.valid) {
-    const int64_t y = b.p / a.W, x = b.p - y * a.W;
+    int64_t y, x;
+    pixel_yx(b.p, a.W, &y, &x);
     acc_t gx, gy;
     resized_grid(grid + b.n * h * w * 2, h, w, a.H, a.W, nearest, y, x, &gx, &gy);
     const auto t = Taps<acc_t>::make(gx, gy, a.H, a.W, a.sh, a.sw);
@@ -205,7 +218,7 @@ __global__ void __launch_bounds__(kThreads)
         sx += red[0][l * a.ppb + threadIdx.x];
         sy += red[1][l * a.ppb + threadIdx.x];
       }
-      const int64_t cb = (local / a.pblocks) % a.cblocks;
+      const int64_t cb = (static_cast<int32_t>(local) / static_cast<int32_t>(a.pblocks)) % static_cast<int32_t>(a.cblocks);
       acc_t* out = gc + a.gc_offset + ((b.n * a.cblocks + cb) * hw + p) * 2;
       // d(coordinate)/d(grid) of align_corners=True: (size - 1) / 2
       out[0] = sx * (acc_t(a.W - 1) / acc_t(2));
@@ -237,9 +250,11 @@ __global__ void __launch_bounds__(kThreads)
                           int64_t w, bool nearest, bool accumulate, acc_t* __restrict__ grad_grid) {
   const int64_t cell = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
   if (cell >= N * h * w) return;
-  const int64_t n = cell / (h * w);
-  const int64_t a = cell - n * h * w;
-  const int64_t ay = a / w, ax = a - ay * w;
+  const int32_t hw32 = static_cast<int32_t>(h * w), w32 = static_cast<int32_t>(w);
+  const int32_t c32 = static_cast<int32_t>(cell);
+  const int64_t n = c32 / hw32;
+  const int32_t a = c32 - static_cast<int32_t>(n) * hw32;
+  const int64_t ay = a / w32, ax = a - static_cast<int32_t>(ay) * w32;
   acc_t sx = 0, sy = 0;
   for (int mi = 0; mi < g.count; ++mi) {
     const MapLaunch& m = g.m[mi];
@@ -338,6 +353,9 @@ cudaError_t warp_features_forward_cuda(const WarpFeatureMap* maps, int count, co
     }
     if (blocks == 0) continue;
     if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
+    for (int i = 0; i < g.count; ++i) {
+      if (g.m[i].H * g.m[i].W > 0x7fffffff - kThreads) return cudaErrorInvalidConfiguration;
+    }
     warp_forward_kernel<scalar_t, acc_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(g, grid, h, w, nearest);
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
@@ -350,6 +368,10 @@ cudaError_t warp_features_backward_cuda(const WarpFeatureMap* maps, int count, c
                                         int64_t N, int64_t h, int64_t w, bool nearest,
                                         acc_type_t<scalar_t>* grad_grid, void* workspace, cudaStream_t stream) {
   using acc_t = acc_type_t<scalar_t>;
+  if (N * h * w > 0x7fffffff - kThreads) return cudaErrorInvalidConfiguration;
+  for (int i = 0; i < count; ++i) {
+    if (maps[i].H * maps[i].W > 0x7fffffff - kThreads) return cudaErrorInvalidConfiguration;
+  }
   constexpr bool kDirect = sizeof(scalar_t) == sizeof(acc_t);  // float / double: atomics into the output
   bool features_grad = false;
   for (int i = 0; i < count; ++i) features_grad = features_grad || maps[i].out != nullptr;
