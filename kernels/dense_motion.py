@@ -7,8 +7,9 @@ compose_flow (mask logits (N, K1, H, W), shifts (N, K1, 2), correction (N, 2, H,
   correction), write 2*N*HW; the reference also writes and re-reads the softmax, a
   (N, K1, 2, H, W) product and the flow before the permute.
   backward: the same tile, softmax recomputed; writes grad_logits (N*K1*HW) and one
-  (K1, 2) partial kp_shift gradient per program, summed by the launcher (a tiny reduction:
-  deterministic, no atomics). The correction's gradient is grad_grid itself (a view).
+  (K1, 2) partial kp_shift gradient per program, summed by the launcher (a tiny torch
+  reduction: deterministic, no atomics). The correction's gradient is grad_grid itself (a view).
+  Launches: forward 1; backward 1 + the partial sum.
 
 shifted_warps (source (N, C, H, W), shifts (N, K1, 2)) -> (N, K1, C, H, W):
   forward: one program per (n, k, block of pixels), looping over channels; per pixel the
@@ -20,7 +21,12 @@ shifted_warps (source (N, C, H, W), shifts (N, K1, 2)) -> (N, K1, C, H, W):
   launcher). backward, source: one program per (n, c, block of source pixels) gathers, for every
   k, the <= 3x3 output pixels whose taps can reach it (a constant shift moves every pixel by the
   same offset, up to rounding) and keeps those whose exact taps do: the transposed stencil,
-  no atomics.
+  no atomics. Launches: forward 1; backward 1 per requested gradient + the partial sum.
+
+Coordinates are computed per pixel in the reference's order of operations (Monkey-Net grid +
+shift, then grid_sample's unnormalize), not as a constant pixel offset: the value is the same up
+to rounding, but at exact integer positions (a zero shift) the floor() that picks the taps, and
+with it the kp_shift gradient, must agree with the reference's.
 """
 from __future__ import annotations
 

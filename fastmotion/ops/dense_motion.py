@@ -11,6 +11,15 @@ correction and the identity grid); its backward recomputes the softmax from the 
 shift makes the bilinear taps separable (per-row and per-column tables), and the source
 gradient is the transposed stencil, gathered without atomics.
 
+Exact-integer positions: a zero shift (Monkey-Net's background block) puts every tap on an
+integer coordinate, where the sample is continuous but its derivative with respect to the shift
+jumps. The fused kernels compute each pixel's coordinate in the reference's order of
+operations, so they pick the same taps (and give the same kp_shift gradient) as the reference
+run in the same precision.
+
+NaN / inf: a NaN logit makes that pixel's grid NaN; a NaN or infinite shift makes its whole
+shifted image NaN (as grid_sample's NaN weights do).
+
 Dtypes: ``compose_flow`` computes in the promoted dtype of mask_logits, kp_shift and correction
 (as the reference's type promotion does) and returns that dtype; ``shifted_warps`` returns the
 source's dtype. Half and bfloat16 tensors are read and written in their dtype with float32

@@ -11,9 +11,8 @@ coordinate gradient back through the resize into the small grid (see the kernel 
 
 Dtypes: all feature maps share one dtype, and the outputs have it; the grid is used in float32
 (float64 for float64 features) and its gradient comes back in the grid's own dtype.
-Non-finite feature values: taps outside a map are not read on the GPU backends; the CPU backend
-multiplies them by a zero weight instead, so an inf/NaN inside a map can leak into outputs
-whose taps straddle the border next to it (finite features are unaffected).
+NaN / inf: a NaN or infinite grid value makes the outputs that read it NaN (as grid_sample's NaN
+weights do); taps outside a map read 0 and keep their weight, as in grid_sample.
 """
 from __future__ import annotations
 

@@ -185,6 +185,27 @@ def test_nan_grid_propagates(backend, device):
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
+def test_non_finite_features(backend, device):
+    """inf / NaN feature values reach exactly the outputs whose taps read them (a tap outside the
+    map reads 0: the corner value must not leak into pixels whose taps all fall outside)."""
+    feats = _features(1, [(2, 6, 7), (1, 12, 14)], device, dtype=torch.float32)
+    feats[0][0, 0, 0, 0] = float("inf")
+    feats[0][0, 1, 3, 4] = float("nan")
+    feats[1][0, 0, 0, 0] = float("-inf")
+    grid = _grid(1, GRID, device, dtype=torch.float32)
+    grid[0, 0, :3] = 3.0  # every tap outside
+    grid[0, 5, 6] = -1.0  # exactly on the (0, 0) corner
+    for mode in ("nearest", "bilinear"):
+        outs = warp_features(feats, grid, mode, backend=backend)
+        expect = ref.warp_features([f.cpu() for f in feats], grid.cpu(), mode)
+        for o, e in zip(outs, expect):
+            o = o.cpu()
+            assert torch.equal(torch.isnan(o), torch.isnan(e)) and torch.equal(torch.isinf(o), torch.isinf(e))
+            finite = torch.isfinite(e)
+            torch.testing.assert_close(o[finite], e[finite], rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_empty_lists_and_channels(backend, device):
     grid = _grid(2, GRID, device, dtype=torch.float32)
     assert warp_features([], grid, backend=backend) == []

@@ -65,7 +65,8 @@ struct ShiftTables {
     std::vector<acc_t> xs(W), ys(H);
     for (int64_t j = 0; j < W; ++j) xs[j] = grid_coord<acc_t>(j, W);
     for (int64_t i = 0; i < H; ++i) ys[i] = grid_coord<acc_t>(i, H);
-    at::parallel_for(0, N * K1, grain_for(8 * (H + W)), [&](int64_t begin, int64_t end) {
+    // small (O(H + W) per block): parallel only when there is a lot of it
+    at::parallel_for(0, N * K1, grain_for(8 * (H + W), int64_t(1) << 19), [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         const acc_t sx = shift[2 * b], sy = shift[2 * b + 1];
         int64_t* bx = x0.data() + b * W;

@@ -65,8 +65,8 @@ struct AxisResize {
 template <typename acc_t>
 struct TapBlock {
   std::vector<int32_t> off[4];  // offsets into a channel plane (0 for taps outside the map)
-  std::vector<acc_t> w[4];      // bilinear weights, 0 for taps outside the map
-  std::vector<acc_t> in[4];     // 1 inside the map, 0 outside
+  std::vector<acc_t> w[4];      // bilinear weights
+  std::vector<acc_t> in[4];     // 1 inside the map, 0 outside (such taps read 0)
   std::vector<acc_t> fx, fy;    // second-tap weights along x and y
   std::vector<acc_t> gx, gy;    // scratch: resized grid values of one row
 
@@ -144,10 +144,12 @@ FM_INLINE void taps_row(const acc_t* __restrict__ gx, const acc_t* __restrict__ 
     m01[x] = i01;
     m10[x] = i10;
     m11[x] = i11;
-    w00[x] = i00 * ((acc_t(1) - fy) * (acc_t(1) - fx));
-    w01[x] = i01 * ((acc_t(1) - fy) * fx);
-    w10[x] = i10 * (fy * (acc_t(1) - fx));
-    w11[x] = i11 * (fy * fx);
+    // weights stay as they are for taps outside the map, which read 0 (grid_sample's rule: a NaN
+    // weight still makes the sample NaN)
+    w00[x] = (acc_t(1) - fy) * (acc_t(1) - fx);
+    w01[x] = (acc_t(1) - fy) * fx;
+    w10[x] = fy * (acc_t(1) - fx);
+    w11[x] = fy * fx;
     fxs[x] = fx;
     fys[x] = fy;
   }
@@ -183,10 +185,19 @@ FM_INLINE void gather_block(const scalar_t* __restrict__ plane, const TapBlock<a
                             scalar_t* __restrict__ out) {
   const int32_t *o0 = tb.off[0].data(), *o1 = tb.off[1].data(), *o2 = tb.off[2].data(), *o3 = tb.off[3].data();
   const acc_t *w0 = tb.w[0].data(), *w1 = tb.w[1].data(), *w2 = tb.w[2].data(), *w3 = tb.w[3].data();
+  const acc_t *m0 = tb.in[0].data(), *m1 = tb.in[1].data(), *m2 = tb.in[2].data(), *m3 = tb.in[3].data();
+  const acc_t zero = acc_t(0);
   for (int64_t p = 0; p < np; ++p) {
-    const acc_t v = w0[p] * static_cast<acc_t>(plane[o0[p]]) + w1[p] * static_cast<acc_t>(plane[o1[p]]) +
-                    w2[p] * static_cast<acc_t>(plane[o2[p]]) + w3[p] * static_cast<acc_t>(plane[o3[p]]);
-    out[p] = static_cast<scalar_t>(v);
+    // Every offset is inside the plane (0 for taps outside the map), so the loads are
+    // unconditional (vectorizable gathers); a select, not a product with the mask, then makes a
+    // tap outside the map read 0 whatever plane[0] holds.
+    const acc_t x00 = static_cast<acc_t>(plane[o0[p]]), x01 = static_cast<acc_t>(plane[o1[p]]);
+    const acc_t x10 = static_cast<acc_t>(plane[o2[p]]), x11 = static_cast<acc_t>(plane[o3[p]]);
+    const acc_t v00 = m0[p] != zero ? x00 : zero;
+    const acc_t v01 = m1[p] != zero ? x01 : zero;
+    const acc_t v10 = m2[p] != zero ? x10 : zero;
+    const acc_t v11 = m3[p] != zero ? x11 : zero;
+    out[p] = static_cast<scalar_t>(w0[p] * v00 + w1[p] * v01 + w2[p] * v10 + w3[p] * v11);
   }
 }
 
@@ -198,11 +209,14 @@ FM_INLINE void coord_grad_block(const scalar_t* __restrict__ plane, const scalar
   const int32_t *o0 = tb.off[0].data(), *o1 = tb.off[1].data(), *o2 = tb.off[2].data(), *o3 = tb.off[3].data();
   const acc_t *m0 = tb.in[0].data(), *m1 = tb.in[1].data(), *m2 = tb.in[2].data(), *m3 = tb.in[3].data();
   const acc_t *fxs = tb.fx.data(), *fys = tb.fy.data();
+  const acc_t zero = acc_t(0);
   for (int64_t p = 0; p < np; ++p) {
-    const acc_t v00 = m0[p] * static_cast<acc_t>(plane[o0[p]]);
-    const acc_t v01 = m1[p] * static_cast<acc_t>(plane[o1[p]]);
-    const acc_t v10 = m2[p] * static_cast<acc_t>(plane[o2[p]]);
-    const acc_t v11 = m3[p] * static_cast<acc_t>(plane[o3[p]]);
+    const acc_t x00 = static_cast<acc_t>(plane[o0[p]]), x01 = static_cast<acc_t>(plane[o1[p]]);
+    const acc_t x10 = static_cast<acc_t>(plane[o2[p]]), x11 = static_cast<acc_t>(plane[o3[p]]);
+    const acc_t v00 = m0[p] != zero ? x00 : zero;
+    const acc_t v01 = m1[p] != zero ? x01 : zero;
+    const acc_t v10 = m2[p] != zero ? x10 : zero;
+    const acc_t v11 = m3[p] != zero ? x11 : zero;
     const acc_t fx = fxs[p], fy = fys[p];
     const acc_t gv = static_cast<acc_t>(g[p]);
     gcx[p] += gv * ((acc_t(1) - fy) * (v01 - v00) + fy * (v11 - v10));
@@ -231,9 +245,34 @@ FM_INLINE void scatter_block(const scalar_t* __restrict__ g, const TapBlock<acc_
   }
 }
 
+// The same scatter for a block of channels stored pixel-major (channels innermost): g_t holds the
+// block's grad_out as (np, cc), gacc the gradients as (Hf * Wf + 1, cc). Each tap adds a
+// weighted channel vector: the channel loop vectorizes, where the planar scatter above is one
+// scalar read-modify-write per channel and tap.
+template <typename acc_t>
+FM_INLINE void add_scaled(acc_t* __restrict__ dst, const acc_t* __restrict__ src, acc_t w, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] += w * src[i];
+}
+
+template <typename acc_t>
+FM_INLINE void scatter_block_channels(const acc_t* __restrict__ g_t, const TapBlock<acc_t>& tb, int64_t np,
+                                      int64_t cc, int32_t trash, int32_t* __restrict__ tgt,
+                                      acc_t* __restrict__ gacc) {
+  for (int t = 0; t < 4; ++t) {
+    const int32_t* __restrict__ off = tb.off[t].data();
+    const acc_t* __restrict__ in = tb.in[t].data();
+    const acc_t* wt = tb.w[t].data();
+    for (int64_t p = 0; p < np; ++p) tgt[p] = in[p] != acc_t(0) ? off[p] : trash;
+    for (int64_t p = 0; p < np; ++p) add_scaled(gacc + static_cast<int64_t>(tgt[p]) * cc, g_t + p * cc, wt[p], cc);
+  }
+}
+
 namespace {
 
 int64_t wanted_tasks() { return 4 * std::max<int64_t>(1, at::get_num_threads()); }
+
+// Channels per task from which the feature gradient is accumulated pixel-major.
+constexpr int64_t kChannelBlock = 8;
 
 void check_int32_plane(const at::Tensor& f, int64_t i) {
   const int64_t extent = (f.size(2) - 1) * f.stride(2) + (f.size(3) - 1) * f.stride(3) + f.stride(2) + f.stride(3);
@@ -241,54 +280,81 @@ void check_int32_plane(const at::Tensor& f, int64_t i) {
               "] has a channel plane spanning more than 2^31 elements, which the CPU kernel does not support");
 }
 
+// How one map's work is cut into tasks; all maps' tasks run in one parallel region (one barrier
+// per call: on a busy machine every barrier can cost a scheduler time slice).
+struct MapTasks {
+  int64_t C = 0, Hf = 0, Wf = 0;
+  int64_t rows = 1, blocks = 0, cchunks = 0, cper = 0;  // row blocks x channel chunks (per sample)
+  int64_t first = 0, count = 0;                         // task range
+};
+
+int64_t map_of_task(const std::vector<MapTasks>& maps, int64_t task) {
+  int64_t m = 0;
+  while (m + 1 < static_cast<int64_t>(maps.size()) && task >= maps[m + 1].first) ++m;
+  return m;
+}
+
 std::vector<at::Tensor> warp_features_forward_cpu(at::TensorList features, const at::Tensor& grid_in,
                                                   c10::string_view mode) {
   check_warp_features_forward(features, grid_in, mode);
   const bool nearest = warp_features_nearest(mode);
   std::vector<at::Tensor> outs;
-  outs.reserve(features.size());
+  if (features.empty()) return outs;
   const at::Tensor grid = grid_in.contiguous();
   const int64_t N = grid.size(0), h = grid.size(1), w = grid.size(2);
+  std::vector<MapTasks> plan(features.size());
+  int64_t tasks = 0, work = 0;
   for (size_t m = 0; m < features.size(); ++m) {
     const at::Tensor& f = features[m];
     TORCH_CHECK(f.device().is_cpu(), "warp_features (cpu): features must be CPU tensors");
-    const int64_t C = f.size(1), Hf = f.size(2), Wf = f.size(3);
-    at::Tensor out = at::empty({N, C, Hf, Wf}, f.options());
-    outs.push_back(out);
-    if (out.numel() == 0) continue;
+    MapTasks& t = plan[m];
+    t.C = f.size(1), t.Hf = f.size(2), t.Wf = f.size(3);
+    outs.push_back(at::empty({N, t.C, t.Hf, t.Wf}, f.options()));
+    t.first = tasks;
+    if (N * t.C == 0) continue;
     check_int32_plane(f, static_cast<int64_t>(m));
-    const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(Hf, 2048 / Wf));
-    const int64_t blocks = (Hf + rows - 1) / rows;
-    const int64_t cchunks = std::max<int64_t>(1, std::min<int64_t>(C, (wanted_tasks() + N * blocks - 1) / (N * blocks)));
-    const int64_t cper = (C + cchunks - 1) / cchunks;
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "warp_features_forward_cpu", [&] {
-      using acc_t = at::opmath_type<scalar_t>;
-      const scalar_t* fp = f.const_data_ptr<scalar_t>();
-      const acc_t* gp = grid.const_data_ptr<acc_t>();
-      scalar_t* op = out.mutable_data_ptr<scalar_t>();
-      const int64_t sn = f.stride(0), sc = f.stride(1);
-      const int32_t sh = static_cast<int32_t>(f.stride(2)), sw = static_cast<int32_t>(f.stride(3));
-      AxisResize<acc_t> ry, rx;
-      ry.build(h, Hf, nearest);
-      rx.build(w, Wf, nearest);
-      at::parallel_for(0, N * blocks * cchunks, grain_for(rows * Wf * cper), [&](int64_t begin, int64_t end) {
-        run_vectorized([&]() FM_ALWAYS_INLINE {
-          TapBlock<acc_t> tb;
-          for (int64_t task = begin; task < end; ++task) {
-            const int64_t n = task / (blocks * cchunks), b = (task / cchunks) % blocks, cc = task % cchunks;
-            const int64_t y0 = b * rows, y1 = std::min(Hf, y0 + rows);
-            const int64_t c0 = cc * cper, c1 = std::min(C, c0 + cper);
-            if (c0 >= c1) continue;
-            build_taps(gp + n * h * w * 2, w, ry, rx, nearest, Hf, Wf, sh, sw, y0, y1, tb);
-            for (int64_t c = c0; c < c1; ++c) {
-              gather_block<scalar_t, acc_t>(fp + n * sn + c * sc, tb, (y1 - y0) * Wf,
-                                            op + ((n * C + c) * Hf + y0) * Wf);
-            }
+    t.rows = std::max<int64_t>(1, std::min<int64_t>(t.Hf, 2048 / t.Wf));
+    t.blocks = (t.Hf + t.rows - 1) / t.rows;
+    t.cchunks = std::max<int64_t>(1, std::min<int64_t>(t.C, (wanted_tasks() + N * t.blocks - 1) / (N * t.blocks)));
+    t.cper = (t.C + t.cchunks - 1) / t.cchunks;
+    t.count = N * t.blocks * t.cchunks;
+    tasks += t.count;
+    work += N * t.C * t.Hf * t.Wf;
+  }
+  if (tasks == 0) return outs;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features[0].scalar_type(), "warp_features_forward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const acc_t* gp = grid.const_data_ptr<acc_t>();
+    std::vector<AxisResize<acc_t>> ry(features.size()), rx(features.size());
+    for (size_t m = 0; m < features.size(); ++m) {
+      ry[m].build(h, plan[m].Hf, nearest);
+      rx[m].build(w, plan[m].Wf, nearest);
+    }
+    at::parallel_for(0, tasks, grain_for(work / tasks), [&](int64_t begin, int64_t end) {
+      run_vectorized([&]() FM_ALWAYS_INLINE {
+        TapBlock<acc_t> tb;
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t m = map_of_task(plan, task);
+          const MapTasks& t = plan[m];
+          const at::Tensor& f = features[m];
+          const int64_t local = task - t.first;
+          const int64_t n = local / (t.blocks * t.cchunks), b = (local / t.cchunks) % t.blocks;
+          const int64_t cc = local % t.cchunks;
+          const int64_t y0 = b * t.rows, y1 = std::min(t.Hf, y0 + t.rows);
+          const int64_t c0 = cc * t.cper, c1 = std::min(t.C, c0 + t.cper);
+          if (c0 >= c1) continue;
+          const int32_t sh = static_cast<int32_t>(f.stride(2)), sw = static_cast<int32_t>(f.stride(3));
+          build_taps(gp + n * h * w * 2, w, ry[m], rx[m], nearest, t.Hf, t.Wf, sh, sw, y0, y1, tb);
+          const scalar_t* fp = f.const_data_ptr<scalar_t>() + n * f.stride(0);
+          scalar_t* op = outs[m].mutable_data_ptr<scalar_t>();
+          for (int64_t c = c0; c < c1; ++c) {
+            gather_block<scalar_t, acc_t>(fp + c * f.stride(1), tb, (y1 - y0) * t.Wf,
+                                          op + ((n * t.C + c) * t.Hf + y0) * t.Wf);
           }
-        });
+        }
       });
     });
-  }
+  });
   return outs;
 }
 
@@ -319,130 +385,147 @@ void resize_transpose(const acc_t* gc, int64_t Hf, int64_t Wf, int64_t w, const 
 }
 
 std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::TensorList grad_outs,
-                                                                           at::TensorList features,
+                                                                           at::TensorList features_in,
                                                                            const at::Tensor& grid_in,
                                                                            c10::string_view mode, bool features_grad,
                                                                            bool grid_grad) {
-  check_warp_features_backward(grad_outs, features, grid_in, mode);
+  check_warp_features_backward(grad_outs, features_in, grid_in, mode);
   const bool nearest = warp_features_nearest(mode);
   const at::Tensor grid = grid_in.contiguous();
   const int64_t N = grid.size(0), h = grid.size(1), w = grid.size(2);
   std::vector<at::Tensor> grad_features;
   at::Tensor grad_grid = grid_grad ? at::zeros({N, h, w, 2}, grid.options()) : at::empty({0}, grid.options());
-  // per map: partial coordinate gradients (N, chunks, Hf * Wf, 2), reduced after all maps
-  std::vector<std::vector<char>> partial_bytes(features.size());
-  std::vector<int64_t> chunks_of(features.size(), 0);
-  for (size_t m = 0; m < features.size(); ++m) {
-    // the backward reads contiguous planes, so one set of offsets serves reads and scatters
-    const at::Tensor f = features[m].contiguous();
-    TORCH_CHECK(f.device().is_cpu(), "warp_features_backward (cpu): features must be CPU tensors");
-    const at::Tensor g = grad_outs[m].contiguous();
-    const int64_t C = f.size(1), Hf = f.size(2), Wf = f.size(3);
-    at::Tensor gf;
-    if (features_grad) {
-      gf = at::empty({N, C, Hf, Wf}, f.options());
-      grad_features.push_back(gf);
+  if (features_in.empty()) return {grad_features, grad_grid};
+  // The backward reads contiguous planes, so one set of tap offsets serves reads and scatters.
+  // A task owns (map, n, a chunk of channels): it scatters into those channels' gradients (no
+  // other task writes there) and writes per-pixel coordinate-gradient partials of its chunk.
+  std::vector<at::Tensor> features, grads;
+  std::vector<MapTasks> plan(features_in.size());
+  int64_t tasks = 0, work = 0;
+  for (size_t m = 0; m < features_in.size(); ++m) {
+    TORCH_CHECK(features_in[m].device().is_cpu(), "warp_features_backward (cpu): features must be CPU tensors");
+    features.push_back(features_in[m].contiguous());
+    grads.push_back(grad_outs[m].contiguous());
+    MapTasks& t = plan[m];
+    t.C = features[m].size(1), t.Hf = features[m].size(2), t.Wf = features[m].size(3);
+    if (features_grad) grad_features.push_back(at::empty({N, t.C, t.Hf, t.Wf}, features[m].options()));
+    t.first = tasks;
+    if (N * t.C == 0) continue;
+    check_int32_plane(features[m], static_cast<int64_t>(m));
+    t.rows = std::max<int64_t>(1, std::min<int64_t>(t.Hf, 1024 / t.Wf));
+    t.cchunks = std::max<int64_t>(1, std::min<int64_t>(t.C, (wanted_tasks() + N - 1) / N));
+    t.cper = (t.C + t.cchunks - 1) / t.cchunks;
+    t.count = N * t.cchunks;
+    tasks += t.count;
+    work += N * t.C * t.Hf * t.Wf;
+  }
+  if (tasks == 0) return {grad_features, grad_grid};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features[0].scalar_type(), "warp_features_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const acc_t* gridp = grid.const_data_ptr<acc_t>();
+    std::vector<AxisResize<acc_t>> ry(features.size()), rx(features.size());
+    // per map: coordinate-gradient partials (N, chunks, Hf * Wf, 2), reduced after the region
+    std::vector<std::vector<acc_t>> partial(features.size());
+    for (size_t m = 0; m < features.size(); ++m) {
+      ry[m].build(h, plan[m].Hf, nearest);
+      rx[m].build(w, plan[m].Wf, nearest);
+      if (grid_grad) partial[m].resize(N * plan[m].cchunks * plan[m].Hf * plan[m].Wf * 2);
     }
-    if (N * C == 0) continue;
-    check_int32_plane(f, static_cast<int64_t>(m));
-    const int64_t cchunks = std::max<int64_t>(1, std::min<int64_t>(C, (wanted_tasks() + N - 1) / N));
-    const int64_t cper = (C + cchunks - 1) / cchunks;
-    chunks_of[m] = cchunks;
-    const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(Hf, 1024 / Wf));
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "warp_features_backward_cpu", [&] {
-      using acc_t = at::opmath_type<scalar_t>;
-      std::vector<char>& bytes = partial_bytes[m];
-      if (grid_grad) bytes.assign(N * cchunks * Hf * Wf * 2 * sizeof(acc_t), 0);
-      acc_t* partial = reinterpret_cast<acc_t*>(bytes.data());
-      const scalar_t* fp = f.const_data_ptr<scalar_t>();
-      const scalar_t* gp = g.const_data_ptr<scalar_t>();
-      scalar_t* gfp = features_grad ? gf.mutable_data_ptr<scalar_t>() : nullptr;
-      const acc_t* gridp = grid.const_data_ptr<acc_t>();
-      AxisResize<acc_t> ry, rx;
-      ry.build(h, Hf, nearest);
-      rx.build(w, Wf, nearest);
-      const int32_t sh = static_cast<int32_t>(Wf);
-      at::parallel_for(0, N * cchunks, grain_for(cper * Hf * Wf), [&](int64_t begin, int64_t end) {
-        run_vectorized([&]() FM_ALWAYS_INLINE {
-          TapBlock<acc_t> tb;
-          std::vector<acc_t> gacc, gcx, gcy, gbuf;
-          std::vector<int32_t> tgt;
+    at::parallel_for(0, tasks, grain_for(work / tasks), [&](int64_t begin, int64_t end) {
+      run_vectorized([&]() FM_ALWAYS_INLINE {
+        TapBlock<acc_t> tb;
+        std::vector<acc_t> gacc, gcx, gcy, gbuf;
+        std::vector<int32_t> tgt;
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t m = map_of_task(plan, task);
+          const MapTasks& t = plan[m];
+          const int64_t local = task - t.first;
+          const int64_t n = local / t.cchunks, cc = local % t.cchunks;
+          const int64_t c0 = cc * t.cper, c1 = std::min(t.C, c0 + t.cper);
+          if (c0 >= c1) continue;
+          const int64_t Hf = t.Hf, Wf = t.Wf, C = t.C;
           const int64_t pstride = Hf * Wf + 1;  // gradient planes with a trash slot
-          for (int64_t task = begin; task < end; ++task) {
-            const int64_t n = task / cchunks, cc = task % cchunks;
-            const int64_t c0 = cc * cper, c1 = std::min(C, c0 + cper);
-            if (c0 >= c1) continue;
-            if (features_grad) gacc.assign((c1 - c0) * pstride, acc_t(0));
-            for (int64_t y0 = 0; y0 < Hf; y0 += rows) {
-              const int64_t y1 = std::min(Hf, y0 + rows), np = (y1 - y0) * Wf;
-              build_taps(gridp + n * h * w * 2, w, ry, rx, nearest, Hf, Wf, sh, int32_t(1), y0, y1, tb);
-              if (grid_grad) {
-                gcx.assign(np, acc_t(0));
-                gcy.assign(np, acc_t(0));
-              }
-              if (features_grad) {
-                gbuf.resize(2 * np);
-                tgt.resize(np);
-              }
-              for (int64_t c = c0; c < c1; ++c) {
-                const int64_t plane = (n * C + c) * Hf * Wf;
-                const scalar_t* gpl = gp + plane + y0 * Wf;
-                if (grid_grad) coord_grad_block<scalar_t, acc_t>(fp + plane, gpl, tb, np, gcx.data(), gcy.data());
-                if (features_grad) {
-                  scatter_block<scalar_t, acc_t>(gpl, tb, np, static_cast<int32_t>(Hf * Wf), gbuf.data(), tgt.data(),
-                                                 gacc.data() + (c - c0) * pstride);
-                }
-              }
-              if (grid_grad) {
-                acc_t* part = partial + ((n * cchunks + cc) * Hf * Wf + y0 * Wf) * 2;
-                for (int64_t p = 0; p < np; ++p) {
-                  part[2 * p] = gcx[p];
-                  part[2 * p + 1] = gcy[p];
-                }
-              }
+          const scalar_t* fp = features[m].const_data_ptr<scalar_t>();
+          const scalar_t* gp = grads[m].const_data_ptr<scalar_t>();
+          // 8+ channels: accumulate pixel-major (channel vectors); fewer: one plane per channel
+          const int64_t width = c1 - c0;  // channels of this task
+          const bool channel_major = width < kChannelBlock;
+          if (features_grad) gacc.assign(width * pstride, acc_t(0));
+          for (int64_t y0 = 0; y0 < Hf; y0 += t.rows) {
+            const int64_t y1 = std::min(Hf, y0 + t.rows), np = (y1 - y0) * Wf;
+            build_taps(gridp + n * h * w * 2, w, ry[m], rx[m], nearest, Hf, Wf, static_cast<int32_t>(Wf),
+                       int32_t(1), y0, y1, tb);
+            if (grid_grad) {
+              gcx.assign(np, acc_t(0));
+              gcy.assign(np, acc_t(0));
             }
             if (features_grad) {
-              for (int64_t c = c0; c < c1; ++c) {
-                scalar_t* dst = gfp + (n * C + c) * Hf * Wf;
-                const acc_t* src = gacc.data() + (c - c0) * pstride;
-                for (int64_t i = 0; i < Hf * Wf; ++i) dst[i] = static_cast<scalar_t>(src[i]);
+              gbuf.resize(channel_major ? 2 * np : np * width);
+              tgt.resize(np);
+            }
+            for (int64_t c = c0; c < c1; ++c) {
+              const int64_t plane = (n * C + c) * Hf * Wf;
+              const scalar_t* gpl = gp + plane + y0 * Wf;
+              if (grid_grad) coord_grad_block<scalar_t, acc_t>(fp + plane, gpl, tb, np, gcx.data(), gcy.data());
+              if (features_grad && channel_major) {
+                scatter_block<scalar_t, acc_t>(gpl, tb, np, static_cast<int32_t>(Hf * Wf), gbuf.data(), tgt.data(),
+                                               gacc.data() + (c - c0) * pstride);
+              } else if (features_grad) {  // transpose this channel into the (np, cc) block
+                acc_t* gt = gbuf.data() + (c - c0);
+                for (int64_t p = 0; p < np; ++p) gt[p * width] = static_cast<acc_t>(gpl[p]);
+              }
+            }
+            if (features_grad && !channel_major) {
+              scatter_block_channels<acc_t>(gbuf.data(), tb, np, width, static_cast<int32_t>(Hf * Wf), tgt.data(),
+                                            gacc.data());
+            }
+            if (grid_grad) {
+              acc_t* part = partial[m].data() + ((n * t.cchunks + cc) * Hf * Wf + y0 * Wf) * 2;
+              for (int64_t p = 0; p < np; ++p) {
+                part[2 * p] = gcx[p];
+                part[2 * p + 1] = gcy[p];
               }
             }
           }
-        });
-      });
-    });
-  }
-  if (grid_grad && N > 0) {
-    AT_DISPATCH_FLOATING_TYPES(grid.scalar_type(), "warp_features_grid_grad_cpu", [&] {
-      using acc_t = scalar_t;
-      acc_t* gg = grad_grid.mutable_data_ptr<acc_t>();
-      std::vector<AxisResize<acc_t>> rys(features.size()), rxs(features.size());
-      int64_t pixels = 0;  // partial entries read per sample
-      for (size_t m = 0; m < features.size(); ++m) {
-        rys[m].build(h, features[m].size(2), nearest);
-        rxs[m].build(w, features[m].size(3), nearest);
-        pixels += chunks_of[m] * features[m].size(2) * features[m].size(3);
-      }
-      at::parallel_for(0, N, grain_for(2 * pixels), [&](int64_t begin, int64_t end) {
-        std::vector<acc_t> gc;
-        for (int64_t n = begin; n < end; ++n) {
-          for (size_t m = 0; m < features.size(); ++m) {
-            const int64_t cchunks = chunks_of[m];
-            if (cchunks == 0) continue;
-            const int64_t Hf = features[m].size(2), Wf = features[m].size(3);
-            const acc_t* partial = reinterpret_cast<const acc_t*>(partial_bytes[m].data());
-            gc.assign(Hf * Wf * 2, acc_t(0));
-            for (int64_t cc = 0; cc < cchunks; ++cc) {
-              const acc_t* part = partial + (n * cchunks + cc) * Hf * Wf * 2;
-              for (int64_t i = 0; i < Hf * Wf * 2; ++i) gc[i] += part[i];
+          if (features_grad) {
+            scalar_t* gfp = grad_features[m].mutable_data_ptr<scalar_t>();
+            for (int64_t c = c0; c < c1; ++c) {
+              scalar_t* dst = gfp + (n * C + c) * Hf * Wf;
+              if (channel_major) {
+                const acc_t* src = gacc.data() + (c - c0) * pstride;
+                for (int64_t i = 0; i < Hf * Wf; ++i) dst[i] = static_cast<scalar_t>(src[i]);
+              } else {
+                const acc_t* src = gacc.data() + (c - c0);
+                for (int64_t i = 0; i < Hf * Wf; ++i) dst[i] = static_cast<scalar_t>(src[i * width]);
+              }
             }
-            resize_transpose(gc.data(), Hf, Wf, w, rys[m], rxs[m], gg + n * h * w * 2);
           }
         }
       });
     });
-  }
+    if (grid_grad) {
+      // per sample, maps in order, chunks in order: deterministic
+      acc_t* gg = grad_grid.mutable_data_ptr<acc_t>();
+      int64_t pixels = 0;
+      for (const MapTasks& t : plan) pixels += t.cchunks * t.Hf * t.Wf;
+      at::parallel_for(0, N, grain_for(2 * pixels), [&](int64_t begin, int64_t end) {
+        std::vector<acc_t> gc;
+        for (int64_t n = begin; n < end; ++n) {
+          for (size_t m = 0; m < features.size(); ++m) {
+            const MapTasks& t = plan[m];
+            if (t.count == 0) continue;
+            const int64_t hw = t.Hf * t.Wf;
+            gc.assign(hw * 2, acc_t(0));
+            for (int64_t cc = 0; cc < t.cchunks; ++cc) {
+              const acc_t* part = partial[m].data() + (n * t.cchunks + cc) * hw * 2;
+              for (int64_t i = 0; i < hw * 2; ++i) gc[i] += part[i];
+            }
+            resize_transpose(gc.data(), t.Hf, t.Wf, w, ry[m], rx[m], gg + n * h * w * 2);
+          }
+        }
+      });
+    }
+  });
   return {grad_features, grad_grid};
 }
 
