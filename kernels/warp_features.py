@@ -42,6 +42,20 @@ _CELL_BLOCK = 128
 _CHUNK = 16  # channels per program in backward A
 
 
+# The per-map sizes, strides and offsets are not specialized: Triton would otherwise compile a
+# variant per combination of "equals 1" / "divisible by 16" over ~100 arguments (every new set of
+# feature-map shapes), and these gather / scatter kernels gain nothing from aligned vector loads.
+def _per_map(*names):
+    return [f"{name}{i}" for i in range(MAX_MAPS) for name in names]
+
+
+_NO_SPECIALIZE_WARP_FEATURES_FWD_KERNEL = ["h", "w"] + _per_map("C", "H", "W", "sn", "sc", "sh", "sw", "T", "b")
+_NO_SPECIALIZE_WARP_FEATURES_BWD_KERNEL = ["h", "w"] + _per_map("C", "H", "W", "sn", "sc", "sh", "sw", "nch", "pb",
+                                                                "gfo", "gco", "b")
+_NO_SPECIALIZE_WARP_FEATURES_GRID_GRAD_KERNEL = ["h", "w", "nblk"] + _per_map("H", "W", "nch", "gco", "ly", "lx")
+_NO_SPECIALIZE_WARP_FEATURES_CAST_KERNEL = _per_map("T", "o", "b")
+
+
 # ------------------------------------------------------------------------------ resize math
 
 @triton.jit
@@ -151,7 +165,7 @@ def _fwd_map(f_ptr, o_ptr, grid_ptr, lp, C, Hf, Wf, s_n, s_c, s_h, s_w, total, h
     tl.store(o_ptr + e, v.to(o_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_NO_SPECIALIZE_WARP_FEATURES_FWD_KERNEL)
 def warp_features_fwd_kernel(
         grid_ptr, h, w,
         f0, o0, C0, H0, W0, sn0, sc0, sh0, sw0, T0, b0,
@@ -246,7 +260,7 @@ def _bwd_map(f_ptr, g_ptr, gf_ptr, gc_ptr, grid_ptr, lp, C, Hf, Wf, s_n, s_c, s_
         tl.store(out + 1, acc_y * (0.5 * tl.cast(Hf - 1, ACC)), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_NO_SPECIALIZE_WARP_FEATURES_BWD_KERNEL)
 def warp_features_bwd_kernel(
         grid_ptr, gf_ptr, gc_ptr, h, w,
         f0, g0, C0, H0, W0, sn0, sc0, sh0, sw0, nch0, pb0, gfo0, gco0, b0,
@@ -345,7 +359,7 @@ def _gather_map(gc_ptr, n, nchunk, Hf, Wf, h, w, ay, ax, mask, wy_len, wx_len, N
     return acc_x, acc_y
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_NO_SPECIALIZE_WARP_FEATURES_GRID_GRAD_KERNEL)
 def warp_features_grid_grad_kernel(
         gc_ptr, out_ptr, h, w, nblk,
         H0, W0, nch0, gco0, ly0, lx0, H1, W1, nch1, gco1, ly1, lx1,
@@ -406,7 +420,7 @@ def _cast_map(src_ptr, dst_ptr, lp, total, BLOCK: tl.constexpr):
     tl.store(dst_ptr + e, tl.load(src_ptr + e, mask=mask).to(dst_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_NO_SPECIALIZE_WARP_FEATURES_CAST_KERNEL)
 def warp_features_cast_kernel(
         src_ptr, d0, T0, o0, b0, d1, T1, o1, b1, d2, T2, o2, b2, d3, T3, o3, b3,
         d4, T4, o4, b4, d5, T5, o5, b5, d6, T6, o6, b6, d7, T7, o7, b7,

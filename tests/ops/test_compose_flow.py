@@ -109,6 +109,26 @@ def test_gradients_match_reference_fp32(backend, device, corr):
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_gradients_low_precision(backend, device, dtype):
+    logits, shift, correction = (t.to(dtype) for t in _inputs((2, 11, 9, 12), device))
+    grad_out = torch.randn(2, 9, 12, 2, generator=torch.Generator().manual_seed(1)).to(dtype)
+
+    def grads(args, be):
+        args = [a.detach().requires_grad_() for a in args]
+        out = compose_flow(*args, backend=be)
+        return torch.autograd.grad(out, args, grad_out.to(device=out.device, dtype=out.dtype))
+
+    args64 = [_cpu(t).double() for t in (logits, shift, correction)]  # the rounded inputs
+    g64 = grads(args64, "reference")
+    g_lp = grads([a.to(dtype) for a in args64], "reference")
+    got = grads([logits, shift, correction], backend)
+    for name, a, r64, rlp in zip(("mask_logits", "kp_shift", "correction"), got, g64, g_lp):
+        assert a.dtype == dtype
+        assert_matches_reference(a, r64, rlp, dtype, what=f"grad {name}")
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_gradcheck(backend, device):
     shape = (2, 3, 4, 5)
     logits, shift, correction = (t.requires_grad_() for t in _inputs(shape, device))
@@ -212,6 +232,7 @@ def test_cpp_op_checks_its_arguments():
         torch.ops.fastmotion.compose_flow_backward(torch.zeros(2, 4, 4, 3), logits, torch.zeros(2, 3, 2))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the other tests compile these kernels for it")
 def test_triton_kernels_compile_for_sm90():
     """The real Triton compiler (not the interpreter) accepts both kernels for every dtype, and
     with the size arguments Triton specializes to constants when they equal 1."""

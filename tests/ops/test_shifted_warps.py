@@ -120,6 +120,21 @@ def test_gradients_match_reference_fp32(backend, device):
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_gradients_low_precision(backend, device, dtype):
+    source, shift = _inputs((2, 3, 9, 12, 5), device, scale=0.4)
+    source, shift = source.to(dtype), shift.to(dtype)
+    grad_out = torch.randn(2, 5, 3, 9, 12, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    src64, sh64 = source.cpu().double(), shift.cpu().double()  # the rounded inputs
+    g64 = _grads(src64, sh64, grad_out, "reference", torch.float64)
+    g_lp = _grads(src64, sh64, grad_out.to(dtype), "reference", dtype)
+    got = _grads(source, shift, grad_out.to(dtype), backend, dtype)
+    for name, a, r64, rlp in zip(("source", "kp_shift"), got, g64, g_lp):
+        assert a.dtype == dtype
+        assert_matches_reference(a, r64, rlp, dtype, what=f"grad {name}")
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_shift_gradient_at_integer_positions(backend, device):
     """At a zero (or whole-pixel) shift the sample is continuous but its derivative jumps, and the
     reference's own rounding picks the left or the right tap per pixel (((x + 1) / 2) (W - 1)
@@ -237,6 +252,7 @@ def test_cpp_op_checks_its_arguments():
                                                     True)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the other tests compile these kernels for it")
 def test_triton_kernels_compile_for_sm90():
     """The real Triton compiler accepts the three kernels for every dtype, and with the size
     arguments Triton specializes to constants when they equal 1."""
