@@ -21,11 +21,9 @@
 #include <vector>
 
 #include "fastmotion/dense_motion.h"
-#include "ops/cpu/vectorize.h"
 #include "ops/cpu/fast_exp.h"
+#include "ops/cpu/vectorize.h"
 #include "ops/dense_motion.h"
-
-#define FM_HOT FM_INLINE
 
 namespace fastmotion {
 namespace cpu {
@@ -35,7 +33,7 @@ constexpr int64_t kPiece = 64;
 // Rows [row0, row1) of one sample. logits: (K1, H, W); shift: (K1, 2); corr: (2, H, W) or null;
 // out: (H, W, 2).
 template <typename scalar_t, typename acc_t>
-FM_HOT void compose_forward_rows(const scalar_t* logits, const acc_t* shift, const scalar_t* corr, int64_t K1,
+FM_INLINE void compose_forward_rows(const scalar_t* logits, const acc_t* shift, const scalar_t* corr, int64_t K1,
                                  int64_t H, int64_t W, int64_t row0, int64_t row1, const acc_t* xs,
                                  const acc_t* ys, scalar_t* out) {
   const int64_t hw = H * W;
@@ -89,7 +87,7 @@ FM_HOT void compose_forward_rows(const scalar_t* logits, const acc_t* shift, con
 // sum_pixels p_k * (gx, gy) into lanes[(2k + {0,1}) * kPiece + p] (per-lane partial sums).
 // e: scratch of K1 * kPiece.
 template <typename scalar_t, typename acc_t>
-FM_HOT void compose_backward_rows(const scalar_t* logits, const acc_t* shift, const scalar_t* grad_grid, int64_t K1,
+FM_INLINE void compose_backward_rows(const scalar_t* logits, const acc_t* shift, const scalar_t* grad_grid, int64_t K1,
                                   int64_t H, int64_t W, int64_t row0, int64_t row1, scalar_t* grad_logits,
                                   acc_t* e, acc_t* lanes) {
   const int64_t hw = H * W;

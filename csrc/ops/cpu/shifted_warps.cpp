@@ -30,8 +30,6 @@
 #include "ops/cpu/vectorize.h"
 #include "ops/dense_motion.h"
 
-#define FM_HOT FM_INLINE
-
 namespace fastmotion {
 namespace cpu {
 
@@ -114,7 +112,7 @@ void pad_plane(const scalar_t* src, int64_t sh, int64_t sw, int64_t H, int64_t W
 // One output row: out[j] = wt * lerp(r0[x0[j]], r0[x0[j]+1], f[j]) + wb * (same on r1).
 // REGULAR: x0[j] = j + x0[0] (r0, r1 already offset by x0[0]).
 template <bool REGULAR, typename scalar_t, typename acc_t>
-FM_HOT void blend_row(const acc_t* __restrict__ r0, const acc_t* __restrict__ r1, const int64_t* x0,
+FM_INLINE void blend_row(const acc_t* __restrict__ r0, const acc_t* __restrict__ r1, const int64_t* x0,
                       const acc_t* __restrict__ f, acc_t wt, acc_t wb, int64_t W, scalar_t* __restrict__ out) {
   for (int64_t j = 0; j < W; ++j) {
     const int64_t a = REGULAR ? j : x0[j];
@@ -131,7 +129,7 @@ FM_HOT void blend_row(const acc_t* __restrict__ r0, const acc_t* __restrict__ r1
 // column x0[0] + j, fully overwritten for j in [0, W]); the caller adds wt*h, wb*h to the two
 // tapped source rows. REGULAR runs over the live columns only (pointers offset by the caller).
 template <bool REGULAR, typename scalar_t, typename acc_t>
-FM_HOT void backward_row(const acc_t* __restrict__ r0, const acc_t* __restrict__ r1, const int64_t* x0,
+FM_INLINE void backward_row(const acc_t* __restrict__ r0, const acc_t* __restrict__ r1, const int64_t* x0,
                          const acc_t* __restrict__ f, acc_t wt, acc_t wb, const scalar_t* __restrict__ g, int64_t W,
                          bool shift_grad, acc_t* __restrict__ lx, acc_t* __restrict__ ly, acc_t* __restrict__ h) {
   if (shift_grad) {
@@ -163,7 +161,7 @@ FM_HOT void backward_row(const acc_t* __restrict__ r0, const acc_t* __restrict__
 
 // dst[j] += w * src[j]
 template <typename acc_t>
-FM_HOT void axpy(acc_t* __restrict__ dst, const acc_t* __restrict__ src, acc_t w, int64_t n) {
+FM_INLINE void axpy(acc_t* __restrict__ dst, const acc_t* __restrict__ src, acc_t w, int64_t n) {
   for (int64_t j = 0; j < n; ++j) dst[j] += w * src[j];
 }
 
