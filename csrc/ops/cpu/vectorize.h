@@ -46,9 +46,10 @@ void run_vectorized(const Body& body) {
   run_baseline(body);
 }
 
-// Grain size for at::parallel_for over tasks of `work_per_task` elements each: small calls stay
-// on one thread (waking the pool costs more than it saves below ~64K elements of work).
-inline int64_t grain_for(int64_t work_per_task, int64_t min_work = int64_t(1) << 16) {
+// Grain size for at::parallel_for over tasks of `work_per_task` elements each: calls with less
+// than ~256K elements of work stay on one thread (a fraction of a millisecond: on a busy machine
+// one parallel region's barrier can cost a whole scheduler time slice).
+inline int64_t grain_for(int64_t work_per_task, int64_t min_work = int64_t(1) << 18) {
   const int64_t w = work_per_task > 0 ? work_per_task : 1;
   return (min_work + w - 1) / w;
 }

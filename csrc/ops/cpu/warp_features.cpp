@@ -269,7 +269,12 @@ FM_INLINE void scatter_block_channels(const acc_t* __restrict__ g_t, const TapBl
 
 namespace {
 
-int64_t wanted_tasks() { return 4 * std::max<int64_t>(1, at::get_num_threads()); }
+// Work (elements) per task: an eighth of a thread's share, at least 64K. at::parallel_for hands
+// each thread one contiguous range of tasks, so tasks of similar size keep the threads balanced
+// even though the maps differ in size by orders of magnitude.
+int64_t task_target(int64_t total_work) {
+  return std::max<int64_t>(int64_t(1) << 16, total_work / (8 * std::max<int64_t>(1, at::get_num_threads())));
+}
 
 // Channels per task from which the feature gradient is accumulated pixel-major.
 constexpr int64_t kChannelBlock = 8;
@@ -304,6 +309,8 @@ std::vector<at::Tensor> warp_features_forward_cpu(at::TensorList features, const
   const int64_t N = grid.size(0), h = grid.size(1), w = grid.size(2);
   std::vector<MapTasks> plan(features.size());
   int64_t tasks = 0, work = 0;
+  for (const at::Tensor& f : features) work += N * f.size(1) * f.size(2) * f.size(3);
+  const int64_t target = task_target(work);
   for (size_t m = 0; m < features.size(); ++m) {
     const at::Tensor& f = features[m];
     TORCH_CHECK(f.device().is_cpu(), "warp_features (cpu): features must be CPU tensors");
@@ -315,11 +322,11 @@ std::vector<at::Tensor> warp_features_forward_cpu(at::TensorList features, const
     check_int32_plane(f, static_cast<int64_t>(m));
     t.rows = std::max<int64_t>(1, std::min<int64_t>(t.Hf, 2048 / t.Wf));
     t.blocks = (t.Hf + t.rows - 1) / t.rows;
-    t.cchunks = std::max<int64_t>(1, std::min<int64_t>(t.C, (wanted_tasks() + N * t.blocks - 1) / (N * t.blocks)));
+    const int64_t block_work = t.C * t.rows * t.Wf;  // one sample, one row block, all channels
+    t.cchunks = std::max<int64_t>(1, std::min<int64_t>(t.C, (block_work + target - 1) / target));
     t.cper = (t.C + t.cchunks - 1) / t.cchunks;
     t.count = N * t.blocks * t.cchunks;
     tasks += t.count;
-    work += N * t.C * t.Hf * t.Wf;
   }
   if (tasks == 0) return outs;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features[0].scalar_type(), "warp_features_forward_cpu", [&] {
@@ -402,6 +409,8 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
   std::vector<at::Tensor> features, grads;
   std::vector<MapTasks> plan(features_in.size());
   int64_t tasks = 0, work = 0;
+  for (const at::Tensor& f : features_in) work += N * f.size(1) * f.size(2) * f.size(3);
+  const int64_t target = task_target(work);
   for (size_t m = 0; m < features_in.size(); ++m) {
     TORCH_CHECK(features_in[m].device().is_cpu(), "warp_features_backward (cpu): features must be CPU tensors");
     features.push_back(features_in[m].contiguous());
@@ -413,11 +422,11 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
     if (N * t.C == 0) continue;
     check_int32_plane(features[m], static_cast<int64_t>(m));
     t.rows = std::max<int64_t>(1, std::min<int64_t>(t.Hf, 1024 / t.Wf));
-    t.cchunks = std::max<int64_t>(1, std::min<int64_t>(t.C, (wanted_tasks() + N - 1) / N));
+    const int64_t sample_work = t.C * t.Hf * t.Wf;
+    t.cchunks = std::max<int64_t>(1, std::min<int64_t>(t.C, (sample_work + target - 1) / target));
     t.cper = (t.C + t.cchunks - 1) / t.cchunks;
     t.count = N * t.cchunks;
     tasks += t.count;
-    work += N * t.C * t.Hf * t.Wf;
   }
   if (tasks == 0) return {grad_features, grad_grid};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features[0].scalar_type(), "warp_features_backward_cpu", [&] {
