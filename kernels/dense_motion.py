@@ -284,7 +284,7 @@ def _axis(size: int):
 
 
 def _compose_blocks(k1: int):
-    block_k = triton.next_power_of_2(max(k1, 1))
+    block_k = max(2, triton.next_power_of_2(k1))  # >= 2: no size-1 tile axis
     block_p = max(16, min(256, 4096 // block_k))
     return block_k, block_p
 
