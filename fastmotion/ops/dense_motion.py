@@ -1,17 +1,178 @@
 """Fused ops of Monkey-Net's dense motion module: ``compose_flow`` and ``shifted_warps``.
 
-Backends: reference (plain PyTorch). Fused backends (cpu / cuda / triton) land with issue #5.
+Backends: reference (plain PyTorch), cpu (C++), cuda (CUDA C++), triton.
+
+``compose_flow`` turns the hourglass' K+1 mask logits into the sampling grid in one pass per
+pixel (softmax over the K+1 channels, mask-weighted sum of the keypoint shifts, plus the
+correction and the identity grid); its backward recomputes the softmax from the logits.
+
+``shifted_warps`` samples one source image at K+1 constant shifts (the movement embedding's
+"deformed source images") without repeating the source or building K+1 grids: a constant
+shift makes the bilinear taps separable (per-row and per-column tables), and the source
+gradient is the transposed stencil, gathered without atomics.
+
+Exact-integer positions: a zero shift (Monkey-Net's background block) puts every tap on an
+integer coordinate, where the sample is continuous but its derivative with respect to the shift
+jumps. The fused kernels compute each pixel's coordinate in the reference's order of
+operations, so they pick the same taps (and give the same kp_shift gradient) as the reference
+run in the same precision.
+
+NaN / inf: a NaN logit makes that pixel's grid NaN; a NaN or infinite shift makes its whole
+shifted image NaN (as grid_sample's NaN weights do).
+
+Dtypes: ``compose_flow`` computes in the promoted dtype of mask_logits, kp_shift and correction
+(as the reference's type promotion does) and returns that dtype; ``shifted_warps`` returns the
+source's dtype. Half and bfloat16 tensors are read and written in their dtype with float32
+math; the small kp_shift runs in float32 (float64 for float64 inputs) and its gradient comes
+back in kp_shift's own dtype.
 """
 from __future__ import annotations
 
 import torch
 
-from fastmotion import backends
+from fastmotion import _ext, backends
 from fastmotion.ops import _checks
 from fastmotion.reference import warp as ref
 
-COMPOSE_IMPLS = {"reference": backends.Impl(None)}
-SHIFT_IMPLS = {"reference": backends.Impl(None)}
+_CF_FWD = "compose_flow_forward"
+_CF_BWD = "compose_flow_backward"
+_SW_FWD = "shifted_warps_forward"
+_SW_BWD = "shifted_warps_backward"
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# fake kernels and autograd, shared by the C++ ops and the Triton ops (same signatures)
+
+def _cf_fake_forward(mask_logits, kp_shift, correction):
+    n, _, h, w = mask_logits.shape
+    return mask_logits.new_empty((n, h, w, 2))
+
+
+def _cf_fake_backward(grad_grid, mask_logits, kp_shift):
+    return torch.empty_like(mask_logits, memory_format=torch.contiguous_format), torch.empty_like(kp_shift)
+
+
+def _cf_setup_context(ctx, inputs, output):
+    mask_logits, kp_shift, correction = inputs
+    ctx.save_for_backward(mask_logits, kp_shift)
+    ctx.has_correction = correction is not None
+
+
+def _cf_backward_with(backward_op):
+    def backward(ctx, grad):
+        mask_logits, kp_shift = ctx.saved_tensors
+        grad_logits = grad_shift = grad_corr = None
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            grad_logits, grad_shift = backward_op(grad.contiguous(), mask_logits, kp_shift)
+        if ctx.has_correction and ctx.needs_input_grad[2]:
+            grad_corr = grad.permute(0, 3, 1, 2)
+        return grad_logits, grad_shift, grad_corr
+    return backward
+
+
+def _sw_fake_forward(source, kp_shift):
+    n, c, h, w = source.shape
+    return source.new_empty((n, kp_shift.shape[1], c, h, w))
+
+
+def _sw_fake_backward(grad_out, source, kp_shift, source_grad, shift_grad):
+    gs = source.new_empty(tuple(source.shape) if source_grad else (0,))
+    gk = kp_shift.new_empty(tuple(kp_shift.shape) if shift_grad else (0,))
+    return gs, gk
+
+
+def _sw_setup_context(ctx, inputs, output):
+    source, kp_shift = inputs
+    ctx.save_for_backward(source, kp_shift)
+
+
+def _sw_backward_with(backward_op):
+    def backward(ctx, grad):
+        source, kp_shift = ctx.saved_tensors
+        need_source, need_shift = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if not (need_source or need_shift):
+            return None, None
+        gs, gk = backward_op(grad.contiguous(), source, kp_shift, need_source, need_shift)
+        return (gs if need_source else None), (gk if need_shift else None)
+    return backward
+
+
+if _ext.load()[0] is not None and hasattr(torch.ops.fastmotion, _CF_FWD):
+    torch.library.register_fake(f"fastmotion::{_CF_FWD}")(_cf_fake_forward)
+    torch.library.register_fake(f"fastmotion::{_CF_BWD}")(_cf_fake_backward)
+    torch.library.register_autograd(f"fastmotion::{_CF_FWD}",
+                                    _cf_backward_with(lambda *a: torch.ops.fastmotion.compose_flow_backward(*a)),
+                                    setup_context=_cf_setup_context)
+    torch.library.register_fake(f"fastmotion::{_SW_FWD}")(_sw_fake_forward)
+    torch.library.register_fake(f"fastmotion::{_SW_BWD}")(_sw_fake_backward)
+    torch.library.register_autograd(f"fastmotion::{_SW_FWD}",
+                                    _sw_backward_with(lambda *a: torch.ops.fastmotion.shifted_warps_backward(*a)),
+                                    setup_context=_sw_setup_context)
+
+
+def _register_triton():
+    from fastmotion.kernels import dense_motion as tk
+
+    @torch.library.triton_op(f"fastmotion::{_CF_FWD}_triton", mutates_args=())
+    def cf_forward(mask_logits: torch.Tensor, kp_shift: torch.Tensor,
+                   correction: torch.Tensor | None) -> torch.Tensor:
+        return tk.compose_flow_forward(mask_logits, kp_shift, correction)
+
+    @torch.library.triton_op(f"fastmotion::{_CF_BWD}_triton", mutates_args=())
+    def cf_backward(grad_grid: torch.Tensor, mask_logits: torch.Tensor,
+                    kp_shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return tk.compose_flow_backward(grad_grid, mask_logits, kp_shift)
+
+    @torch.library.triton_op(f"fastmotion::{_SW_FWD}_triton", mutates_args=())
+    def sw_forward(source: torch.Tensor, kp_shift: torch.Tensor) -> torch.Tensor:
+        return tk.shifted_warps_forward(source, kp_shift)
+
+    @torch.library.triton_op(f"fastmotion::{_SW_BWD}_triton", mutates_args=())
+    def sw_backward(grad_out: torch.Tensor, source: torch.Tensor, kp_shift: torch.Tensor, source_grad: bool,
+                    shift_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return tk.shifted_warps_backward(grad_out, source, kp_shift, source_grad, shift_grad)
+
+    cf_forward.register_autograd(_cf_backward_with(cf_backward), setup_context=_cf_setup_context)
+    sw_forward.register_autograd(_sw_backward_with(sw_backward), setup_context=_sw_setup_context)
+    return cf_forward, sw_forward
+
+
+_triton_ops = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
+
+
+def _cf_cpp(mask_logits, kp_shift, correction):
+    return torch.ops.fastmotion.compose_flow_forward(mask_logits, kp_shift, correction)
+
+
+def _cf_triton(mask_logits, kp_shift, correction):
+    return _triton_ops[0](mask_logits, kp_shift, correction)
+
+
+def _sw_cpp(source, kp_shift):
+    return torch.ops.fastmotion.shifted_warps_forward(source, kp_shift)
+
+
+def _sw_triton(source, kp_shift):
+    return _triton_ops[1](source, kp_shift)
+
+
+COMPOSE_IMPLS = {
+    "reference": backends.Impl(None),
+    "cpu": backends.Impl(_cf_cpp, cpp_op=_CF_FWD),
+    "cuda": backends.Impl(_cf_cpp, cpp_op=_CF_FWD),
+}
+SHIFT_IMPLS = {
+    "reference": backends.Impl(None),
+    "cpu": backends.Impl(_sw_cpp, cpp_op=_SW_FWD),
+    "cuda": backends.Impl(_sw_cpp, cpp_op=_SW_FWD),
+}
+if _triton_ops is not None:
+    COMPOSE_IMPLS["triton"] = backends.Impl(_cf_triton)
+    SHIFT_IMPLS["triton"] = backends.Impl(_sw_triton)
 
 
 def compose_flow(mask_logits: torch.Tensor, kp_shift: torch.Tensor, correction: torch.Tensor | None = None,
@@ -22,6 +183,9 @@ def compose_flow(mask_logits: torch.Tensor, kp_shift: torch.Tensor, correction: 
     _checks.tensor(mask_logits, "mask_logits", op, dim=4)
     _checks.tensor(kp_shift, "kp_shift", op, dim=3)
     n, k1, h, w = mask_logits.shape
+    if k1 < 1 or h < 1 or w < 1:
+        raise ValueError(f"{op}: mask_logits must have K+1 >= 1 channels and a non-empty spatial size, "
+                         f"got shape {tuple(mask_logits.shape)}")
     if tuple(kp_shift.shape) != (n, k1, 2):
         raise ValueError(f"{op}: kp_shift must be (N={n}, K+1={k1}, 2), got {tuple(kp_shift.shape)}")
     if correction is not None:
@@ -29,8 +193,14 @@ def compose_flow(mask_logits: torch.Tensor, kp_shift: torch.Tensor, correction: 
         if tuple(correction.shape) != (n, 2, h, w):
             raise ValueError(f"{op}: correction must be ({n}, 2, {h}, {w}), got {tuple(correction.shape)}")
     _checks.same_device(op, mask_logits=mask_logits, kp_shift=kp_shift, correction=correction)
-    backends.select(op, COMPOSE_IMPLS, mask_logits.device, backend)
-    return ref.compose_flow(mask_logits, kp_shift, correction)
+    name = backends.select(op, COMPOSE_IMPLS, mask_logits.device, backend)
+    if name == "reference":
+        return ref.compose_flow(mask_logits, kp_shift, correction)
+    dtype = torch.promote_types(mask_logits.dtype, kp_shift.dtype)
+    if correction is not None:
+        dtype = torch.promote_types(dtype, correction.dtype)
+        correction = correction.to(dtype)
+    return COMPOSE_IMPLS[name].fn(mask_logits.to(dtype), kp_shift.to(_acc_dtype(dtype)), correction)
 
 
 def shifted_warps(source: torch.Tensor, kp_shift: torch.Tensor, *, backend: str | None = None) -> torch.Tensor:
@@ -41,6 +211,10 @@ def shifted_warps(source: torch.Tensor, kp_shift: torch.Tensor, *, backend: str 
     _checks.tensor(kp_shift, "kp_shift", op, dim=3)
     if kp_shift.shape[0] != source.shape[0] or kp_shift.shape[-1] != 2:
         raise ValueError(f"{op}: kp_shift must be (N={source.shape[0]}, K+1, 2), got {tuple(kp_shift.shape)}")
+    if source.shape[2] < 1 or source.shape[3] < 1:
+        raise ValueError(f"{op}: source must have a non-empty spatial size (H, W), got shape {tuple(source.shape)}")
     _checks.same_device(op, source=source, kp_shift=kp_shift)
-    backends.select(op, SHIFT_IMPLS, source.device, backend)
-    return ref.shifted_warps(source, kp_shift)
+    name = backends.select(op, SHIFT_IMPLS, source.device, backend)
+    if name == "reference":
+        return ref.shifted_warps(source, kp_shift)
+    return SHIFT_IMPLS[name].fn(source, kp_shift.to(_acc_dtype(source.dtype)))

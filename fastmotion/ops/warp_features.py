@@ -1,33 +1,142 @@
 """``warp_features``: warp several feature maps by one sampling grid given at another size.
 
-Backends: reference (F.interpolate + F.grid_sample). Fused backends land with issue #5.
+Backends: reference (F.interpolate + F.grid_sample), cpu (C++), cuda (CUDA C++), triton.
+
+The original generator resizes the dense-motion grid to every encoder skip's size
+(``F.interpolate``, nearest or trilinear) and then grid-samples the skip. The fused kernels fold
+the resize into the sampling: each output element computes its resized grid value straight from
+the small grid, so no resized grid is stored; all maps of a call are warped by one op (one
+launch per pass on the GPU). The backward scatters into the feature gradients and pushes the
+coordinate gradient back through the resize into the small grid (see the kernel files).
+
+Dtypes: all feature maps share one dtype, and the outputs have it; the grid is used in float32
+(float64 for float64 features) and its gradient comes back in the grid's own dtype.
+NaN / inf: a NaN or infinite grid value makes the outputs that read it NaN (as grid_sample's NaN
+weights do); taps outside a map read 0 and keep their weight, as in grid_sample.
 """
 from __future__ import annotations
 
 import torch
 
-from fastmotion import backends
+from fastmotion import _ext, backends
 from fastmotion.ops import _checks
 from fastmotion.reference import warp as ref
 
 OP = "warp_features"
-IMPLS = {"reference": backends.Impl(None)}
 MODES = ("nearest", "bilinear", "trilinear")
+_FWD = "warp_features_forward"
+_BWD = "warp_features_backward"
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _fake_forward(features, grid, mode):
+    n = grid.shape[0]
+    return [f.new_empty((n,) + tuple(f.shape[1:])) for f in features]
+
+
+def _fake_backward(grad_outs, features, grid, mode, features_grad, grid_grad):
+    n = grid.shape[0]
+    grads = [f.new_empty((n,) + tuple(f.shape[1:])) for f in features] if features_grad else []
+    return grads, grid.new_empty(tuple(grid.shape) if grid_grad else (0,))
+
+
+def _setup_context(ctx, inputs, output):
+    features, grid, mode = inputs
+    ctx.save_for_backward(*features, grid)
+    ctx.num_features = len(features)
+    ctx.mode = mode
+
+
+def _backward_with(backward_op):
+    def backward(ctx, grads):
+        saved = ctx.saved_tensors
+        features, grid = list(saved[:ctx.num_features]), saved[ctx.num_features]
+        need_features = any(f.requires_grad for f in features) and bool(ctx.needs_input_grad[0])
+        need_grid = bool(ctx.needs_input_grad[1])
+        if not (need_features or need_grid) or not features:
+            return ([None] * len(features) if features else None), None, None
+        grads = [torch.zeros_like(f, memory_format=torch.contiguous_format) if g is None else g.contiguous()
+                 for g, f in zip(grads, features)]
+        grad_features, grad_grid = backward_op(grads, features, grid, ctx.mode, need_features, need_grid)
+        return (list(grad_features) if need_features else [None] * len(features),
+                grad_grid if need_grid else None, None)
+    return backward
+
+
+if _ext.load()[0] is not None and hasattr(torch.ops.fastmotion, _FWD):
+    torch.library.register_fake(f"fastmotion::{_FWD}")(_fake_forward)
+    torch.library.register_fake(f"fastmotion::{_BWD}")(_fake_backward)
+    torch.library.register_autograd(f"fastmotion::{_FWD}",
+                                    _backward_with(lambda *a: torch.ops.fastmotion.warp_features_backward(*a)),
+                                    setup_context=_setup_context)
+
+
+def _register_triton():
+    from fastmotion.kernels import warp_features as tk
+
+    @torch.library.triton_op(f"fastmotion::{_FWD}_triton", mutates_args=())
+    def forward(features: list[torch.Tensor], grid: torch.Tensor, mode: str) -> list[torch.Tensor]:
+        return tk.warp_features_forward(features, grid, mode == "nearest")
+
+    @torch.library.triton_op(f"fastmotion::{_BWD}_triton", mutates_args=())
+    def backward_op(grad_outs: list[torch.Tensor], features: list[torch.Tensor], grid: torch.Tensor, mode: str,
+                    features_grad: bool, grid_grad: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+        return tk.warp_features_backward(grad_outs, features, grid, mode == "nearest", features_grad, grid_grad)
+
+    forward.register_autograd(_backward_with(backward_op), setup_context=_setup_context)
+    return forward
+
+
+_triton_forward = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
+
+
+def _forward_cpp(features, grid, mode):
+    return torch.ops.fastmotion.warp_features_forward(features, grid, mode)
+
+
+def _forward_triton(features, grid, mode):
+    return _triton_forward(features, grid, mode)
+
+
+IMPLS = {
+    "reference": backends.Impl(None),
+    "cpu": backends.Impl(_forward_cpp, cpp_op=_FWD),
+    "cuda": backends.Impl(_forward_cpp, cpp_op=_FWD),
+}
+if _triton_forward is not None:
+    IMPLS["triton"] = backends.Impl(_forward_triton)
 
 
 def warp_features(features, grid: torch.Tensor, mode: str = "nearest", *, backend: str | None = None):
     """Warp each ``(N, C_i, H_i, W_i)`` in ``features`` by ``grid (N, h, w, 2)`` resized to
     ``(H_i, W_i)`` with ``mode`` (the original generator's ``interpolation_mode``; 'trilinear'
-    means linear, align_corners=False), sampling bilinear / zeros / align_corners=True."""
+    means linear, align_corners=False), sampling bilinear / zeros / align_corners=True.
+    Returns a list with one warped map per input map."""
     _checks.tensor(grid, "grid", OP, dim=4)
-    if grid.shape[-1] != 2:
-        raise ValueError(f"{OP}: grid must be (N, h, w, 2), got {tuple(grid.shape)}")
+    if grid.shape[-1] != 2 or grid.shape[1] < 1 or grid.shape[2] < 1:
+        raise ValueError(f"{OP}: grid must be (N, h, w, 2) with h, w >= 1, got {tuple(grid.shape)}")
     if mode not in MODES:
         raise ValueError(f"{OP}: mode must be one of {MODES}, got {mode!r}")
+    if isinstance(features, torch.Tensor):
+        raise TypeError(f"{OP}: features must be a list of (N, C, H, W) tensors, got one tensor")
     features = list(features)
     for i, f in enumerate(features):
         _checks.tensor(f, f"features[{i}]", OP, dim=4)
         if f.shape[0] != grid.shape[0]:
             raise ValueError(f"{OP}: features[{i}] has batch {f.shape[0]}, grid has {grid.shape[0]}")
-    backends.select(OP, IMPLS, grid.device, backend)
-    return ref.warp_features(features, grid, mode)
+        if f.shape[2] < 1 or f.shape[3] < 1:
+            raise ValueError(f"{OP}: features[{i}] must have a non-empty spatial size, got {tuple(f.shape)}")
+        if f.dtype != features[0].dtype:
+            raise TypeError(f"{OP}: all features must share one dtype; features[{i}] is {f.dtype}, "
+                            f"features[0] is {features[0].dtype}")
+    _checks.same_device(OP, grid=grid, **{f"features[{i}]": f for i, f in enumerate(features)})
+    name = backends.select(OP, IMPLS, grid.device, backend)
+    if name == "reference":
+        return ref.warp_features(features, grid, mode)
+    if not features:
+        return []
+    kernel_mode = "nearest" if mode == "nearest" else "bilinear"
+    return list(IMPLS[name].fn(features, grid.to(_acc_dtype(features[0].dtype)), kernel_mode))

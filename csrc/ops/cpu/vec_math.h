@@ -68,5 +68,44 @@ inline bool has_avx2_fma() {
 inline bool has_avx2_fma() { return false; }
 #endif
 
+// Run a hot loop body compiled for AVX2+FMA when the CPU has them, else for baseline x86-64:
+// `run_vectorized([&]() FASTMOTION_ALWAYS_INLINE { ... })` instantiates the lambda inside a
+// target("avx2,fma") function and inside a plain one and picks one at run time. Kernels it calls
+// are FASTMOTION_INLINE templates, so they are inlined into both copies and GCC auto-vectorizes
+// them for each instruction set.
+#define FASTMOTION_ALWAYS_INLINE __attribute__((always_inline))
+#define FASTMOTION_INLINE inline FASTMOTION_ALWAYS_INLINE
+
+#ifdef FASTMOTION_HAVE_AVX2_COPIES
+template <typename Body>
+FASTMOTION_TARGET_AVX2 __attribute__((noinline)) void run_avx2_fma(const Body& body) {
+  body();
+}
+#endif
+
+template <typename Body>
+__attribute__((noinline)) void run_baseline(const Body& body) {
+  body();
+}
+
+template <typename Body>
+void run_vectorized(const Body& body) {
+#ifdef FASTMOTION_HAVE_AVX2_COPIES
+  if (has_avx2_fma()) {
+    run_avx2_fma(body);
+    return;
+  }
+#endif
+  run_baseline(body);
+}
+
+// Grain size for at::parallel_for over tasks of `work_per_task` elements each: calls with less
+// than ~256K elements of work stay on one thread (a fraction of a millisecond: on a busy machine
+// one parallel region's barrier can cost a whole scheduler time slice).
+inline int64_t grain_for(int64_t work_per_task, int64_t min_work = int64_t(1) << 18) {
+  const int64_t w = work_per_task > 0 ? work_per_task : 1;
+  return (min_work + w - 1) / w;
+}
+
 }  // namespace cpu
 }  // namespace fastmotion

@@ -1,0 +1,71 @@
+// Schema of warp_features and the checks both kernels share.
+//
+// warp_features_forward(features [(N,C_i,H_i,W_i)], grid (N,h,w,2), mode) -> [(N,C_i,H_i,W_i)]
+//     each feature map sampled (bilinear, zeros, align_corners=True) at the grid resized to its
+//     (H_i, W_i) by F.interpolate(mode) - "nearest", or "bilinear"/"trilinear" (linear,
+//     align_corners=False) - with the resize folded into the sampling.
+// warp_features_backward(grad_outs, features, grid, mode, features_grad, grid_grad)
+//     -> ([grad_feature_i] (empty list if not features_grad), grad_grid (N,h,w,2) or (0,))
+// grid and grad_grid are in the features' accumulation dtype (float; double for double).
+#include "ops/warp_features.h"
+
+#include <torch/library.h>
+
+#include "ops/dense_motion.h"
+
+namespace fastmotion {
+
+bool warp_features_nearest(c10::string_view mode) {
+  if (mode == "nearest") return true;
+  TORCH_CHECK(mode == "bilinear" || mode == "trilinear",
+              "warp_features: mode must be 'nearest', 'bilinear' or 'trilinear', got '", std::string(mode), "'");
+  return false;
+}
+
+void check_warp_features_forward(at::TensorList features, const at::Tensor& grid, c10::string_view mode) {
+  const char* op = "warp_features";
+  warp_features_nearest(mode);
+  TORCH_CHECK(grid.dim() == 4 && grid.size(3) == 2, op, ": grid must be (N, h, w, 2), got ", grid.sizes());
+  TORCH_CHECK(grid.size(1) >= 1 && grid.size(2) >= 1, op, ": grid's h and w must be >= 1, got ", grid.sizes());
+  for (size_t i = 0; i < features.size(); ++i) {
+    const at::Tensor& f = features[i];
+    TORCH_CHECK(f.dim() == 4, op, ": features[", i, "] must be (N, C, H, W), got ", f.sizes());
+    TORCH_CHECK(at::isFloatingType(f.scalar_type()), op, ": features[", i, "] must be floating, got ",
+                f.scalar_type());
+    TORCH_CHECK(f.scalar_type() == features[0].scalar_type(), op, ": all features must share one dtype; features[",
+                i, "] is ", f.scalar_type(), ", features[0] is ", features[0].scalar_type());
+    TORCH_CHECK(f.size(0) == grid.size(0), op, ": features[", i, "] has batch ", f.size(0), ", grid has ",
+                grid.size(0));
+    TORCH_CHECK(f.size(2) >= 1 && f.size(3) >= 1, op, ": features[", i, "] must have H, W >= 1, got ", f.sizes());
+    TORCH_CHECK(f.device() == grid.device(), op, ": features[", i, "] is on ", f.device(), ", grid on ",
+                grid.device());
+  }
+  if (!features.empty()) {
+    const auto acc = dense_motion_acc_type(features[0].scalar_type());
+    TORCH_CHECK(grid.scalar_type() == acc, op, ": grid must have the accumulation dtype ", acc, ", got ",
+                grid.scalar_type());
+  }
+}
+
+void check_warp_features_backward(at::TensorList grad_outs, at::TensorList features, const at::Tensor& grid,
+                                  c10::string_view mode) {
+  check_warp_features_forward(features, grid, mode);
+  TORCH_CHECK(grad_outs.size() == features.size(), "warp_features_backward: got ", grad_outs.size(),
+              " gradients for ", features.size(), " feature maps");
+  for (size_t i = 0; i < features.size(); ++i) {
+    TORCH_CHECK(grad_outs[i].sizes() == features[i].sizes() && grad_outs[i].scalar_type() == features[i].scalar_type(),
+                "warp_features_backward: grad_outs[", i, "] must be ", features[i].sizes(), " ",
+                features[i].scalar_type(), ", got ", grad_outs[i].sizes(), " ", grad_outs[i].scalar_type());
+    TORCH_CHECK(grad_outs[i].device() == grid.device(), "warp_features_backward: grad_outs[", i,
+                "] is on another device");
+  }
+}
+
+}  // namespace fastmotion
+
+TORCH_LIBRARY_FRAGMENT(fastmotion, m) {
+  m.def("warp_features_forward(Tensor[] features, Tensor grid, str mode) -> Tensor[]");
+  m.def(
+      "warp_features_backward(Tensor[] grad_outs, Tensor[] features, Tensor grid, str mode, bool features_grad, "
+      "bool grid_grad) -> (Tensor[], Tensor)");
+}

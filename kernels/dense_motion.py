@@ -1,0 +1,397 @@
+"""Triton kernels of the dense-motion ops: ``compose_flow`` and ``shifted_warps``.
+
+compose_flow (mask logits (N, K1, H, W), shifts (N, K1, 2), correction (N, 2, H, W)):
+  forward: one program per (n, block of pixels) holds the block's K1 x BLOCK_P logits tile,
+  takes the softmax down the K1 axis and the shift-weighted sum, adds the correction and the
+  identity grid and stores (x, y) pairs. Memory traffic: read N*K1*HW logits (+ 2*N*HW
+  correction), write 2*N*HW; the reference also writes and re-reads the softmax, a
+  (N, K1, 2, H, W) product and the flow before the permute.
+  backward: the same tile, softmax recomputed; writes grad_logits (N*K1*HW) and one
+  (K1, 2) partial kp_shift gradient per program, summed by the launcher (a tiny torch
+  reduction: deterministic, no atomics). The correction's gradient is grad_grid itself (a view).
+  Launches: forward 1; backward 1 + the partial sum.
+
+shifted_warps (source (N, C, H, W), shifts (N, K1, 2)) -> (N, K1, C, H, W):
+  forward: one program per (n, k, block of pixels), looping over channels; per pixel the
+  coordinate is computed exactly as the reference does (Monkey-Net grid + shift, then
+  grid_sample's unnormalize) and the four taps are loaded with zero padding. Traffic: read the
+  source (cached K1 times), write the output once; no repeated source, no grid.
+  backward, kp_shift: one program per (n, k, block of pixels) reduces
+  grad_out * d(sample)/d(shift) over its pixels and all channels into a partial (summed by the
+  launcher). backward, source: one program per (n, c, block of source pixels) gathers, for every
+  k, the <= 3x3 output pixels whose taps can reach it (a constant shift moves every pixel by the
+  same offset, up to rounding) and keeps those whose exact taps do: the transposed stencil,
+  no atomics. Launches: forward 1; backward 1 per requested gradient + the partial sum.
+
+Coordinates are computed per pixel in the reference's order of operations (Monkey-Net grid +
+shift, then grid_sample's unnormalize), not as a constant pixel offset: the value is the same up
+to rounding, but at exact integer positions (a zero shift) the floor() that picks the taps, and
+with it the kp_shift gradient, must agree with the reference's.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import wrap_triton
+
+
+@triton.jit
+def _div(a, b):
+    # correctly rounded a / b (plain `/` on float32 is an approximate division in Triton)
+    if a.dtype == tl.float64:
+        return a / b
+    else:
+        return tl.math.div_rn(a, b)
+
+
+@triton.jit
+def _grid_coord(idx, size_m1, on):
+    # Monkey-Net's 2 * (i / (n - 1)) - 1, 0 on a single-pixel axis.
+    return (2.0 * _div(idx, tl.cast(size_m1, idx.dtype)) - 1.0) * on
+
+
+@triton.jit
+def _taps(coord, size):
+    # grid_sample's unnormalize (align_corners=True), clamped to [-2, size + 1]: returns the first
+    # tap's index (the second is +1) and the second tap's weight, NaN for a NaN / inf coordinate
+    # (so the sample is NaN, as grid_sample's). Sizes go through tl.cast: Triton turns an int
+    # argument equal to 1 into a constexpr, which has no .to().
+    c = (coord + 1.0) * 0.5 * tl.cast(size - 1, coord.dtype)
+    nonfinite = c - c
+    hi = tl.cast(size + 1, coord.dtype)
+    c = tl.where(c >= -2.0, tl.where(c <= hi, c, hi), -2.0)
+    f = tl.floor(c)
+    return f.to(tl.int32), (c - f) + nonfinite
+
+
+@triton.jit
+def compose_flow_fwd_kernel(logits_ptr, shift_ptr, corr_ptr, out_ptr, K1, HW, W, w_m1, h_m1, x_on, y_on,
+                            NBLK, HAS_CORR: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr,
+                            ACC: tl.constexpr):
+    # torch.compile passes float scalars as fp64: pin them to the accumulation type
+    w_m1 = tl.cast(w_m1, ACC)
+    h_m1 = tl.cast(h_m1, ACC)
+    x_on = tl.cast(x_on, ACC)
+    y_on = tl.cast(y_on, ACC)
+    pid = tl.program_id(0)
+    n = (pid // NBLK).to(tl.int64)
+    p = (pid % NBLK) * BLOCK_P + tl.arange(0, BLOCK_P)
+    pmask = p < HW
+    k = tl.arange(0, BLOCK_K)
+    kmask = k < K1
+    m2 = kmask[:, None] & pmask[None, :]
+    l = tl.load(logits_ptr + n * K1 * HW + k[:, None] * HW + p[None, :], mask=m2, other=float("-inf")).to(ACC)
+    sx = tl.load(shift_ptr + (n * K1 + k) * 2, mask=kmask, other=0.0).to(ACC)
+    sy = tl.load(shift_ptr + (n * K1 + k) * 2 + 1, mask=kmask, other=0.0).to(ACC)
+    mx = tl.max(l, 0)
+    e = tl.exp(l - mx[None, :])
+    e = tl.where(m2, e, 0.0)
+    inv = 1.0 / tl.sum(e, 0)
+    fx = tl.sum(e * sx[:, None], 0) * inv
+    fy = tl.sum(e * sy[:, None], 0) * inv
+    if HAS_CORR:
+        fx = fx + tl.load(corr_ptr + n * 2 * HW + p, mask=pmask, other=0.0).to(ACC)
+        fy = fy + tl.load(corr_ptr + n * 2 * HW + HW + p, mask=pmask, other=0.0).to(ACC)
+    i = (p // W).to(ACC)
+    j = (p % W).to(ACC)
+    ox = fx + _grid_coord(j, w_m1, x_on)
+    oy = fy + _grid_coord(i, h_m1, y_on)
+    pair = tl.join(ox, oy).to(out_ptr.dtype.element_ty)  # (BLOCK_P, 2): x, y interleaved
+    offs = (n * HW + p)[:, None] * 2 + tl.arange(0, 2)[None, :]
+    tl.store(out_ptr + offs, pair, mask=pmask[:, None])
+
+
+@triton.jit
+def compose_flow_bwd_kernel(grad_ptr, logits_ptr, shift_ptr, glogits_ptr, partial_ptr, K1, HW, NBLK,
+                            BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr):
+    pid = tl.program_id(0)
+    n = (pid // NBLK).to(tl.int64)
+    blk = pid % NBLK
+    p = blk * BLOCK_P + tl.arange(0, BLOCK_P)
+    pmask = p < HW
+    k = tl.arange(0, BLOCK_K)
+    kmask = k < K1
+    m2 = kmask[:, None] & pmask[None, :]
+    base = n * K1 * HW + k[:, None] * HW + p[None, :]
+    l = tl.load(logits_ptr + base, mask=m2, other=float("-inf")).to(ACC)
+    sx = tl.load(shift_ptr + (n * K1 + k) * 2, mask=kmask, other=0.0).to(ACC)
+    sy = tl.load(shift_ptr + (n * K1 + k) * 2 + 1, mask=kmask, other=0.0).to(ACC)
+    gx = tl.load(grad_ptr + (n * HW + p) * 2, mask=pmask, other=0.0).to(ACC)
+    gy = tl.load(grad_ptr + (n * HW + p) * 2 + 1, mask=pmask, other=0.0).to(ACC)
+    mx = tl.max(l, 0)
+    e = tl.where(m2, tl.exp(l - mx[None, :]), 0.0)
+    prob = e / tl.sum(e, 0)[None, :]
+    prob = tl.where(m2, prob, 0.0)
+    d = gx[None, :] * sx[:, None] + gy[None, :] * sy[:, None]  # dL/dp_k
+    t = tl.sum(prob * d, 0)
+    gl = prob * (d - t[None, :])
+    tl.store(glogits_ptr + base, gl.to(glogits_ptr.dtype.element_ty), mask=m2)
+    psx = tl.sum(prob * gx[None, :], 1)
+    psy = tl.sum(prob * gy[None, :], 1)
+    out = partial_ptr + ((n * NBLK + blk) * K1 + k) * 2
+    tl.store(out, psx, mask=kmask)
+    tl.store(out + 1, psy, mask=kmask)
+
+
+@triton.jit
+def shifted_warps_fwd_kernel(src_ptr, shift_ptr, out_ptr, C, H, W, K1, s_n, s_c, s_h, s_w, w_m1, h_m1, x_on, y_on,
+                             NBLK, BLOCK: tl.constexpr, ACC: tl.constexpr):
+    # torch.compile passes float scalars as fp64: pin them to the accumulation type
+    w_m1 = tl.cast(w_m1, ACC)
+    h_m1 = tl.cast(h_m1, ACC)
+    x_on = tl.cast(x_on, ACC)
+    y_on = tl.cast(y_on, ACC)
+    pid = tl.program_id(0)
+    nk = (pid // NBLK).to(tl.int64)
+    n = nk // K1
+    p = (pid % NBLK) * BLOCK + tl.arange(0, BLOCK)
+    HW = H * W
+    pmask = p < HW
+    i = p // W
+    j = p % W
+    sx = tl.load(shift_ptr + nk * 2).to(ACC)
+    sy = tl.load(shift_ptr + nk * 2 + 1).to(ACC)
+    x0, fx = _taps(_grid_coord(j.to(ACC), w_m1, x_on) + sx, W)
+    y0, fy = _taps(_grid_coord(i.to(ACC), h_m1, y_on) + sy, H)
+    x1 = x0 + 1
+    y1 = y0 + 1
+    in_x0 = (x0 >= 0) & (x0 < W)
+    in_x1 = (x1 >= 0) & (x1 < W)
+    in_y0 = (y0 >= 0) & (y0 < H)
+    in_y1 = (y1 >= 0) & (y1 < H)
+    m00 = pmask & in_y0 & in_x0
+    m01 = pmask & in_y0 & in_x1
+    m10 = pmask & in_y1 & in_x0
+    m11 = pmask & in_y1 & in_x1
+    o00 = y0.to(tl.int64) * s_h + x0.to(tl.int64) * s_w
+    o01 = o00 + s_w
+    o10 = o00 + s_h
+    o11 = o10 + s_w
+    w00 = (1.0 - fy) * (1.0 - fx)
+    w01 = (1.0 - fy) * fx
+    w10 = fy * (1.0 - fx)
+    w11 = fy * fx
+    src_n = src_ptr + n * s_n
+    out = out_ptr + nk * C * HW + p
+    for c in range(0, C):
+        sc = src_n + c * s_c
+        v = (w00 * tl.load(sc + o00, mask=m00, other=0.0).to(ACC) + w01 * tl.load(sc + o01, mask=m01, other=0.0).to(ACC)
+             + w10 * tl.load(sc + o10, mask=m10, other=0.0).to(ACC) + w11 * tl.load(sc + o11, mask=m11, other=0.0).to(ACC))
+        tl.store(out + c * HW, v.to(out_ptr.dtype.element_ty), mask=pmask)
+
+
+@triton.jit
+def shifted_warps_bwd_shift_kernel(grad_ptr, src_ptr, shift_ptr, partial_ptr, C, H, W, K1, s_n, s_c, s_h, s_w, w_m1,
+                                   h_m1, x_on, y_on, NBLK, BLOCK: tl.constexpr, ACC: tl.constexpr):
+    # torch.compile passes float scalars as fp64: pin them to the accumulation type
+    w_m1 = tl.cast(w_m1, ACC)
+    h_m1 = tl.cast(h_m1, ACC)
+    x_on = tl.cast(x_on, ACC)
+    y_on = tl.cast(y_on, ACC)
+    pid = tl.program_id(0)
+    nk = (pid // NBLK).to(tl.int64)
+    blk = pid % NBLK
+    n = nk // K1
+    p = blk * BLOCK + tl.arange(0, BLOCK)
+    HW = H * W
+    pmask = p < HW
+    i = p // W
+    j = p % W
+    sx = tl.load(shift_ptr + nk * 2).to(ACC)
+    sy = tl.load(shift_ptr + nk * 2 + 1).to(ACC)
+    x0, fx = _taps(_grid_coord(j.to(ACC), w_m1, x_on) + sx, W)
+    y0, fy = _taps(_grid_coord(i.to(ACC), h_m1, y_on) + sy, H)
+    x1 = x0 + 1
+    y1 = y0 + 1
+    in_x0 = (x0 >= 0) & (x0 < W)
+    in_x1 = (x1 >= 0) & (x1 < W)
+    in_y0 = (y0 >= 0) & (y0 < H)
+    in_y1 = (y1 >= 0) & (y1 < H)
+    m00 = pmask & in_y0 & in_x0
+    m01 = pmask & in_y0 & in_x1
+    m10 = pmask & in_y1 & in_x0
+    m11 = pmask & in_y1 & in_x1
+    o00 = y0.to(tl.int64) * s_h + x0.to(tl.int64) * s_w
+    o01 = o00 + s_w
+    o10 = o00 + s_h
+    o11 = o10 + s_w
+    src_n = src_ptr + n * s_n
+    g_nk = grad_ptr + nk * C * HW + p
+    acc_x = tl.zeros([BLOCK], dtype=ACC)
+    acc_y = tl.zeros([BLOCK], dtype=ACC)
+    for c in range(0, C):
+        sc = src_n + c * s_c
+        v00 = tl.load(sc + o00, mask=m00, other=0.0).to(ACC)
+        v01 = tl.load(sc + o01, mask=m01, other=0.0).to(ACC)
+        v10 = tl.load(sc + o10, mask=m10, other=0.0).to(ACC)
+        v11 = tl.load(sc + o11, mask=m11, other=0.0).to(ACC)
+        g = tl.load(g_nk + c * HW, mask=pmask, other=0.0).to(ACC)
+        acc_x += g * ((1.0 - fy) * (v01 - v00) + fy * (v11 - v10))
+        acc_y += g * ((1.0 - fx) * (v10 - v00) + fx * (v11 - v01))
+    out = partial_ptr + (nk * NBLK + blk) * 2
+    tl.store(out, tl.sum(acc_x, 0) * (0.5 * w_m1 * x_on))
+    tl.store(out + 1, tl.sum(acc_y, 0) * (0.5 * h_m1 * y_on))
+
+
+@triton.jit
+def _transposed_weight(q, size, shift, size_m1, on, ACC: tl.constexpr, D: tl.constexpr):
+    # For source index q, the D-th of three candidate output indices t (around q minus the
+    # shift in pixels) and the weight with which t's exact taps reach q (0 if they don't).
+    jc = tl.floor(q.to(ACC) - shift * 0.5 * size_m1 * on + 0.5).to(tl.int32)
+    t = jc + (D - 1)
+    t0, ft = _taps(_grid_coord(t.to(ACC), size_m1, on) + shift, size)
+    w = tl.where(t0 == q, 1.0 - ft, tl.where(t0 + 1 == q, ft, 0.0))
+    valid = (t >= 0) & (t < size)
+    return t, tl.where(valid, w, 0.0), valid
+
+
+@triton.jit
+def shifted_warps_bwd_source_kernel(grad_ptr, shift_ptr, gsrc_ptr, C, H, W, K1, w_m1, h_m1, x_on, y_on,
+                                    NBLK, BLOCK: tl.constexpr, ACC: tl.constexpr):
+    # torch.compile passes float scalars as fp64: pin them to the accumulation type
+    w_m1 = tl.cast(w_m1, ACC)
+    h_m1 = tl.cast(h_m1, ACC)
+    x_on = tl.cast(x_on, ACC)
+    y_on = tl.cast(y_on, ACC)
+    pid = tl.program_id(0)
+    nc = (pid // NBLK).to(tl.int64)
+    n = nc // C
+    c = nc % C
+    p = (pid % NBLK) * BLOCK + tl.arange(0, BLOCK)
+    HW = H * W
+    pmask = p < HW
+    r = p // W
+    q = p % W
+    acc = tl.zeros([BLOCK], dtype=ACC)
+    for k in range(0, K1):
+        nk = n * K1 + k
+        sx = tl.load(shift_ptr + nk * 2).to(ACC)
+        sy = tl.load(shift_ptr + nk * 2 + 1).to(ACC)
+        g_base = grad_ptr + (nk * C + c) * HW
+        ty0, wy0, vy0 = _transposed_weight(r, H, sy, h_m1, y_on, ACC, 0)
+        ty1, wy1, vy1 = _transposed_weight(r, H, sy, h_m1, y_on, ACC, 1)
+        ty2, wy2, vy2 = _transposed_weight(r, H, sy, h_m1, y_on, ACC, 2)
+        tx0, wx0, vx0 = _transposed_weight(q, W, sx, w_m1, x_on, ACC, 0)
+        tx1, wx1, vx1 = _transposed_weight(q, W, sx, w_m1, x_on, ACC, 1)
+        tx2, wx2, vx2 = _transposed_weight(q, W, sx, w_m1, x_on, ACC, 2)
+        for a in tl.static_range(3):
+            if a == 0:
+                ty, wy = ty0, wy0
+            elif a == 1:
+                ty, wy = ty1, wy1
+            else:
+                ty, wy = ty2, wy2
+            row = g_base + ty.to(tl.int64) * W
+            mrow = pmask & (wy != 0.0)
+            acc += wy * (wx0 * tl.load(row + tx0, mask=mrow & (wx0 != 0.0), other=0.0).to(ACC)
+                         + wx1 * tl.load(row + tx1, mask=mrow & (wx1 != 0.0), other=0.0).to(ACC)
+                         + wx2 * tl.load(row + tx2, mask=mrow & (wx2 != 0.0), other=0.0).to(ACC))
+    tl.store(gsrc_ptr + nc * HW + p, acc.to(gsrc_ptr.dtype.element_ty), mask=pmask)
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _tl_acc(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _axis(size: int):
+    """(size - 1 as a float, 1.0 or 0.0 for a single-pixel axis) for _grid_coord."""
+    return float(max(size - 1, 1)), 1.0 if size > 1 else 0.0
+
+
+def _compose_blocks(k1: int):
+    block_k = max(2, triton.next_power_of_2(k1))  # >= 2: no size-1 tile axis
+    block_p = max(16, min(256, 4096 // block_k))
+    return block_k, block_p
+
+
+def compose_flow_forward(mask_logits, kp_shift, correction):
+    """grid (N, H, W, 2) in mask_logits' dtype; kp_shift in the accumulation dtype."""
+    logits = mask_logits.contiguous()
+    n, k1, h, w = logits.shape
+    out = logits.new_empty((n, h, w, 2))
+    if out.numel() == 0:
+        return out
+    corr = correction.contiguous() if correction is not None else logits  # dummy pointer when absent
+    block_k, block_p = _compose_blocks(k1)
+    w_m1, x_on = _axis(w)
+    h_m1, y_on = _axis(h)
+    nblk = triton.cdiv(h * w, block_p)
+    wrap_triton(compose_flow_fwd_kernel)[(nblk * n,)](
+        logits, kp_shift.contiguous(), corr, out, k1, h * w, w, w_m1, h_m1, x_on, y_on, nblk,
+        HAS_CORR=correction is not None, BLOCK_K=block_k, BLOCK_P=block_p, ACC=_tl_acc(logits.dtype),
+        num_warps=4)
+    return out
+
+
+def compose_flow_backward(grad_grid, mask_logits, kp_shift):
+    """(grad_logits like mask_logits, grad_shift (N, K1, 2) in the accumulation dtype)."""
+    logits = mask_logits.contiguous()
+    n, k1, h, w = logits.shape
+    acc = _acc_dtype(logits.dtype)
+    grad_logits = torch.empty_like(logits)
+    if logits.numel() == 0:
+        return grad_logits, kp_shift.new_zeros((n, k1, 2))
+    block_k, block_p = _compose_blocks(k1)
+    nblk = triton.cdiv(h * w, block_p)
+    partial = logits.new_empty((n, nblk, k1, 2), dtype=acc)
+    wrap_triton(compose_flow_bwd_kernel)[(nblk * n,)](
+        grad_grid.contiguous(), logits, kp_shift.contiguous(), grad_logits, partial, k1, h * w, nblk,
+        BLOCK_K=block_k, BLOCK_P=block_p, ACC=_tl_acc(logits.dtype), num_warps=4)
+    return grad_logits, partial.sum(dim=1)
+
+
+_SW_BLOCK = 256
+
+
+def shifted_warps_forward(source, kp_shift):
+    n, c, h, w = source.shape
+    k1 = kp_shift.shape[1]
+    out = source.new_empty((n, k1, c, h, w))
+    if out.numel() == 0:
+        return out
+    w_m1, x_on = _axis(w)
+    h_m1, y_on = _axis(h)
+    nblk = triton.cdiv(h * w, _SW_BLOCK)
+    wrap_triton(shifted_warps_fwd_kernel)[(nblk * n * k1,)](
+        source, kp_shift.contiguous(), out, c, h, w, k1, *source.stride(), w_m1, h_m1, x_on, y_on, nblk,
+        BLOCK=_SW_BLOCK, ACC=_tl_acc(source.dtype), num_warps=4)
+    return out
+
+
+def shifted_warps_backward(grad_out, source, kp_shift, source_grad: bool, shift_grad: bool):
+    n, c, h, w = source.shape
+    k1 = kp_shift.shape[1]
+    acc = _acc_dtype(source.dtype)
+    grad_out = grad_out.contiguous()
+    shift = kp_shift.contiguous()
+    w_m1, x_on = _axis(w)
+    h_m1, y_on = _axis(h)
+    empty = grad_out.numel() == 0
+    nblk = triton.cdiv(h * w, _SW_BLOCK)
+    if source_grad:
+        grad_source = torch.empty((n, c, h, w), dtype=source.dtype, device=source.device)
+        if empty:
+            grad_source.zero_()
+        else:
+            wrap_triton(shifted_warps_bwd_source_kernel)[(nblk * n * c,)](
+                grad_out, shift, grad_source, c, h, w, k1, w_m1, h_m1, x_on, y_on, nblk,
+                BLOCK=_SW_BLOCK, ACC=_tl_acc(source.dtype), num_warps=4)
+    else:
+        grad_source = source.new_empty((0,))
+    if shift_grad:
+        if empty:
+            grad_shift = shift.new_zeros((n, k1, 2))
+        else:
+            partial = shift.new_empty((n * k1, nblk, 2), dtype=acc)
+            wrap_triton(shifted_warps_bwd_shift_kernel)[(nblk * n * k1,)](
+                grad_out, source, shift, partial, c, h, w, k1, *source.stride(), w_m1, h_m1, x_on, y_on, nblk,
+                BLOCK=_SW_BLOCK, ACC=_tl_acc(source.dtype), num_warps=4)
+            grad_shift = partial.sum(dim=1).view(n, k1, 2)
+    else:
+        grad_shift = shift.new_empty((0,))
+    return grad_source, grad_shift
