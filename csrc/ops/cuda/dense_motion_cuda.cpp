@@ -11,28 +11,12 @@
 #include <tuple>
 #include <type_traits>
 
+#include "ops/cuda/binding.h"
 #include "ops/cuda/dense_motion_kernel.h"
 #include "ops/dense_motion.h"
 
 namespace fastmotion {
 namespace {
-
-template <typename Fn>
-void dispatch_cuda_float(at::ScalarType t, const char* name, Fn&& fn) {
-  switch (t) {
-    case at::kFloat: fn(static_cast<float*>(nullptr)); break;
-    case at::kDouble: fn(static_cast<double*>(nullptr)); break;
-    case at::kHalf: fn(static_cast<__half*>(nullptr)); break;
-    case at::kBFloat16: fn(static_cast<__nv_bfloat16*>(nullptr)); break;
-    default: TORCH_CHECK(false, name, ": unsupported dtype ", t);
-  }
-}
-
-void check_cuda(cudaError_t err, const char* what) {
-  TORCH_CHECK(err == cudaSuccess, what, ": CUDA error: ", cudaGetErrorString(err));
-}
-
-cudaStream_t stream_of(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
 
 at::Tensor workspace(size_t bytes, const at::Tensor& like) {
   return at::empty({static_cast<int64_t>(bytes > 0 ? bytes : 1)}, like.options().dtype(at::kByte));

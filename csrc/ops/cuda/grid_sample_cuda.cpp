@@ -15,26 +15,12 @@
 #include <cstring>
 #include <tuple>
 
+#include "ops/cuda/binding.h"
 #include "ops/cuda/grid_sample_kernel.h"
 #include "ops/grid_sample.h"
 
 namespace fastmotion {
 namespace {
-
-template <typename Fn>
-void dispatch_cuda_float(at::ScalarType t, const char* name, Fn&& fn) {
-  switch (t) {
-    case at::kFloat: fn(static_cast<float*>(nullptr)); break;
-    case at::kDouble: fn(static_cast<double*>(nullptr)); break;
-    case at::kHalf: fn(static_cast<__half*>(nullptr)); break;
-    case at::kBFloat16: fn(static_cast<__nv_bfloat16*>(nullptr)); break;
-    default: TORCH_CHECK(false, name, ": unsupported dtype ", t);
-  }
-}
-
-void check_cuda(cudaError_t err, const char* what) {
-  TORCH_CHECK(err == cudaSuccess, what, ": CUDA error: ", cudaGetErrorString(err));
-}
 
 at::MemoryFormat format_of(bool channels_last) {
   return channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;

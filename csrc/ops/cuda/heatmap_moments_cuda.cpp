@@ -11,27 +11,12 @@
 
 #include <tuple>
 
+#include "ops/cuda/binding.h"
 #include "ops/cuda/heatmap_moments_kernel.h"
 #include "ops/heatmap_moments.h"
 
 namespace fastmotion {
 namespace {
-
-// Calls fn(scalar_t*) with the CUDA storage type matching the tensor's dtype.
-template <typename Fn>
-void dispatch_cuda_float(at::ScalarType t, const char* name, Fn&& fn) {
-  switch (t) {
-    case at::kFloat: fn(static_cast<float*>(nullptr)); break;
-    case at::kDouble: fn(static_cast<double*>(nullptr)); break;
-    case at::kHalf: fn(static_cast<__half*>(nullptr)); break;
-    case at::kBFloat16: fn(static_cast<__nv_bfloat16*>(nullptr)); break;
-    default: TORCH_CHECK(false, name, ": unsupported dtype ", t);
-  }
-}
-
-void check_cuda(cudaError_t err, const char* what) {
-  TORCH_CHECK(err == cudaSuccess, what, ": CUDA error: ", cudaGetErrorString(err));
-}
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> heatmap_moments_forward_cuda_op(
     const at::Tensor& logits_in, double temperature, int64_t var_mode, double clip) {

@@ -10,27 +10,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "ops/cuda/binding.h"
 #include "ops/cuda/warp_features_kernel.h"
 #include "ops/dense_motion.h"
 #include "ops/warp_features.h"
 
 namespace fastmotion {
 namespace {
-
-template <typename Fn>
-void dispatch_cuda_float(at::ScalarType t, const char* name, Fn&& fn) {
-  switch (t) {
-    case at::kFloat: fn(static_cast<float*>(nullptr)); break;
-    case at::kDouble: fn(static_cast<double*>(nullptr)); break;
-    case at::kHalf: fn(static_cast<__half*>(nullptr)); break;
-    case at::kBFloat16: fn(static_cast<__nv_bfloat16*>(nullptr)); break;
-    default: TORCH_CHECK(false, name, ": unsupported dtype ", t);
-  }
-}
-
-void check_cuda(cudaError_t err, const char* what) {
-  TORCH_CHECK(err == cudaSuccess, what, ": CUDA error: ", cudaGetErrorString(err));
-}
 
 WarpFeatureMap describe(const at::Tensor& f) {
   WarpFeatureMap m{};
