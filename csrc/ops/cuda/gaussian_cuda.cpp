@@ -78,7 +78,7 @@ at::Tensor gaussian_heatmaps_forward_cuda_op(const at::Tensor& mean_d, const c10
   at::Tensor out = at::empty(lead_sizes(mean_d, s.lead, {s.C, s.H, s.W}), mean_d.options());
   if (out.numel() == 0) return out;
   const GaussianDims d = dims_of(s, fixed_var, norm_const, norm_sum, background);
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mean_d.device().index()).stream();
+  const cudaStream_t stream = stream_of(mean_d);
   dispatch_cuda_float(mean_d.scalar_type(), "gaussian_heatmaps_forward", [&](auto* tag) {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
     check_cuda(gaussian_heatmaps_forward_cuda<scalar_t>(keypoints_of<scalar_t>(p.mean_d, p.var_d, s.lead),
@@ -114,7 +114,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gaussian_heatmaps_bac
   gs.s[0] = gl.a;
   gs.s[1] = gl.b;
   for (int i = 0; i < 3; ++i) gs.s[2 + i] = grad_out.stride(s.lead + i);
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mean_d.device().index()).stream();
+  const cudaStream_t stream = stream_of(mean_d);
   dispatch_cuda_float(mean_d.scalar_type(), "gaussian_heatmaps_backward", [&](auto* tag) {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
     using acc_t = acc_type_t<scalar_t>;

@@ -51,7 +51,7 @@ at::Tensor grid_sample_forward_cuda_op(const at::Tensor& input_in, const at::Ten
   at::Tensor out = at::empty({input.size(0), input.size(1), grid.size(1), grid.size(2)}, input.options(),
                              format_of(cl));
   const GridSampleGeometry g = geometry(input, grid, out);
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(input.device().index()).stream();
+  const cudaStream_t stream = stream_of(input);
   dispatch_cuda_float(input.scalar_type(), "grid_sample_forward", [&](auto* tag) {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
     check_cuda(grid_sample_forward_cuda<scalar_t>(static_cast<const scalar_t*>(input.const_data_ptr()),
@@ -82,7 +82,7 @@ std::tuple<at::Tensor, at::Tensor> grid_sample_backward_cuda_op(const at::Tensor
   const bool tiles = shared_memory_tiles();
   const int64_t slots = grid_sample_backward_slots(g, tiles);
   at::Tensor slot_buf = grid_grad ? at::empty({slots, g.N, g.Ho, g.Wo, 2}, grid.options().dtype(acc)) : at::Tensor();
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(input.device().index()).stream();
+  const cudaStream_t stream = stream_of(input);
   dispatch_cuda_float(input.scalar_type(), "grid_sample_backward", [&](auto* tag) {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
     using acc_t = acc_type_t<scalar_t>;

@@ -30,7 +30,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> heatmap_moments_forwa
   const int64_t v = heatmap_moments_var_size(var_mode);
   at::Tensor mean = at::empty({rows, 2}, opts), var_raw = at::empty({rows, 2, 2}, opts), lse = at::empty({rows}, opts);
   at::Tensor var = var_mode == 2 ? at::zeros({rows, v, v}, opts) : at::empty({rows, v, v}, opts);
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(logits.device().index()).stream();
+  const cudaStream_t stream = stream_of(logits);
   dispatch_cuda_float(logits.scalar_type(), "heatmap_moments_forward", [&](auto* tag) {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
     using acc_t = acc_type_t<scalar_t>;
@@ -56,7 +56,7 @@ at::Tensor heatmap_moments_backward_cuda_op(const at::Tensor& grad_mean, const a
   at::Tensor grad = at::empty_like(logits);
   const at::Tensor gm = grad_mean.contiguous(), gv = grad_var.contiguous();
   const at::Tensor m = mean.contiguous(), v = var.contiguous(), s = lse.contiguous();
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(logits.device().index()).stream();
+  const cudaStream_t stream = stream_of(logits);
   dispatch_cuda_float(logits.scalar_type(), "heatmap_moments_backward", [&](auto* tag) {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
     using acc_t = acc_type_t<scalar_t>;

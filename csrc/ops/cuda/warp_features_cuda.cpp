@@ -44,7 +44,7 @@ std::vector<at::Tensor> warp_features_forward_cuda_op(at::TensorList features, c
     maps.push_back(m);
     outs.push_back(out);
   }
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(grid.device().index()).stream();
+  const cudaStream_t stream = stream_of(grid);
   dispatch_cuda_float(features[0].scalar_type(), "warp_features_forward", [&](auto* tag) {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
     using acc_t = acc_type_t<scalar_t>;
@@ -84,7 +84,7 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cuda_op(a
   }
   at::Tensor grad_grid = grid_grad ? at::empty({N, h, w, 2}, grid.options()) : at::empty({0}, grid.options());
   if (features.empty() && !grid_grad) return {grad_features, grad_grid};
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(grid.device().index()).stream();
+  const cudaStream_t stream = stream_of(grid);
   const at::ScalarType st = features.empty() ? grid.scalar_type() : features[0].scalar_type();
   dispatch_cuda_float(st, "warp_features_backward", [&](auto* tag) {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
