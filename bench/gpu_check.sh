@@ -25,8 +25,12 @@ if ! FASTMOTION_FORCE_CUDA=1 "$PY" -m pip install --no-build-isolation --no-deps
 fi
 fastmotion info 2>&1 | tee "$OUT/info.txt" | head -12
 
-stamp "tests on the GPU"
-timeout "${TEST_TIMEOUT:-200}" "$PY" -m pytest -q tests -p no:cacheprovider -m "not slow" -o addopts="" > "$OUT/tests.log" 2>&1
+stamp "tests on the GPU (the CUDA-device cases; CPU cases run in CI)"
+xdist=""
+"$PY" -c "import xdist" 2>/dev/null && xdist="-n ${TEST_WORKERS:-8}"
+# shellcheck disable=SC2086
+timeout "${TEST_TIMEOUT:-240}" "$PY" -m pytest -q tests $xdist -p no:cacheprovider -m "not slow" -k "${TEST_SELECT:-cuda or gpu}" \
+    -o addopts="" > "$OUT/tests.log" 2>&1
 echo "tests exit code: $?"
 grep -E "passed|failed|error" "$OUT/tests.log" | tail -3
 grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -30
