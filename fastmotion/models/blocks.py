@@ -26,6 +26,7 @@ def _no_temporal(temporal: bool, what: str):
 
 def _conv_norm(block, conv: nn.Conv2d, norm: nn.Module, x: torch.Tensor, subpixel: bool = False):
     """Fast-path ``norm(conv(x))`` (``conv(upsample2x(x))`` when ``subpixel``)."""
+    x = cf.fast_layout(x)
     fold = cf.foldable(norm) and not cf.needs_grad(conv.weight, conv.bias, norm.weight, norm.bias)
     if fold:
         def compute():
@@ -63,6 +64,7 @@ class ResBlock(BackendModule):
             out = F.relu(out)
             out = self.conv2(out)
             return out + x
+        x = cf.fast_layout(x)
         out = F.relu(self.norm1(x), inplace=True)
         out = F.relu(_conv_norm(self, self.conv1, self.norm2, out), inplace=True)
         out = self.conv2(out)
@@ -84,6 +86,7 @@ class UpBlock(BackendModule):
             out = self.conv(out)
             out = self.norm(out)
             return F.relu(out)
+        x = cf.fast_layout(x)
         subpixel = cf.use_subpixel(self.conv, x)
         if not subpixel:
             x = F.interpolate(x, scale_factor=(2, 2))
@@ -162,10 +165,17 @@ class Decoder(BackendModule):
             self.conv = None
 
     def forward(self, x):
+        """``x``: skips, shallowest first. A skip may also be a tuple of tensors that are
+        concatenated along channels (the generator's warped skip and keypoint embedding)."""
         skips = list(x)
+        fast = self.fast_path()
         out = skips.pop()
+        if isinstance(out, (tuple, list)):
+            out = cf.cat_channels(out, fast)
         for up_block in self.up_blocks:
-            out = torch.cat([up_block(out), skips.pop()], dim=1)
+            skip = skips.pop()
+            parts = [up_block(out)] + (list(skip) if isinstance(skip, (tuple, list)) else [skip])
+            out = cf.cat_channels(parts, fast)
         return out if self.conv is None else self.conv(out)
 
 

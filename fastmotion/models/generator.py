@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from fastmotion import ops
+from fastmotion.models import conv_fusion as cf
 from fastmotion.models import frames as fr
 from fastmotion.models.blocks import Decoder, Encoder, ResBlock
 from fastmotion.models.conv3d_layout import FrameConv2d
@@ -94,7 +95,12 @@ class MotionTransferGenerator(BackendModule):
                                              backend=self.ops_backend())
         if self.kp_embedding_module is not None:
             embedding = self.kp_embedding_module.embed(source, kp_driving, kp_source)
-            skips = [torch.cat([a, self._resize_embedding(embedding, a.shape[-2:], fast)], dim=1) for a in deformed]
+            if fast:  # the decoder concatenates (skip, embedding) with its own input in one pass
+                embedding = cf.fast_layout(embedding)
+                skips = [(a, self._resize_embedding(embedding, a.shape[-2:], fast)) for a in deformed]
+            else:
+                skips = [torch.cat([a, self._resize_embedding(embedding, a.shape[-2:], fast)], dim=1)
+                         for a in deformed]
         else:
             skips = deformed
         prediction = self.refinement_module(self.video_decoder(skips))
@@ -112,4 +118,4 @@ class MotionTransferGenerator(BackendModule):
         source, kp_d, kp_s, d = prepare_source_inputs(source_image, kp_driving, kp_source, op, self.num_channels,
                                                       self.num_kp)
         out = self.decode(self.encode_source(source), kp_d, kp_s)
-        return {k: fr.frames_to_video(v, d) for k, v in out.items()}
+        return {k: fr.frames_to_video(v, d) if d is not None else v.contiguous() for k, v in out.items()}
