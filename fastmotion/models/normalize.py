@@ -93,12 +93,13 @@ def normalize_kp(kp_video: Dict[str, torch.Tensor], kp_appearance: Dict[str, tor
             raise ValueError("normalize_kp: single-frame keypoints (B, K, 2) need kp_initial (the keypoints of the "
                              "driving video's first frame)")
         kp_initial = {k: v[:, 0:1] for k, v in kp_video.items()} if video else None
-    elif video:
-        kp_initial = {k: v if v.dim() == kp_video[k].dim() else v.unsqueeze(1) for k, v in kp_initial.items()}
 
-    def like_video(kp):  # source / initial keypoints shaped to broadcast against kp_video
-        return {k: v.unsqueeze(1) if video and v.dim() == kp_video[k].dim() - 1 else v for k, v in kp.items()}
+    def like_video(kp):  # source / initial keypoints (B, K, ...) -> (B, 1, K, ...) against a video
+        if kp is None or not video or kp["mean"].dim() == 4:
+            return kp
+        return {k: v.unsqueeze(1) for k, v in kp.items()}
 
+    kp_initial = like_video(kp_initial)
     appearance = like_video(kp_appearance)
     out = dict(kp_video)
     if move_location or movement_mult:
