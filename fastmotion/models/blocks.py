@@ -5,7 +5,8 @@ Same constructor arguments and state_dict keys as the original ``modules/util.py
 ``Hourglass``); the (1, k, k) Conv3d layers run as 2-D convolutions and BatchNorm3d as
 BatchNorm2d (same statistics: frames are folded into the batch). The reference path is the
 original layer sequence; the fast path folds eval-mode BatchNorm into the convolution, applies
-ReLU in place and runs up-sampling convolutions sub-pixel (see :mod:`conv_fusion`).
+ReLU in place, runs up-sampling convolutions sub-pixel and, for inference, runs convolutions as
+oneDNN kernels with pre-packed weights and fused activations (see :mod:`conv_fusion`).
 """
 from __future__ import annotations
 
@@ -22,26 +23,6 @@ def _no_temporal(temporal: bool, what: str):
     if temporal:
         raise ValueError(f"{what}(temporal=True): temporal (3, 3, 3) convolutions are not supported; "
                          "fastmotion runs frames independently (no original config uses them)")
-
-
-def _conv_norm(block, conv: nn.Conv2d, norm: nn.Module, x: torch.Tensor, subpixel: bool = False):
-    """Fast-path ``norm(conv(x))`` (``conv(upsample2x(x))`` when ``subpixel``)."""
-    x = cf.fast_layout(x)
-    fold = cf.foldable(norm) and not cf.needs_grad(conv.weight, conv.bias, norm.weight, norm.bias)
-    if fold:
-        def compute():
-            w, b = cf.fold_batchnorm(conv.weight, conv.bias, norm)
-            return cf.subpixel_weights(w, b) if subpixel else (w, b)
-
-        sources = (conv.weight, conv.bias, norm.weight, norm.bias, norm.running_mean, norm.running_var)
-        w, b = cf.cached_weights(block, "subpixel" if subpixel else "folded", sources, compute)
-        if subpixel:
-            return cf.subpixel_conv(x, w, b)
-        return F.conv2d(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
-    if subpixel:
-        w, b = cf.subpixel_weights(conv.weight, conv.bias)
-        return norm(cf.subpixel_conv(x, w, b))
-    return norm(conv(x))
 
 
 class ResBlock(BackendModule):
@@ -65,10 +46,9 @@ class ResBlock(BackendModule):
             out = self.conv2(out)
             return out + x
         x = cf.fast_layout(x)
-        out = F.relu(self.norm1(x), inplace=True)
-        out = F.relu(_conv_norm(self, self.conv1, self.norm2, out), inplace=True)
-        out = self.conv2(out)
-        return out.add_(x)
+        out = cf.batchnorm_relu(self, "norm1", self.norm1, x)
+        out = cf.fused_conv(self, "conv1", self.conv1, out, norm=self.norm2, relu=True)
+        return cf.fused_conv(self, "conv2", self.conv2, out, residual=x)
 
 
 class UpBlock(BackendModule):
@@ -90,7 +70,7 @@ class UpBlock(BackendModule):
         subpixel = cf.use_subpixel(self.conv, x)
         if not subpixel:
             x = F.interpolate(x, scale_factor=(2, 2))
-        return F.relu(_conv_norm(self, self.conv, self.norm, x, subpixel=subpixel), inplace=True)
+        return cf.fused_conv(self, "conv", self.conv, x, norm=self.norm, relu=True, subpixel=subpixel)
 
 
 class DownBlock(BackendModule):
@@ -110,7 +90,7 @@ class DownBlock(BackendModule):
             out = self.norm(out)
             out = F.relu(out)
             return self.pool(out)
-        return self.pool(F.relu(_conv_norm(self, self.conv, self.norm, x), inplace=True))
+        return self.pool(cf.fused_conv(self, "conv", self.conv, cf.fast_layout(x), norm=self.norm, relu=True))
 
 
 class SameBlock(BackendModule):
@@ -125,7 +105,7 @@ class SameBlock(BackendModule):
     def forward(self, x):
         if not self.fast_path():
             return F.relu(self.norm(self.conv(x)))
-        return F.relu(_conv_norm(self, self.conv, self.norm, x), inplace=True)
+        return cf.fused_conv(self, "conv", self.conv, cf.fast_layout(x), norm=self.norm, relu=True)
 
 
 class Encoder(BackendModule):
@@ -176,7 +156,9 @@ class Decoder(BackendModule):
             skip = skips.pop()
             parts = [up_block(out)] + (list(skip) if isinstance(skip, (tuple, list)) else [skip])
             out = cf.cat_channels(parts, fast)
-        return out if self.conv is None else self.conv(out)
+        if self.conv is None:
+            return out
+        return cf.fused_conv(self, "conv", self.conv, out) if fast else self.conv(out)
 
 
 class Hourglass(BackendModule):

@@ -6,9 +6,13 @@
   multiply-adds per low-resolution pixel and never materialises the 4x larger up-sampled input
   (which autograd would otherwise keep for the backward).
 
-Both are the same math as the original up to float rounding (a different summation order).
+- Inference convolutions (no gradient needed) on float32 CPU tensors run as oneDNN convolutions
+  with pre-packed weights and the ReLU / residual add fused in (``torch.ops.mkldnn``, the kernels
+  torch.compile's CPU backend uses): no per-call weight reordering, one pass less per op.
+
+All are the same math as the original up to float rounding (a different summation order).
 Weights derived for inference are cached and recomputed when a source tensor changes (its
-version counter moves: optimizer steps, ``load_state_dict``, ``.to()``).
+version counter moves: optimizer steps, ``load_state_dict``, ``.to()``) or the input shape does.
 """
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ from typing import Callable, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+_POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+_REORDER = getattr(getattr(torch.ops, "mkldnn", None), "_reorder_convolution_weight", None)
 
 # Below this many low-resolution positions (N * H * W) the up-sampling conv is dominated by
 # its weights, and the plain path (no weight rewrite) is as fast.
@@ -61,10 +68,11 @@ def _key(tensors: Sequence[torch.Tensor]):
 
 
 def cached_weights(owner: nn.Module, name: str, sources: Sequence[torch.Tensor],
-                   compute: Callable[[], Tuple[torch.Tensor, ...]]):
-    """``compute()`` once per state of ``sources``, kept on ``owner`` (not in its state_dict)."""
+                   compute: Callable[[], Tuple[torch.Tensor, ...]], extra=()):
+    """``compute()`` once per state of ``sources`` (and ``extra``), kept on ``owner`` (not in its
+    state_dict); one entry per name, so a new input shape replaces the previous entry."""
     attr = "_fm_cache_" + name
-    key = _key(sources)
+    key = (_key(sources), extra)
     entry = owner.__dict__.get(attr)
     if entry is not None and entry[0] == key:
         return entry[1]
@@ -110,20 +118,121 @@ def subpixel_weights(weight: torch.Tensor, bias):
     return w, b
 
 
+def interleave_phases(out: torch.Tensor) -> torch.Tensor:
+    """``(N, 4 Cout, H + 1, W + 1)`` phase outputs of the padded 2x2 convolutions -> ``(N, Cout, 2H, 2W)``:
+    phase (a, b) of output pixel (2i + a, 2j + b) sits at (i + a, j + b) of its channels. The
+    result has the memory format of ``out`` (four strided copies, one per phase)."""
+    n, c4, h1, w1 = out.shape
+    c, h, w = c4 // 4, h1 - 1, w1 - 1
+    channels_last = out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    if channels_last:
+        src = out.permute(0, 2, 3, 1).view(n, h1, w1, 2, 2, c)  # (n, row, col, a, b, c)
+        y = out.new_empty((n, h, 2, w, 2, c))
+        for a in (0, 1):
+            for b in (0, 1):
+                y[:, :, a, :, b].copy_(src[:, a:a + h, b:b + w, a, b])
+        return y.view(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+    src = out.reshape(n, 2, 2, c, h1, w1)  # (n, a, b, c, row, col)
+    y = out.new_empty((n, c, h, 2, w, 2))
+    for a in (0, 1):
+        for b in (0, 1):
+            y[:, :, :, a, :, b].copy_(src[:, a, b, :, a:a + h, b:b + w])
+    return y.view(n, c, 2 * h, 2 * w)
+
+
 def subpixel_conv(x: torch.Tensor, weight4: torch.Tensor, bias4) -> torch.Tensor:
     """``conv3x3(upsample2x(x))`` from the phase weights of :func:`subpixel_weights`."""
-    n, _, h, w = x.shape
-    cout = weight4.shape[0] // 4
-    out = F.conv2d(x, weight4, bias4, padding=1)  # (N, 4 Cout, H + 1, W + 1)
-    # Phase (a, b) of output pixel (2i + a, 2j + b) sits at (i + a, j + b) of the phase's channels.
-    if out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous():
-        nhwc = out.permute(0, 2, 3, 1).view(n, h + 1, w + 1, 2, 2, cout)
-        rows = [torch.stack([nhwc[:, a:a + h, b:b + w, a, b] for b in (0, 1)], dim=3) for a in (0, 1)]
-        return torch.stack(rows, dim=2).view(n, 2 * h, 2 * w, cout).permute(0, 3, 1, 2)
-    out = out.view(n, 2, 2, cout, h + 1, w + 1)
-    rows = [torch.stack([out[:, a, b, :, a:a + h, b:b + w] for b in (0, 1)], dim=-1) for a in (0, 1)]
-    return torch.stack(rows, dim=-3).reshape(n, cout, 2 * h, 2 * w)
+    return interleave_phases(F.conv2d(x, weight4, bias4, padding=1))
 
 
 def use_subpixel(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     return subpixel_ok(conv) and x.shape[0] * x.shape[2] * x.shape[3] >= SUBPIXEL_MIN_POSITIONS
+
+
+def _onednn_ok(x: torch.Tensor) -> bool:
+    return (_POINTWISE is not None and _REORDER is not None and x.device.type == "cpu" and x.dtype == torch.float32
+            and x.shape[0] > 0 and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+
+
+def fused_conv(owner: nn.Module, name: str, conv: nn.Conv2d, x: torch.Tensor, norm=None, relu: bool = False,
+               subpixel: bool = False, residual=None) -> torch.Tensor:
+    """Fast path of ``relu(norm(conv(upsample2x(x) if subpixel else x))) + residual`` (each part
+    optional; ``residual`` is added after the activation, and only used without ``relu``)."""
+    if residual is not None and relu:
+        raise ValueError("fused_conv: residual and relu together are not supported")
+    params = (conv.weight, conv.bias) + ((norm.weight, norm.bias) if norm is not None else ())
+    inference = not needs_grad(x, residual, *params) and (norm is None or foldable(norm))
+    padding, stride = ((1, 1), (1, 1)) if subpixel else (tuple(conv.padding), tuple(conv.stride))
+    if not inference:
+        w, b = conv.weight, conv.bias
+        if subpixel:
+            w, b = subpixel_weights(w, b)
+        y = F.conv2d(x, w, b, stride, padding, conv.dilation, conv.groups)
+        if subpixel:
+            y = interleave_phases(y)
+        if norm is not None:
+            y = norm(y)
+        if relu:
+            y = F.relu(y, inplace=True)
+        return y if residual is None else y.add_(residual)
+
+    onednn = _onednn_ok(x) and not owner.__dict__.get("_fm_no_onednn_" + name, False)
+    sources = params + ((norm.running_mean, norm.running_var) if norm is not None else ())
+
+    def compute():
+        w, b = conv.weight, conv.bias
+        if norm is not None:
+            w, b = fold_batchnorm(w, b, norm)
+        if subpixel:
+            w, b = subpixel_weights(w, b)
+        if onednn:
+            w = _REORDER.default(w, list(padding), list(stride), list(conv.dilation), conv.groups, list(x.shape))
+        elif x.is_contiguous(memory_format=torch.channels_last):
+            w = w.contiguous(memory_format=torch.channels_last)
+        return w, b
+
+    key_extra = (tuple(x.shape), onednn, x.is_contiguous(memory_format=torch.channels_last))
+    w, b = cached_weights(owner, name, sources, compute, key_extra)
+    y = None
+    if onednn:
+        try:
+            if residual is None:
+                y = _POINTWISE.default(x, w, b, list(padding), list(stride), list(conv.dilation), conv.groups,
+                                       "relu" if relu else "none", [], "")
+            else:
+                y = _POINTWISE.binary(x, residual.contiguous(memory_format=torch.channels_last), w, b, list(padding),
+                                      list(stride), list(conv.dilation), conv.groups, "add", 1.0, None, [], None)
+        except RuntimeError:  # a configuration oneDNN does not take: plain convolutions from now on
+            owner.__dict__["_fm_no_onednn_" + name] = True
+            return fused_conv(owner, name, conv, x, norm, relu, subpixel, residual)
+    else:
+        y = F.conv2d(x, w, b, stride, padding, conv.dilation, conv.groups)
+        if relu:
+            y = F.relu(y, inplace=True)
+        if residual is not None:
+            y = y.add_(residual)
+    return interleave_phases(y) if subpixel else y
+
+
+def batchnorm_relu(owner: nn.Module, name: str, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``relu(norm(x))``; for eval-mode inference on oneDNN one pass: a depthwise 1x1 convolution
+    holding BatchNorm's per-channel scale and shift, with the ReLU fused."""
+    onednn = (foldable(norm) and not needs_grad(x, norm.weight, norm.bias) and _onednn_ok(x)
+              and x.is_contiguous(memory_format=torch.channels_last)
+              and not owner.__dict__.get("_fm_no_onednn_" + name, False))
+    if not onednn:
+        return F.relu(norm(x), inplace=True)
+    channels = x.shape[1]
+
+    def compute():
+        eye = torch.ones(channels, 1, 1, 1, dtype=x.dtype, device=x.device)
+        w, b = fold_batchnorm(eye, None, norm)
+        return _REORDER.default(w, [0, 0], [1, 1], [1, 1], channels, list(x.shape)), b
+
+    sources = (norm.weight, norm.bias, norm.running_mean, norm.running_var)
+    w, b = cached_weights(owner, name, sources, compute, (tuple(x.shape),))
+    try:
+        return _POINTWISE.default(x, w, b, [0, 0], [1, 1], [1, 1], channels, "relu", [], "")
+    except RuntimeError:
+        owner.__dict__["_fm_no_onednn_" + name] = True
+        return F.relu(norm(x), inplace=True)

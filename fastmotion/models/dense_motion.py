@@ -59,11 +59,11 @@ class DenseMotionModule(BackendModule):
         if backend is not None:
             self.set_backend(backend)
 
-    def flow(self, source: torch.Tensor, kp_driving, kp_source) -> torch.Tensor:
+    def flow(self, source: torch.Tensor, kp_driving, kp_source, memo=None) -> torch.Tensor:
         """Absolute sampling grid ``(N, h, w, 2)`` for frames: source ``(N, C, H, W)``, kp ``(N, K, 2)``;
-        (h, w) = (H, W) * scale_factor."""
+        (h, w) = (H, W) * scale_factor. ``memo``: see :meth:`MovementEmbeddingModule.embed`."""
         source = fr.downsample(source, self.scale_factor)
-        prediction = self.mask_embedding.embed(source, kp_driving, kp_source)
+        prediction = self.mask_embedding.embed(source, kp_driving, kp_source, memo)
         fast = self.fast_path()
         for block in self.group_blocks:
             prediction = block(prediction)
@@ -92,7 +92,7 @@ class DenseMotionModule(BackendModule):
 class IdentityDeformation(BackendModule):
     """The generator's deformation when it has no dense motion module: the identity grid."""
 
-    def flow(self, source, kp_driving, kp_source):
+    def flow(self, source, kp_driving, kp_source, memo=None):
         n = kp_driving["mean"].shape[0]
         h, w = source.shape[-2:]
         return make_coordinate_grid((h, w), dtype=source.dtype, device=source.device).expand(n, h, w, 2)

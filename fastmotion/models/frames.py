@@ -2,6 +2,7 @@
 plus the argument checks of the model's forward passes (clear errors that name the argument)."""
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -101,6 +102,14 @@ def downsample(x: torch.Tensor, scale_factor) -> torch.Tensor:
     if scale_factor == 1:
         return x
     return F.interpolate(x, scale_factor=(scale_factor, scale_factor))
+
+
+def downsampled_size(size, scale_factor):
+    """Output (h, w) of :func:`downsample` without computing it (``floor(size * scale)``, as
+    F.interpolate)."""
+    if scale_factor == 1:
+        return tuple(int(s) for s in size)
+    return tuple(int(math.floor(float(s) * float(scale_factor))) for s in size)
 
 
 def resize(x: torch.Tensor, size, mode: str) -> torch.Tensor:

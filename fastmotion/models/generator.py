@@ -83,10 +83,11 @@ class MotionTransferGenerator(BackendModule):
             d = n // source.shape[0]
             skips = [fr.repeat_frames(s, d) for s in skips]
             source = skips[0]
-        grid = self.dense_motion_module.flow(source, kp_driving, kp_source)
+        fast = self.fast_path()
+        memo = {} if fast else None  # heatmaps shared by the dense motion and the keypoint embedding
+        grid = self.dense_motion_module.flow(source, kp_driving, kp_source, memo)
         mode = self.interpolation_mode
         deformed = ops.warp_features(skips, grid, mode, backend=self.ops_backend())
-        fast = self.fast_path()
         if fast:
             video_deformed = deformed[0]  # skip 0 is the source itself, warped by the same grid
         else:
@@ -94,7 +95,7 @@ class MotionTransferGenerator(BackendModule):
                                              .permute(0, 2, 3, 1), "bilinear", "zeros", True,
                                              backend=self.ops_backend())
         if self.kp_embedding_module is not None:
-            embedding = self.kp_embedding_module.embed(source, kp_driving, kp_source)
+            embedding = self.kp_embedding_module.embed(source, kp_driving, kp_source, memo)
             if fast:  # the decoder concatenates (skip, embedding) with its own input in one pass
                 embedding = cf.fast_layout(embedding)
                 skips = [(a, self._resize_embedding(embedding, a.shape[-2:], fast)) for a in deformed]
@@ -103,7 +104,13 @@ class MotionTransferGenerator(BackendModule):
                          for a in deformed]
         else:
             skips = deformed
-        prediction = self.refinement_module(self.video_decoder(skips))
+        prediction = self.video_decoder(skips)
+        if fast:  # the same modules; the last 1x1 conv through the fast conv path
+            for name, module in self.refinement_module.named_children():
+                prediction = (cf.fused_conv(self, name, module, prediction) if isinstance(module, FrameConv2d)
+                              else module(prediction))
+        else:
+            prediction = self.refinement_module(prediction)
         return {"video_prediction": torch.sigmoid(prediction), "video_deformed": video_deformed}
 
     def _resize_embedding(self, embedding, size, fast):

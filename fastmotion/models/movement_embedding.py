@@ -49,19 +49,22 @@ class MovementEmbeddingModule(BackendModule):
         self.scale_factor = scale_factor
         self._fm_backend = check_backend(backend)
 
-    def embed(self, source: torch.Tensor, kp_driving, kp_source) -> torch.Tensor:
+    def embed(self, source: torch.Tensor, kp_driving, kp_source, memo=None) -> torch.Tensor:
         """``(N, out_channels, h, w)`` for frames: kp ``(N, K, 2)``; ``source (N, C, H, W)`` (only its
-        size matters unless use_deformed_source_image). (h, w) = (H, W) * scale_factor."""
-        source = fr.downsample(source, self.scale_factor)
-        h, w = source.shape[-2:]
+        size matters unless use_deformed_source_image). (h, w) = (H, W) * scale_factor.
+
+        ``memo``: a dict shared by the embeddings of one forward pass (fast path): heatmaps with
+        the same size and settings are computed once (the generator's keypoint embedding equals
+        the dense motion's heatmap channels without the background)."""
+        if self.use_deformed_source_image:
+            source = fr.downsample(source, self.scale_factor)
+            h, w = source.shape[-2:]
+        else:
+            h, w = fr.downsampled_size(source.shape[-2:], self.scale_factor)
         n = kp_driving["mean"].shape[0]
         parts = []
         if self.use_heatmap:
-            heatmap = ops.keypoint_heatmap_embedding(
-                kp_driving, kp_source, (h, w), norm_const=self.norm_const, heatmap_type=self.heatmap_type,
-                add_background=bool(self.add_bg_feature_map), kp_variance=self.kp_variance,
-                backend=self.ops_backend())
-            parts.append(heatmap.unsqueeze(2))
+            parts.append(self._heatmap(kp_driving, kp_source, (h, w), memo).unsqueeze(2))
         if self.use_difference or self.use_deformed_source_image:
             shift = kp_shift(kp_driving, kp_source, bool(self.add_bg_feature_map))
             if self.use_difference:
@@ -70,6 +73,22 @@ class MovementEmbeddingModule(BackendModule):
                 parts.append(ops.shifted_warps(source, shift, backend=self.ops_backend()))
         out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
         return out.reshape(n, -1, h, w)
+
+    def _heatmap(self, kp_driving, kp_source, size, memo):
+        background = bool(self.add_bg_feature_map)
+        key = (tuple(size), self.norm_const, self.heatmap_type, self.kp_variance)
+        if memo is not None and key in memo:
+            heatmap, with_background = memo[key]
+            if with_background == background:
+                return heatmap
+            if with_background:  # drop the zero background channel: a view
+                return heatmap[:, 1:]
+        heatmap = ops.keypoint_heatmap_embedding(
+            kp_driving, kp_source, size, norm_const=self.norm_const, heatmap_type=self.heatmap_type,
+            add_background=background, kp_variance=self.kp_variance, backend=self.ops_backend())
+        if memo is not None:
+            memo[key] = (heatmap, background)
+        return heatmap
 
     def forward(self, source_image, kp_driving, kp_source):
         """Original interface: video ``(B, C, 1, H, W)`` + keypoints ``(B, D, K, 2)`` ->
