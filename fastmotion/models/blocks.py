@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastmotion.models import batchnorm_relu as bn_relu
 from fastmotion.models import conv_fusion as cf
 from fastmotion.models.conv3d_layout import FrameConv2d, spatial_kernel
 from fastmotion.models.module_backend import BackendModule
@@ -67,10 +68,11 @@ class UpBlock(BackendModule):
             out = self.norm(out)
             return F.relu(out)
         x = cf.fast_layout(x)
-        subpixel = cf.use_subpixel(self.conv, x)
+        training = cf.needs_grad(x, self.conv.weight) or not cf.foldable(self.norm)
+        subpixel = cf.use_subpixel(self.conv, x, training)
         if not subpixel:
             x = F.interpolate(x, scale_factor=(2, 2))
-        return cf.fused_conv(self, "conv", self.conv, x, norm=self.norm, relu=True, subpixel=subpixel)
+        return cf.fused_conv(self, "conv", self.conv, x, norm=self.norm, relu=True, subpixel=subpixel, lean_relu=True)
 
 
 class DownBlock(BackendModule):
@@ -90,7 +92,10 @@ class DownBlock(BackendModule):
             out = self.norm(out)
             out = F.relu(out)
             return self.pool(out)
-        return self.pool(cf.fused_conv(self, "conv", self.conv, cf.fast_layout(x), norm=self.norm, relu=True))
+        out = cf.fused_conv(self, "conv", self.conv, cf.fast_layout(x), norm=self.norm, relu=True, lean_relu=True)
+        if tuple(self.pool.kernel_size) in ((2, 2), 2) and self.pool.stride in (None, (2, 2), 2):
+            return bn_relu.avg_pool_2x2(out)
+        return self.pool(out)
 
 
 class SameBlock(BackendModule):

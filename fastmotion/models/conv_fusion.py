@@ -22,18 +22,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastmotion.models import batchnorm_relu as bn_relu
+
 _POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
 _REORDER = getattr(getattr(torch.ops, "mkldnn", None), "_reorder_convolution_weight", None)
 
-# Below this many low-resolution positions (N * H * W) the up-sampling conv is dominated by
-# its weights, and the plain path (no weight rewrite) is as fast.
-SUBPIXEL_MIN_POSITIONS = 256
+# With autograd, below this many low-resolution positions (N * H * W) the up-sampling conv is
+# dominated by its (rebuilt) weights, and the plain path is as fast.
+SUBPIXEL_MIN_POSITIONS = 64
 
 
 def fast_layout(x: torch.Tensor) -> torch.Tensor:
-    """Activation layout of the fast path: channels_last on CPU, where oneDNN convolutions run
-    faster in it (markedly for few channels and large images); unchanged elsewhere."""
-    if x.device.type == "cpu" and x.dim() == 4:
+    """Activation layout of the fast path for inference: channels_last on CPU, where oneDNN's
+    inference convolutions run faster in it (markedly for few channels and large images). With
+    autograd enabled the layout is left alone: measured on CPU, channels_last made the training
+    step slower (convolution backward and layout conversions of the gradients)."""
+    if x.device.type == "cpu" and x.dim() == 4 and not torch.is_grad_enabled():
         return x.contiguous(memory_format=torch.channels_last)
     return x
 
@@ -42,10 +46,8 @@ def cat_channels(parts, fast: bool) -> torch.Tensor:
     """``torch.cat(parts, dim=1)``; on the fast CPU path written straight into a channels_last
     buffer (converting an NCHW part while concatenating costs no extra pass)."""
     parts = list(parts)
-    if not fast or parts[0].device.type != "cpu":
+    if not fast or parts[0].device.type != "cpu" or torch.is_grad_enabled():  # out= records no autograd
         return torch.cat(parts, dim=1)
-    if needs_grad(*parts):  # out= does not record autograd
-        return torch.cat([fast_layout(p) for p in parts], dim=1)
     n, _, h, w = parts[0].shape
     out = torch.empty((n, sum(p.shape[1] for p in parts), h, w), dtype=parts[0].dtype, device=parts[0].device,
                       memory_format=torch.channels_last)
@@ -118,14 +120,10 @@ def subpixel_weights(weight: torch.Tensor, bias):
     return w, b
 
 
-def interleave_phases(out: torch.Tensor) -> torch.Tensor:
-    """``(N, 4 Cout, H + 1, W + 1)`` phase outputs of the padded 2x2 convolutions -> ``(N, Cout, 2H, 2W)``:
-    phase (a, b) of output pixel (2i + a, 2j + b) sits at (i + a, j + b) of its channels. The
-    result has the memory format of ``out`` (four strided copies, one per phase)."""
+def _interleave(out: torch.Tensor) -> torch.Tensor:
     n, c4, h1, w1 = out.shape
     c, h, w = c4 // 4, h1 - 1, w1 - 1
-    channels_last = out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
-    if channels_last:
+    if out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous():
         src = out.permute(0, 2, 3, 1).view(n, h1, w1, 2, 2, c)  # (n, row, col, a, b, c)
         y = out.new_empty((n, h, 2, w, 2, c))
         for a in (0, 1):
@@ -140,24 +138,76 @@ def interleave_phases(out: torch.Tensor) -> torch.Tensor:
     return y.view(n, c, 2 * h, 2 * w)
 
 
+def _deinterleave(grad: torch.Tensor) -> torch.Tensor:
+    """Adjoint of :func:`_interleave`: ``(N, C, 2H, 2W)`` -> ``(N, 4C, H + 1, W + 1)``, zero where a
+    phase's padded output row / column was not used."""
+    n, c, h2, w2 = grad.shape
+    h, w = h2 // 2, w2 // 2
+    if grad.is_contiguous(memory_format=torch.channels_last) and not grad.is_contiguous():
+        out = grad.new_zeros((n, h + 1, w + 1, 2, 2, c))
+        src = grad.permute(0, 2, 3, 1).reshape(n, h, 2, w, 2, c)
+        for a in (0, 1):
+            for b in (0, 1):
+                out[:, a:a + h, b:b + w, a, b].copy_(src[:, :, a, :, b])
+        return out.view(n, h + 1, w + 1, 4 * c).permute(0, 3, 1, 2)
+    out = grad.new_zeros((n, 2, 2, c, h + 1, w + 1))
+    src = grad.reshape(n, c, h, 2, w, 2)
+    for a in (0, 1):
+        for b in (0, 1):
+            out[:, a, b, :, a:a + h, b:b + w].copy_(src[:, :, :, a, :, b])
+    return out.view(n, 4 * c, h + 1, w + 1)
+
+
+class _InterleavePhases(torch.autograd.Function):
+    """Interleave with a direct backward (autograd's slice-copy backward would clone and zero
+    the whole output once per phase) that saves nothing."""
+
+    @staticmethod
+    def forward(ctx, out):
+        return _interleave(out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _deinterleave(grad)
+
+
+def interleave_phases(out: torch.Tensor) -> torch.Tensor:
+    """``(N, 4 Cout, H + 1, W + 1)`` phase outputs of the padded 2x2 convolutions -> ``(N, Cout, 2H, 2W)``:
+    phase (a, b) of output pixel (2i + a, 2j + b) sits at (i + a, j + b) of its channels. The
+    result has the memory format of ``out`` (four strided copies, one per phase)."""
+    if torch.is_grad_enabled() and out.requires_grad:
+        return _InterleavePhases.apply(out)
+    return _interleave(out)
+
+
 def subpixel_conv(x: torch.Tensor, weight4: torch.Tensor, bias4) -> torch.Tensor:
     """``conv3x3(upsample2x(x))`` from the phase weights of :func:`subpixel_weights`."""
     return interleave_phases(F.conv2d(x, weight4, bias4, padding=1))
 
 
-def use_subpixel(conv: nn.Conv2d, x: torch.Tensor) -> bool:
-    return subpixel_ok(conv) and x.shape[0] * x.shape[2] * x.shape[3] >= SUBPIXEL_MIN_POSITIONS
+def use_subpixel(conv: nn.Conv2d, x: torch.Tensor, training: bool) -> bool:
+    """Sub-pixel pays off unless the phase weights (4x the outputs of a 2x2 kernel) outweigh the
+    activations: for inference the weights are derived once (cached), so always; with autograd
+    they are rebuilt and kept for the backward, so only with at least Cout low-res positions."""
+    if not subpixel_ok(conv):
+        return False
+    return not training or x.shape[0] * x.shape[2] * x.shape[3] >= max(SUBPIXEL_MIN_POSITIONS, conv.out_channels)
 
 
 def _onednn_ok(x: torch.Tensor) -> bool:
     return (_POINTWISE is not None and _REORDER is not None and x.device.type == "cpu" and x.dtype == torch.float32
-            and x.shape[0] > 0 and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+            and x.shape[0] > 0 and x.is_contiguous(memory_format=torch.channels_last)
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
 def fused_conv(owner: nn.Module, name: str, conv: nn.Conv2d, x: torch.Tensor, norm=None, relu: bool = False,
-               subpixel: bool = False, residual=None) -> torch.Tensor:
+               subpixel: bool = False, residual=None, lean_relu: bool = False) -> torch.Tensor:
     """Fast path of ``relu(norm(conv(upsample2x(x) if subpixel else x))) + residual`` (each part
-    optional; ``residual`` is added after the activation, and only used without ``relu``)."""
+    optional; ``residual`` is added after the activation, and only used without ``relu``).
+
+    ``lean_relu``: the block's output is not kept by its consumer (pooling, concatenation), so
+    with autograd a training-mode BatchNorm + ReLU keeps only its input (see
+    :mod:`batchnorm_relu`)."""
     if residual is not None and relu:
         raise ValueError("fused_conv: residual and relu together are not supported")
     params = (conv.weight, conv.bias) + ((norm.weight, norm.bias) if norm is not None else ())
@@ -170,6 +220,8 @@ def fused_conv(owner: nn.Module, name: str, conv: nn.Conv2d, x: torch.Tensor, no
         y = F.conv2d(x, w, b, stride, padding, conv.dilation, conv.groups)
         if subpixel:
             y = interleave_phases(y)
+        if norm is not None and relu and lean_relu and bn_relu.supported(norm, y):
+            return bn_relu.batchnorm_relu_train(norm, y)
         if norm is not None:
             y = norm(y)
         if relu:

@@ -5,7 +5,8 @@ generated and the real video, :func:`generator_loss`, backward. Discriminator st
 discriminator on the detached prediction and the real video, :func:`discriminator_loss`,
 backward. The original zeroes the discriminator's gradients between the two steps, so the
 gradients the generator loss sends into the discriminator's weights are never used; the fast
-path does not compute them (same resulting gradients, less work and memory).
+path does not compute them, and scores the generated and the real video in one discriminator
+call (per-sample layers only: the same maps). Same resulting gradients, less work.
 """
 from __future__ import annotations
 
@@ -44,13 +45,28 @@ def frozen(module: nn.Module, enabled: bool = True):
             p.requires_grad_(flag)
 
 
+def discriminate_pair(discriminator, generated, real, kp_dict, fused: bool = False):
+    """``(discriminator(generated), discriminator(real))`` with the same keypoints. ``fused``: one
+    call on both batches (per-sample layers only, so the same maps; larger, faster convolutions)."""
+    if not fused:
+        return discriminator(generated, **kp_dict), discriminator(real, **kp_dict)
+    b = generated.shape[0]
+    kp_twice = {name: {k: torch.cat([v, v], dim=0) for k, v in kp.items()} for name, kp in kp_dict.items()}
+    maps = discriminator(torch.cat([generated, real], dim=0), **kp_twice)
+    return [generated] + [m[:b] for m in maps[1:]], [real] + [m[b:] for m in maps[1:]]
+
+
+def _fused(discriminator) -> bool:
+    return bool(getattr(discriminator, "fast_path", lambda: False)())
+
+
 def generator_losses(kp_detector, generator, discriminator, source, video, train_params: Mapping):
     """The original ``GeneratorFullModel.forward``: ``(loss terms, generated, kp_joined)``."""
     kp_joined = kp_detector(torch.cat([source, video], dim=2))
     generated = generator(source, **split_kp(kp_joined, train_params["detach_kp_generator"]))
     kp_dict = split_kp(kp_joined, False)
-    maps_generated = discriminator(generated["video_prediction"], **kp_dict)
-    maps_real = discriminator(video, **kp_dict)
+    maps_generated, maps_real = discriminate_pair(discriminator, generated["video_prediction"], video, kp_dict,
+                                                  _fused(discriminator))
     generated.update(kp_dict)
     losses = generator_loss(maps_generated, maps_real, generated["video_deformed"], train_params["loss_weights"])
     return losses, generated, kp_joined
@@ -59,8 +75,8 @@ def generator_losses(kp_detector, generator, discriminator, source, video, train
 def discriminator_losses(discriminator, video, kp_joined, generated, train_params: Mapping):
     """The original ``DiscriminatorFullModel.forward``: the discriminator's loss terms."""
     kp_dict = split_kp(kp_joined, train_params["detach_kp_discriminator"])
-    maps_generated = discriminator(generated["video_prediction"].detach(), **kp_dict)
-    maps_real = discriminator(video, **kp_dict)
+    maps_generated, maps_real = discriminate_pair(discriminator, generated["video_prediction"].detach(), video,
+                                                  kp_dict, _fused(discriminator))
     return discriminator_loss(maps_generated, maps_real, train_params["loss_weights"])
 
 
