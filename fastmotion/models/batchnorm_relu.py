@@ -26,8 +26,8 @@ class _BatchNormReLU(torch.autograd.Function):
         shape = (1, -1, 1, 1)
         scale = invstd if weight is None else invstd * weight
         shift = -mean * scale if bias is None else bias - mean * scale
-        active = torch.addcmul(shift.view(shape), x, scale.view(shape)) > 0
-        grad = grad * active
+        # ReLU's backward on the recomputed BatchNorm output.
+        grad = torch.ops.aten.threshold_backward(grad, torch.addcmul(shift.view(shape), x, scale.view(shape)), 0)
         grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
             grad, x, weight, None, None, mean, invstd, True, ctx.eps,
             [ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[1],

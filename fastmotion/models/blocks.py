@@ -92,10 +92,14 @@ class DownBlock(BackendModule):
             out = self.norm(out)
             out = F.relu(out)
             return self.pool(out)
-        out = cf.fused_conv(self, "conv", self.conv, cf.fast_layout(x), norm=self.norm, relu=True, lean_relu=True)
+        image = x.shape[1] <= 4 and cf.channels_last_for_autograd(x)
+        x = x.contiguous(memory_format=torch.channels_last) if image else cf.fast_layout(x)
+        out = cf.fused_conv(self, "conv", self.conv, x, norm=self.norm, relu=True, lean_relu=True)
         if tuple(self.pool.kernel_size) in ((2, 2), 2) and self.pool.stride in (None, (2, 2), 2):
-            return bn_relu.avg_pool_2x2(out)
-        return self.pool(out)
+            out = bn_relu.avg_pool_2x2(out)
+        else:
+            out = self.pool(out)
+        return out.contiguous() if image else out
 
 
 class SameBlock(BackendModule):

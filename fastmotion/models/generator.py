@@ -106,6 +106,8 @@ class MotionTransferGenerator(BackendModule):
             skips = deformed
         prediction = self.video_decoder(skips)
         if fast:  # the same modules; the last 1x1 conv through the fast conv path
+            if cf.channels_last_for_autograd(prediction):
+                prediction = prediction.contiguous(memory_format=torch.channels_last)
             for name, module in self.refinement_module.named_children():
                 prediction = (cf.fused_conv(self, name, module, prediction) if isinstance(module, FrameConv2d)
                               else module(prediction))
