@@ -72,23 +72,34 @@ def foldable(norm: nn.Module) -> bool:
 
 
 def _key(tensors: Sequence[torch.Tensor]):
-    return tuple((t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape)) if t is not None else None
-                 for t in tensors)
+    """Identity and version of each source tensor; None if one has no version counter (an
+    inference tensor), in which case nothing is cached."""
+    try:
+        return tuple((t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape)) if t is not None else None
+                     for t in tensors)
+    except RuntimeError:
+        return None
+
+
+CACHE_PREFIX = "_fm_cache_"
 
 
 def cached_weights(owner: nn.Module, name: str, sources: Sequence[torch.Tensor],
                    compute: Callable[[], Tuple[torch.Tensor, ...]], extra=()):
     """``compute()`` once per state of ``sources`` (and ``extra``), kept on ``owner`` (not in its
-    state_dict); one entry per name, so a new input shape replaces the previous entry."""
-    attr = "_fm_cache_" + name
-    key = (_key(sources), extra)
+    state_dict, dropped when the module is copied or pickled); one entry per name, so a new
+    input shape replaces the previous entry."""
+    attr = CACHE_PREFIX + name
+    versions = _key(sources)
+    key = (versions, extra)
     entry = owner.__dict__.get(attr)
-    if entry is not None and entry[0] == key:
+    if versions is not None and entry is not None and entry[0] == key:
         return entry[1]
     # Plain tensors even inside inference_mode, so the cache stays usable outside it.
     with torch.inference_mode(False), torch.no_grad():
         value = compute()
-    owner.__dict__[attr] = (key, value)
+    if versions is not None:
+        owner.__dict__[attr] = (key, value)
     return value
 
 

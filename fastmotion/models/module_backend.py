@@ -45,6 +45,14 @@ class BackendModule(nn.Module):
                 module._fm_backend = name
         return self
 
+    def __getstate__(self):
+        # Derived-weight caches (e.g. oneDNN pre-packed weights, which cannot be copied or
+        # pickled) are rebuilt on demand; copies and pickles leave them out.
+        state = self.__dict__.copy()
+        for key in [k for k in state if k.startswith("_fm_cache_")]:
+            del state[key]
+        return state
+
     def ops_backend(self) -> Optional[str]:
         """What to pass as ``backend=`` to fastmotion ops (None lets the op decide)."""
         return self._fm_backend

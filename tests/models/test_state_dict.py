@@ -115,3 +115,41 @@ def test_kp_detector_constructor_matches_original_signature():
     assert out["mean"].shape == (2, 3, 3, 2) and out["var"].shape == (2, 3, 3, 1, 1)
     kp_fixed = KPDetector(8, 3, 1, 16, 2, 0.1, kp_variance=0.01)
     assert set(kp_fixed(torch.rand(2, 1, 16, 16))) == {"mean"}
+
+
+def test_copy_and_pickle_after_inference():
+    """Inference caches (pre-packed oneDNN weights cannot be copied) stay out of copies and pickles."""
+    import copy
+    import io
+
+    kp, gen, _ = build(tiny_config("taichi"))
+    kp.eval()
+    gen.eval()
+    x = images(1, 32)
+    with torch.no_grad():
+        kp_x = kp(x)
+        expected = gen(x, kp_x, kp_x)["video_prediction"]
+        clone = copy.deepcopy(gen)
+        buffer = io.BytesIO()
+        torch.save(gen, buffer)
+        buffer.seek(0)
+        loaded = torch.load(buffer, weights_only=False)
+        for other in (clone, loaded):
+            assert torch.equal(other(x, kp_x, kp_x)["video_prediction"], expected)
+
+
+def test_models_built_in_inference_mode():
+    """Parameters created under inference_mode have no version counter: nothing is cached then."""
+    x = images(1, 32)
+    with torch.inference_mode():
+        kp, gen, _ = build(tiny_config("taichi"))
+        kp.eval()
+        gen.eval()
+        out = gen(x, kp(x), kp(x))["video_prediction"]
+    ref = build(tiny_config("taichi"), backend="reference")
+    with torch.no_grad():
+        ref[0].eval()
+        ref[1].eval()
+        ref[1].load_state_dict(gen.state_dict())
+        ref[0].load_state_dict(kp.state_dict())
+        assert max_err(out, ref[1](x, ref[0](x), ref[0](x))["video_prediction"]) < 1e-5
