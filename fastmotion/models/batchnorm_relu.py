@@ -56,7 +56,6 @@ class _AvgPool2x2(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
         ctx.size = tuple(x.shape[-2:])
-        ctx.channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         return torch.nn.functional.avg_pool2d(x, (2, 2))
 
     @staticmethod
@@ -65,9 +64,7 @@ class _AvgPool2x2(torch.autograd.Function):
         out = torch.nn.functional.interpolate(grad, scale_factor=(2, 2), mode="nearest").mul_(0.25)
         if (h, w) != tuple(out.shape[-2:]):  # odd sizes: the last row / column was not pooled
             out = torch.nn.functional.pad(out, (0, w - out.shape[-1], 0, h - out.shape[-2]))
-        if ctx.channels_last:
-            out = out.contiguous(memory_format=torch.channels_last)
-        return out
+        return out  # in the layout of the incoming gradient (autograd accepts any)
 
 
 def avg_pool_2x2(x: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastmotion.models import batchnorm_relu as bn_relu
+from fastmotion.models import gemm_conv
 
 _POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
 _REORDER = getattr(getattr(torch.ops, "mkldnn", None), "_reorder_convolution_weight", None)
@@ -239,7 +240,10 @@ def fused_conv(owner: nn.Module, name: str, conv: nn.Conv2d, x: torch.Tensor, no
         w, b = conv.weight, conv.bias
         if subpixel:
             w, b = subpixel_weights(w, b)
-        y = F.conv2d(x, w, b, stride, padding, conv.dilation, conv.groups)
+        if not subpixel and gemm_conv.applies(conv, x):
+            y = gemm_conv.gemm_conv3x3(x, w, b)
+        else:
+            y = F.conv2d(x, w, b, stride, padding, conv.dilation, conv.groups)
         if subpixel:
             y = interleave_phases(y)
         if norm is not None and relu and lean_relu and bn_relu.supported(norm, y):

@@ -116,3 +116,16 @@ def test_avg_pool_2x2(shape, channels_last):
     x.requires_grad_()
     assert torch.allclose(bnr.avg_pool_2x2(x), F.avg_pool2d(x, 2))
     assert torch.autograd.gradcheck(bnr.avg_pool_2x2, (x,))
+
+
+def test_gemm_conv3x3_equals_conv2d():
+    from fastmotion.models.gemm_conv import applies, gemm_conv3x3
+
+    x = torch.randn(3, 5, 4, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 5, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    assert torch.allclose(gemm_conv3x3(x, w, b), F.conv2d(x, w, b, padding=1), atol=1e-12)
+    assert torch.autograd.gradcheck(gemm_conv3x3, (x, w, b))
+    assert torch.autograd.gradcheck(gemm_conv3x3, (x, w, None))
+    conv = nn.Conv2d(512, 8, 3, padding=1)
+    assert applies(conv, torch.zeros(2, 512, 4, 4)) and not applies(conv, torch.zeros(2, 512, 8, 8))
