@@ -5,10 +5,12 @@
   ``x`` (one per output phase) whose taps are sums of the 3x3 taps; it needs 16 instead of 36
   multiply-adds per low-resolution pixel and never materialises the 4x larger up-sampled input
   (which autograd would otherwise keep for the backward).
-
 - Inference convolutions (no gradient needed) on float32 CPU tensors run as oneDNN convolutions
   with pre-packed weights and the ReLU / residual add fused in (``torch.ops.mkldnn``, the kernels
   torch.compile's CPU backend uses): no per-call weight reordering, one pass less per op.
+
+Training-side helpers live in :mod:`batchnorm_relu` (BN + ReLU and pooling that keep only their
+input) and :mod:`gemm_conv` (bottleneck 3x3 convolutions as one GEMM).
 
 All are the same math as the original up to float rounding (a different summation order).
 Weights derived for inference are cached and recomputed when a source tensor changes (its
