@@ -2,5 +2,8 @@
 from fastmotion._version import __version__
 from fastmotion.backends import BACKENDS, use_backend
 from fastmotion import ops, reference
+from fastmotion.checkpoint import load_checkpoint, save_checkpoint
+from fastmotion.config import load_config
 
-__all__ = ["__version__", "BACKENDS", "use_backend", "ops", "reference"]
+__all__ = ["__version__", "BACKENDS", "use_backend", "ops", "reference", "load_config", "load_checkpoint",
+           "save_checkpoint"]

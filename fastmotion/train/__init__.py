@@ -1,0 +1,1 @@
+"""Training utilities for Monkey-Net: the original losses and one training iteration."""

@@ -1,0 +1,120 @@
+"""One Monkey-Net training iteration, as the original ``train.py`` runs it.
+
+Generator step: keypoints of ``cat([source, video], frames)``, generator, discriminator on the
+generated and the real video, :func:`generator_loss`, backward. Discriminator step:
+discriminator on the detached prediction and the real video, :func:`discriminator_loss`,
+backward. The original zeroes the discriminator's gradients between the two steps, so the
+gradients the generator loss sends into the discriminator's weights are never used; the fast
+path does not compute them, and scores the generated and the real video in one discriminator
+call (per-sample layers only: the same maps). Same resulting gradients, less work.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Dict, Mapping, Optional
+
+import torch
+from torch import nn
+
+from fastmotion.train.losses import discriminator_loss, generator_loss
+
+
+def split_kp(kp_joined: Dict[str, torch.Tensor], detach: bool = False):
+    """Keypoints of ``cat([source, video], dim=2)`` -> ``{'kp_driving': frames 1.., 'kp_source': frame 0}``."""
+    def take(v, sl):
+        v = v[:, sl]
+        return v.detach() if detach else v
+
+    return {"kp_driving": {k: take(v, slice(1, None)) for k, v in kp_joined.items()},
+            "kp_source": {k: take(v, slice(0, 1)) for k, v in kp_joined.items()}}
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module, enabled: bool = True):
+    """Parameters of ``module`` do not require grad inside the block (restored after)."""
+    if not enabled:
+        yield
+        return
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def discriminate_pair(discriminator, generated, real, kp_dict, fused: bool = False):
+    """``(discriminator(generated), discriminator(real))`` with the same keypoints. ``fused``: one
+    call on both batches (per-sample layers only, so the same maps; larger, faster convolutions)."""
+    if not fused:
+        return discriminator(generated, **kp_dict), discriminator(real, **kp_dict)
+    b = generated.shape[0]
+    kp_twice = {name: {k: torch.cat([v, v], dim=0) for k, v in kp.items()} for name, kp in kp_dict.items()}
+    maps = discriminator(torch.cat([generated, real], dim=0), **kp_twice)
+    return [generated] + [m[:b] for m in maps[1:]], [real] + [m[b:] for m in maps[1:]]
+
+
+def _fused(discriminator) -> bool:
+    return bool(getattr(discriminator, "fast_path", lambda: False)())
+
+
+def generator_losses(kp_detector, generator, discriminator, source, video, train_params: Mapping):
+    """The original ``GeneratorFullModel.forward``: ``(loss terms, generated, kp_joined)``."""
+    kp_joined = kp_detector(torch.cat([source, video], dim=2))
+    generated = generator(source, **split_kp(kp_joined, train_params["detach_kp_generator"]))
+    kp_dict = split_kp(kp_joined, False)
+    maps_generated, maps_real = discriminate_pair(discriminator, generated["video_prediction"], video, kp_dict,
+                                                  _fused(discriminator))
+    generated.update(kp_dict)
+    losses = generator_loss(maps_generated, maps_real, generated["video_deformed"], train_params["loss_weights"])
+    return losses, generated, kp_joined
+
+
+def discriminator_losses(discriminator, video, kp_joined, generated, train_params: Mapping):
+    """The original ``DiscriminatorFullModel.forward``: the discriminator's loss terms."""
+    kp_dict = split_kp(kp_joined, train_params["detach_kp_discriminator"])
+    maps_generated, maps_real = discriminate_pair(discriminator, generated["video_prediction"].detach(), video,
+                                                  kp_dict, _fused(discriminator))
+    return discriminator_loss(maps_generated, maps_real, train_params["loss_weights"])
+
+
+def train_step(kp_detector, generator, discriminator, source, video, train_params: Mapping,
+               optimizers: Optional[Mapping[str, torch.optim.Optimizer]] = None) -> Dict[str, float]:
+    """One iteration of the original training loop; returns the summed generator and
+    discriminator losses. ``source (B, C, 1, H, W)``, ``video (B, C, D, H, W)``.
+
+    ``optimizers`` (``optimizer_generator``, ``optimizer_discriminator``, ``optimizer_kp_detector``)
+    are stepped and zeroed as in the original; without them only the gradients are computed,
+    left on the parameters as the original's would be just before each optimizer step (the
+    discriminator's gradients cleared after the generator step).
+    """
+    optimizers = dict(optimizers or {})
+    detach_disc = train_params["detach_kp_discriminator"]
+    skip_disc_grads = discriminator.fast_path() if hasattr(discriminator, "fast_path") else False
+    with frozen(discriminator, skip_disc_grads):
+        losses, generated, kp_joined = generator_losses(kp_detector, generator, discriminator, source, video,
+                                                        train_params)
+        loss_g = sum(v.mean() for v in losses)
+    loss_g.backward(retain_graph=not detach_disc)
+    if "optimizer_generator" in optimizers:
+        optimizers["optimizer_generator"].step()
+        optimizers["optimizer_generator"].zero_grad()
+    if "optimizer_discriminator" in optimizers:
+        optimizers["optimizer_discriminator"].zero_grad()
+    else:
+        discriminator.zero_grad(set_to_none=True)
+    if detach_disc and "optimizer_kp_detector" in optimizers:
+        optimizers["optimizer_kp_detector"].step()
+        optimizers["optimizer_kp_detector"].zero_grad()
+
+    loss_d = sum(v.mean() for v in discriminator_losses(discriminator, video, kp_joined, generated, train_params))
+    loss_d.backward()
+    if "optimizer_discriminator" in optimizers:
+        optimizers["optimizer_discriminator"].step()
+        optimizers["optimizer_discriminator"].zero_grad()
+    if not detach_disc and "optimizer_kp_detector" in optimizers:
+        optimizers["optimizer_kp_detector"].step()
+        optimizers["optimizer_kp_detector"].zero_grad()
+    return {"generator": float(loss_g.detach()), "discriminator": float(loss_d.detach())}

@@ -1,0 +1,86 @@
+"""Shared pieces of the model tests: small configs, randomised weights, comparisons."""
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+import torch
+
+import fastmotion
+from fastmotion.models import build_models
+
+ORIGINAL_CONFIGS = os.environ.get("FASTMOTION_ORIGINAL_CONFIGS", os.path.join(
+    os.path.dirname(__file__), "..", "..", "..", "..", "shared", "data", "original-configs"))
+ORIGINAL_CONFIGS = os.path.normpath(ORIGINAL_CONFIGS)
+if not os.path.isdir(ORIGINAL_CONFIGS):
+    ORIGINAL_CONFIGS = "/work/shared/data/original-configs"
+
+
+def original_configs_dir():
+    """The folder of the original configs, or skip."""
+    if not os.path.isdir(ORIGINAL_CONFIGS):
+        pytest.skip(f"original configs not found at {ORIGINAL_CONFIGS} (set FASTMOTION_ORIGINAL_CONFIGS)")
+    return ORIGINAL_CONFIGS
+
+
+def small_config(name="shapes", **generator_overrides):
+    """A packaged config (default: shapes, 64x64, 4 keypoints) with optional generator overrides."""
+    config = copy.deepcopy(fastmotion.load_config(name))
+    config["model_params"]["generator_params"].update(generator_overrides)
+    return config
+
+
+def tiny_config(name="shapes", num_blocks=3, block_expansion=8, max_features=32):
+    """A config's structure (embeddings, scale factors, ...) with small hourglasses, for fast tests."""
+    config = copy.deepcopy(fastmotion.load_config(name))
+    mp = config["model_params"]
+    for params in (mp["kp_detector_params"], mp["generator_params"], mp["generator_params"]["dense_motion_params"],
+                   mp["discriminator_params"]):
+        params["block_expansion"] = block_expansion
+        params["max_features"] = max_features
+        params["num_blocks"] = num_blocks
+    mp["generator_params"]["num_refinement_blocks"] = 2
+    return config
+
+
+def randomize(*modules, seed=0):
+    """Random BatchNorm statistics / affine parameters and a non-zero dense-motion output conv, so
+    every part of the networks influences the outputs (fresh networks have trivial ones)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in modules:
+            for m in module.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) * 0.2 - 0.1)
+                    m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+                if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.modules.instancenorm._InstanceNorm)):
+                    if m.weight is not None:
+                        m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+                        m.bias.copy_(torch.rand(m.bias.shape, generator=gen) * 0.2 - 0.1)
+            dense = getattr(module, "dense_motion_module", None)
+            if dense is not None and hasattr(dense, "hourglass"):
+                w = dense.hourglass.decoder.conv.weight
+                w.copy_(torch.randn(w.shape, generator=gen) * 0.01)
+
+
+def build(config, backend=None, seed=0, dtype=torch.float32):
+    torch.manual_seed(seed)
+    models = build_models(config, backend=backend)
+    randomize(*models, seed=seed)
+    return [m.to(dtype) for m in models]
+
+
+def copy_weights(src_models, dst_models):
+    for s, d in zip(src_models, dst_models):
+        d.load_state_dict(s.state_dict())
+
+
+def max_err(a, b):
+    return (a.detach().double() - b.detach().double()).abs().max().item()
+
+
+def images(batch, size, frames=None, seed=0, dtype=torch.float32, channels=3):
+    gen = torch.Generator().manual_seed(seed)
+    shape = (batch, channels, size, size) if frames is None else (batch, channels, frames, size, size)
+    return torch.rand(shape, generator=gen, dtype=torch.float64).to(dtype)
