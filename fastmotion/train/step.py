@@ -7,6 +7,14 @@ backward. The original zeroes the discriminator's gradients between the two step
 gradients the generator loss sends into the discriminator's weights are never used; the fast
 path does not compute them, and scores the generated and the real video in one discriminator
 call (per-sample layers only: the same maps). Same resulting gradients, less work.
+
+When the keypoints are detached for the discriminator (every original config), the fast path
+also reuses the generator step's discriminator forward for the discriminator step: the
+discriminator's weights have not changed in between (the original steps only the generator and
+the keypoint detector there) and its layers are per-sample, so the original's second forward
+computes the same maps. The discriminator loss is back-propagated into the discriminator's
+weights only (``backward(inputs=...)``: nothing flows into the generator, exactly as the
+original's ``detach()`` ensures), the generator loss into the generator and detector only.
 """
 from __future__ import annotations
 
@@ -60,8 +68,10 @@ def _fused(discriminator) -> bool:
     return bool(getattr(discriminator, "fast_path", lambda: False)())
 
 
-def generator_losses(kp_detector, generator, discriminator, source, video, train_params: Mapping):
-    """The original ``GeneratorFullModel.forward``: ``(loss terms, generated, kp_joined)``."""
+def generator_losses(kp_detector, generator, discriminator, source, video, train_params: Mapping,
+                     return_maps: bool = False):
+    """The original ``GeneratorFullModel.forward``: ``(loss terms, generated, kp_joined)``
+    (and the discriminator's ``(maps_generated, maps_real)`` with ``return_maps``)."""
     kp_joined = kp_detector(torch.cat([source, video], dim=2))
     generated = generator(source, **split_kp(kp_joined, train_params["detach_kp_generator"]))
     kp_dict = split_kp(kp_joined, False)
@@ -69,6 +79,8 @@ def generator_losses(kp_detector, generator, discriminator, source, video, train
                                                   _fused(discriminator))
     generated.update(kp_dict)
     losses = generator_loss(maps_generated, maps_real, generated["video_deformed"], train_params["loss_weights"])
+    if return_maps:
+        return losses, generated, kp_joined, (maps_generated, maps_real)
     return losses, generated, kp_joined
 
 
@@ -92,8 +104,11 @@ def train_step(kp_detector, generator, discriminator, source, video, train_param
     """
     optimizers = dict(optimizers or {})
     detach_disc = train_params["detach_kp_discriminator"]
-    skip_disc_grads = discriminator.fast_path() if hasattr(discriminator, "fast_path") else False
-    with frozen(discriminator, skip_disc_grads):
+    fast = discriminator.fast_path() if hasattr(discriminator, "fast_path") else False
+    if fast and detach_disc:
+        return _train_step_shared_discriminator(kp_detector, generator, discriminator, source, video, train_params,
+                                                optimizers)
+    with frozen(discriminator, fast):
         losses, generated, kp_joined = generator_losses(kp_detector, generator, discriminator, source, video,
                                                         train_params)
         loss_g = sum(v.mean() for v in losses)
@@ -117,4 +132,33 @@ def train_step(kp_detector, generator, discriminator, source, video, train_param
     if not detach_disc and "optimizer_kp_detector" in optimizers:
         optimizers["optimizer_kp_detector"].step()
         optimizers["optimizer_kp_detector"].zero_grad()
+    return {"generator": float(loss_g.detach()), "discriminator": float(loss_d.detach())}
+
+
+def _trainable(*modules):
+    return [p for m in modules for p in m.parameters() if p.requires_grad]
+
+
+def _train_step_shared_discriminator(kp_detector, generator, discriminator, source, video, train_params, optimizers):
+    """The fast iteration with one discriminator forward for both steps (see the module doc)."""
+    losses, generated, kp_joined, maps = generator_losses(kp_detector, generator, discriminator, source, video,
+                                                          train_params, return_maps=True)
+    loss_g = sum(v.mean() for v in losses)
+    loss_d = sum(v.mean() for v in discriminator_loss(*maps, train_params["loss_weights"]))
+    disc_params = _trainable(discriminator)
+    if "optimizer_discriminator" in optimizers:
+        optimizers["optimizer_discriminator"].zero_grad()
+    else:
+        discriminator.zero_grad(set_to_none=True)
+    # Discriminator first, keeping the graph: its buffers are all still needed by the generator's
+    # backward, so the peak is the forward's, as in the original's generator step.
+    if disc_params:
+        loss_d.backward(inputs=disc_params, retain_graph=True)
+    gen_params = _trainable(kp_detector, generator)
+    if gen_params:
+        loss_g.backward(inputs=gen_params)
+    for name in ("optimizer_generator", "optimizer_kp_detector", "optimizer_discriminator"):
+        if name in optimizers:
+            optimizers[name].step()
+            optimizers[name].zero_grad()
     return {"generator": float(loss_g.detach()), "discriminator": float(loss_d.detach())}
