@@ -47,28 +47,3 @@ def batchnorm_relu_train(norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
     norm.num_batches_tracked.add_(1)
     momentum = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
     return _BatchNormReLU.apply(x, norm.weight, norm.bias, norm.running_mean, norm.running_var, momentum, norm.eps)
-
-
-class _AvgPool2x2(torch.autograd.Function):
-    """2x2 average pooling whose backward needs only the input's shape (autograd's keeps the
-    whole input): the gradient is the output gradient spread evenly over each 2x2 window."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.size = tuple(x.shape[-2:])
-        return torch.nn.functional.avg_pool2d(x, (2, 2))
-
-    @staticmethod
-    def backward(ctx, grad):
-        h, w = ctx.size
-        out = torch.nn.functional.interpolate(grad, scale_factor=(2, 2), mode="nearest").mul_(0.25)
-        if (h, w) != tuple(out.shape[-2:]):  # odd sizes: the last row / column was not pooled
-            out = torch.nn.functional.pad(out, (0, w - out.shape[-1], 0, h - out.shape[-2]))
-        return out  # in the layout of the incoming gradient (autograd accepts any)
-
-
-def avg_pool_2x2(x: torch.Tensor) -> torch.Tensor:
-    """``F.avg_pool2d(x, 2)`` that keeps nothing but the shape for the backward."""
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _AvgPool2x2.apply(x)
-    return torch.nn.functional.avg_pool2d(x, (2, 2))

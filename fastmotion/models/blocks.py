@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastmotion.models import batchnorm_relu as bn_relu
 from fastmotion.models import conv_fusion as cf
 from fastmotion.models.conv3d_layout import FrameConv2d, spatial_kernel
 from fastmotion.models.module_backend import BackendModule
+from fastmotion.models.resample2x import avg_pool_2x2, upsample_nearest_2x
 
 
 def _no_temporal(temporal: bool, what: str):
@@ -71,7 +71,7 @@ class UpBlock(BackendModule):
         training = cf.needs_grad(x, self.conv.weight) or not cf.foldable(self.norm)
         subpixel = cf.use_subpixel(self.conv, x, training)
         if not subpixel:
-            x = F.interpolate(x, scale_factor=(2, 2))
+            x = upsample_nearest_2x(x)
         return cf.fused_conv(self, "conv", self.conv, x, norm=self.norm, relu=True, subpixel=subpixel, lean_relu=True)
 
 
@@ -96,7 +96,7 @@ class DownBlock(BackendModule):
         x = x.contiguous(memory_format=torch.channels_last) if image else cf.fast_layout(x)
         out = cf.fused_conv(self, "conv", self.conv, x, norm=self.norm, relu=True, lean_relu=True)
         if tuple(self.pool.kernel_size) in ((2, 2), 2) and self.pool.stride in (None, (2, 2), 2):
-            out = bn_relu.avg_pool_2x2(out)
+            out = avg_pool_2x2(out)
         else:
             out = self.pool(out)
         return out.contiguous() if image else out

@@ -9,8 +9,9 @@
   with pre-packed weights and the ReLU / residual add fused in (``torch.ops.mkldnn``, the kernels
   torch.compile's CPU backend uses): no per-call weight reordering, one pass less per op.
 
-Training-side helpers live in :mod:`batchnorm_relu` (BN + ReLU and pooling that keep only their
-input) and :mod:`gemm_conv` (bottleneck 3x3 convolutions as one GEMM).
+Training-side helpers live in :mod:`batchnorm_relu` (BN + ReLU that keeps only its input),
+:mod:`resample2x` (2x up-sampling and pooling, fast on CPU; the pooling keeps only the input's
+shape) and :mod:`gemm_conv` (bottleneck 3x3 convolutions as one GEMM).
 
 All are the same math as the original up to float rounding (a different summation order).
 Weights derived for inference are cached and recomputed when a source tensor changes (its

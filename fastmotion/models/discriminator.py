@@ -14,6 +14,7 @@ from fastmotion.models import frames as fr
 from fastmotion.models.conv3d_layout import FrameConv2d
 from fastmotion.models.module_backend import BackendModule
 from fastmotion.models.movement_embedding import MovementEmbeddingModule
+from fastmotion.models.resample2x import avg_pool_2x2
 
 
 class VideoInstanceNorm(nn.InstanceNorm2d):
@@ -41,8 +42,9 @@ class DiscriminatorDownBlock(BackendModule):
         out = self.conv(x)
         if self.norm is not None:
             out = self.norm(out, frames_per_video)
-        out = F.leaky_relu(out, 0.2, inplace=self.fast_path())
-        return F.avg_pool2d(out, (2, 2))
+        if not self.fast_path():
+            return F.avg_pool2d(F.leaky_relu(out, 0.2), (2, 2))
+        return avg_pool_2x2(F.leaky_relu(out, 0.2, inplace=True))
 
 
 class Discriminator(BackendModule):

@@ -8,6 +8,7 @@ from torch import nn
 
 from fastmotion.models import batchnorm_relu as bnr
 from fastmotion.models import conv_fusion as cf
+from fastmotion.models import resample2x as rs
 from fastmotion.models.conv3d_layout import FrameConv2d
 
 
@@ -107,15 +108,51 @@ def test_batchnorm_relu_train_equals_module():
     assert not bnr.supported(randomized_bn(5).eval(), x)
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 6, 8), (2, 3, 7, 9)])
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_avg_pool_2x2(shape, channels_last):
-    x = torch.randn(shape, dtype=torch.float64)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    x.requires_grad_()
-    assert torch.allclose(bnr.avg_pool_2x2(x), F.avg_pool2d(x, 2))
-    assert torch.autograd.gradcheck(bnr.avg_pool_2x2, (x,))
+def _layout(x, layout):
+    if layout == "channels_last":
+        return x.contiguous(memory_format=torch.channels_last)
+    if layout == "strided":  # a channel slice, as the gradient of a concatenation arrives
+        return torch.cat([x, x], dim=1)[:, : x.shape[1]]
+    return x
+
+
+LAYOUTS = ["contiguous", "channels_last", "strided"]
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 6, 8), (2, 3, 7, 9), (1, 2, 1, 1), (2, 2, 3, 80)])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_avg_pool_2x2(shape, layout):
+    x = _layout(torch.randn(shape, dtype=torch.float64), layout).requires_grad_()
+    if min(shape[2:]) < 2:  # no 2x2 window fits: refused, as ATen refuses it
+        with pytest.raises(ValueError, match="at least 2x2"):
+            rs.avg_pool_2x2(x)
+        with pytest.raises(RuntimeError):
+            F.avg_pool2d(x, 2)
+        return
+    expected = F.avg_pool2d(x, 2)
+    assert torch.allclose(rs.avg_pool_2x2(x), expected, rtol=0, atol=1e-15)
+    assert torch.autograd.gradcheck(rs.avg_pool_2x2, (x,))
+    grad = _layout(torch.randn(expected.shape, dtype=torch.float64), layout)
+    assert torch.allclose(torch.autograd.grad(rs.avg_pool_2x2(x), x, grad)[0],
+                          torch.autograd.grad(F.avg_pool2d(x, 2), x, grad)[0], rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 6, 8), (2, 3, 7, 9), (1, 2, 1, 1), (1, 2, 5, 70)])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_upsample_nearest_2x(shape, layout):
+    x = _layout(torch.randn(shape, dtype=torch.float64), layout).requires_grad_()
+    expected = F.interpolate(x, scale_factor=(2, 2))
+    assert torch.equal(rs.upsample_nearest_2x(x), expected)
+    assert torch.autograd.gradcheck(rs.upsample_nearest_2x, (x,))
+    grad = _layout(torch.randn(expected.shape, dtype=torch.float64), layout)
+    assert torch.allclose(torch.autograd.grad(rs.upsample_nearest_2x(x), x, grad)[0],
+                          torch.autograd.grad(expected, x, grad)[0], rtol=0, atol=1e-15)
+
+
+def test_resample_2x_bad_input():
+    for fn in (rs.avg_pool_2x2, rs.upsample_nearest_2x):
+        with pytest.raises(ValueError, match="x must be"):
+            fn(torch.zeros(2, 3, 4))
 
 
 def test_gemm_conv3x3_equals_conv2d():
