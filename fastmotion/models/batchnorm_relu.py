@@ -4,11 +4,48 @@
 output (for ReLU's). This function keeps ``x`` and the batch statistics and recomputes the ReLU
 mask in the backward, so a conv -> BN -> ReLU -> pool / concat block holds one activation
 instead of two. Same math and the same running-statistics update as ``nn.BatchNorm2d``.
+
+On CPU (float32 / float64, NCHW or channels_last) the backward is one compiled kernel,
+``fastmotion::batchnorm_relu_backward`` (csrc/ops/cpu/batchnorm_relu.cpp): two passes over the
+gradient and the input instead of the composite's recomputed output, ReLU backward and ATen's
+BatchNorm backward. Elsewhere the composite below runs (it is also the kernel's test reference).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from fastmotion import _ext
+
+_KERNEL = "batchnorm_relu_backward"
+
+
+def _fake_backward(grad, x, weight, bias, mean, invstd):
+    return torch.empty_like(x), x.new_empty(x.shape[1]), x.new_empty(x.shape[1])
+
+
+if _ext.has_kernel(_KERNEL, "CPU"):
+    torch.library.register_fake(f"fastmotion::{_KERNEL}")(_fake_backward)
+
+
+def _kernel_layout(x: torch.Tensor):
+    """The memory format the CPU kernel takes for ``x``, or None where it does not apply."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not _ext.has_kernel(_KERNEL, "CPU"):
+        return None
+    if x.is_contiguous():
+        return torch.contiguous_format
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return None
+
+
+def batchnorm_relu_backward_composite(grad, x, weight, bias, mean, invstd, eps, output_mask):
+    """The backward in ATen ops: recompute the BN output for the ReLU mask, then BatchNorm's backward."""
+    shape = (1, -1, 1, 1)
+    scale = invstd if weight is None else invstd * weight
+    shift = -mean * scale if bias is None else bias - mean * scale
+    grad = torch.ops.aten.threshold_backward(grad, torch.addcmul(shift.view(shape), x, scale.view(shape)), 0)
+    return torch.ops.aten.native_batch_norm_backward(grad, x, weight, None, None, mean, invstd, True, eps, output_mask)
 
 
 class _BatchNormReLU(torch.autograd.Function):
@@ -23,16 +60,18 @@ class _BatchNormReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight, bias, mean, invstd = ctx.saved_tensors
-        shape = (1, -1, 1, 1)
-        scale = invstd if weight is None else invstd * weight
-        shift = -mean * scale if bias is None else bias - mean * scale
-        # ReLU's backward on the recomputed BatchNorm output.
-        grad = torch.ops.aten.threshold_backward(grad, torch.addcmul(shift.view(shape), x, scale.view(shape)), 0)
-        grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
-            grad, x, weight, None, None, mean, invstd, True, ctx.eps,
-            [ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[1],
-             bias is not None and ctx.needs_input_grad[2]])
-        return grad_x, grad_w, grad_b, None, None, None, None
+        need_w = weight is not None and ctx.needs_input_grad[1]
+        need_b = bias is not None and ctx.needs_input_grad[2]
+        layout = _kernel_layout(x)
+        if (layout is not None and not torch.is_grad_enabled()
+                and all(t is None or t.dtype == x.dtype for t in (weight, bias, mean, invstd))):
+            grad_x, grad_w, grad_b = torch.ops.fastmotion.batchnorm_relu_backward(
+                grad.contiguous(memory_format=layout), x, weight, bias, mean, invstd)
+        else:  # other devices and dtypes, and double backward (the composite is differentiable)
+            grad_x, grad_w, grad_b = batchnorm_relu_backward_composite(grad, x, weight, bias, mean, invstd, ctx.eps,
+                                                                       [ctx.needs_input_grad[0], need_w, need_b])
+        return (grad_x if ctx.needs_input_grad[0] else None, grad_w if need_w else None, grad_b if need_b else None,
+                None, None, None, None)
 
 
 def supported(norm: nn.Module, x: torch.Tensor) -> bool:

@@ -61,15 +61,22 @@ class _AvgPool2x2(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
         ctx.size = tuple(x.shape[-2:])
+        ctx.channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         return _pool(x)
 
     @staticmethod
     def backward(ctx, grad):
         h, w = ctx.size
-        out = _upsample(grad * 0.25)
+        small = grad * 0.25
+        if ctx.channels_last:
+            # Hand the gradient back in the input's layout (the layer below, BatchNorm + ReLU, reads
+            # it next to its saved input): converting the pooled-size gradient costs 1/4 of
+            # converting the full one there.
+            small = small.contiguous(memory_format=torch.channels_last)
+        out = _upsample(small)
         if (h, w) != tuple(out.shape[-2:]):  # odd sizes: the last row / column was not pooled
             out = F.pad(out, (0, w - out.shape[-1], 0, h - out.shape[-2]))
-        return out  # in the layout of the incoming gradient (autograd accepts any)
+        return out
 
 
 def _check(x: torch.Tensor, what: str):

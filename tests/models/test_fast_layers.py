@@ -108,6 +108,93 @@ def test_batchnorm_relu_train_equals_module():
     assert not bnr.supported(randomized_bn(5).eval(), x)
 
 
+def _kernel_or_skip():
+    from fastmotion import _ext
+    if not _ext.has_kernel("batchnorm_relu_backward", "CPU"):
+        pytest.skip("fastmotion._C (CPU kernels) not built")
+    return torch.ops.fastmotion.batchnorm_relu_backward
+
+
+def _bn_case(shape, dtype, affine, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    c = shape[1]
+    x = torch.randn(shape, generator=gen, dtype=dtype)
+    w = torch.rand(c, generator=gen, dtype=dtype) + 0.5 if affine else None
+    b = torch.randn(c, generator=gen, dtype=dtype) * 0.3 if affine else None
+    _, mean, invstd = torch.ops.aten.native_batch_norm(x, w, b, None, None, True, 0.1, 1e-5)
+    grad = torch.randn(shape, generator=gen, dtype=dtype)
+    return grad, x, w, b, mean, invstd
+
+
+def _autograd_reference(grad, x, w, b):
+    """Float64 autograd through relu(batch_norm(x)): independent of both backward implementations."""
+    x64 = x.detach().double().requires_grad_()
+    params = [p.detach().double().requires_grad_() for p in (w, b)] if w is not None else []
+    out = torch.relu(F.batch_norm(x64, None, None, *(params or [None, None]), training=True, eps=1e-5))
+    return torch.autograd.grad(out, [x64] + params, grad.double())
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 6, 7), (2, 3, 1, 1), (1, 70, 3, 2), (3, 2, 17, 9)])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_batchnorm_relu_backward_kernel(shape, layout, affine, dtype):
+    kernel = _kernel_or_skip()
+    grad, x, w, b, mean, invstd = _bn_case(shape, dtype, affine)
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    grad, x = grad.contiguous(memory_format=fmt), x.contiguous(memory_format=fmt)
+    gx, gw, gb = kernel(grad, x, w, b, mean, invstd)
+    assert gx.shape == x.shape and gx.is_contiguous(memory_format=fmt)
+    expected = _autograd_reference(grad, x, w, b)
+    tol = 1e-11 if dtype == torch.float64 else 2e-5
+    scale = max(float(e.abs().max()) for e in expected) + 1.0
+    assert (gx.double() - expected[0]).abs().max() <= tol * scale
+    if affine:
+        assert (gw.double() - expected[1]).abs().max() <= tol * scale
+        assert (gb.double() - expected[2]).abs().max() <= tol * scale
+    # the composite it replaces gives the same
+    comp = bnr.batchnorm_relu_backward_composite(grad, x, w, b, mean, invstd, 1e-5, [True, affine, affine])
+    assert (gx - comp[0]).abs().max() <= tol * scale
+
+
+def test_batchnorm_relu_backward_kernel_is_deterministic_and_strided_grad_ok():
+    _kernel_or_skip()
+    torch.manual_seed(0)
+    bn = randomized_bn(6, dtype=torch.float32).train()
+    x = torch.randn(3, 6, 20, 20).contiguous(memory_format=torch.channels_last).requires_grad_()
+    big = torch.randn(3, 12, 20, 20)
+    grads = []
+    for _ in range(2):
+        out = bnr.batchnorm_relu_train(bn, x)
+        grads.append(torch.autograd.grad(out, x, big[:, :6])[0])  # a channel slice, as from a concatenation
+    assert torch.equal(grads[0], grads[1])
+    expected = _autograd_reference(big[:, :6], x, bn.weight, bn.bias)[0]
+    assert (grads[0].double() - expected).abs().max() < 1e-4
+
+
+def test_batchnorm_relu_backward_kernel_bad_input():
+    kernel = _kernel_or_skip()
+    grad, x, w, b, mean, invstd = _bn_case((2, 3, 4, 4), torch.float32, True)
+    with pytest.raises(RuntimeError, match="x must be"):
+        kernel(grad[0], x[0], w, b, mean, invstd)
+    with pytest.raises(RuntimeError, match="grad must match x"):
+        kernel(grad.double(), x, w, b, mean, invstd)
+    with pytest.raises(RuntimeError, match="mean must be"):
+        kernel(grad, x, w, b, mean[:2], invstd)
+    with pytest.raises(RuntimeError, match="both be contiguous"):
+        kernel(grad.transpose(2, 3), x, w, b, mean, invstd)
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        kernel(grad.half(), x.half(), None, None, mean.half(), invstd.half())
+
+
+def test_batchnorm_relu_backward_opcheck():
+    kernel = _kernel_or_skip()
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        grad, x, w, b, mean, invstd = _bn_case((2, 4, 5, 3), torch.float32, True)
+        torch.library.opcheck(kernel, (grad.contiguous(memory_format=fmt), x.contiguous(memory_format=fmt),
+                                       w, b, mean, invstd))
+
+
 def _layout(x, layout):
     if layout == "channels_last":
         return x.contiguous(memory_format=torch.channels_last)

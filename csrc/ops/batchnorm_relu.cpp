@@ -1,0 +1,46 @@
+// Schema of the training-mode BatchNorm + ReLU backward (fastmotion.models.batchnorm_relu).
+//
+// batchnorm_relu_backward(grad (N,C,H,W), x (N,C,H,W), weight (C)?, bias (C)?, mean (C), invstd (C))
+//     -> (grad_x (N,C,H,W), grad_weight (C), grad_bias (C))
+// The gradient of relu(batch_norm(x)) with batch statistics mean / invstd (those
+// aten::native_batch_norm returned): the ReLU mask is recomputed from x, nothing else is kept.
+// x and grad share one memory layout (NCHW-contiguous or channels_last); grad_weight and
+// grad_bias are computed whether or not the norm is affine (the caller drops what it needs not).
+#include "ops/batchnorm_relu.h"
+
+#include <torch/library.h>
+
+namespace fastmotion {
+
+void check_batchnorm_relu_backward(const at::Tensor& grad, const at::Tensor& x, const c10::optional<at::Tensor>& weight,
+                                   const c10::optional<at::Tensor>& bias, const at::Tensor& mean,
+                                   const at::Tensor& invstd) {
+  TORCH_CHECK(x.dim() == 4, "batchnorm_relu_backward: x must be (N, C, H, W), got ", x.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "batchnorm_relu_backward: x must be float32 or float64, got ", x.scalar_type());
+  TORCH_CHECK(grad.sizes() == x.sizes() && grad.scalar_type() == x.scalar_type(),
+              "batchnorm_relu_backward: grad must match x (", x.sizes(), ", ", x.scalar_type(), "), got ",
+              grad.sizes(), ", ", grad.scalar_type());
+  const int64_t c = x.size(1);
+  auto check_channel = [&](const at::Tensor& t, const char* name) {
+    TORCH_CHECK(t.dim() == 1 && t.size(0) == c && t.scalar_type() == x.scalar_type() && t.is_contiguous(),
+                "batchnorm_relu_backward: ", name, " must be a contiguous (C=", c, ") ", x.scalar_type(),
+                " tensor, got ", t.sizes(), ", ", t.scalar_type());
+  };
+  check_channel(mean, "mean");
+  check_channel(invstd, "invstd");
+  if (weight.has_value()) check_channel(*weight, "weight");
+  if (bias.has_value()) check_channel(*bias, "bias");
+  const bool nchw = x.is_contiguous() && grad.is_contiguous();
+  const bool nhwc = x.is_contiguous(at::MemoryFormat::ChannelsLast) && grad.is_contiguous(at::MemoryFormat::ChannelsLast);
+  TORCH_CHECK(nchw || nhwc,
+              "batchnorm_relu_backward: x and grad must both be contiguous or both channels_last contiguous");
+}
+
+}  // namespace fastmotion
+
+TORCH_LIBRARY_FRAGMENT(fastmotion, m) {
+  m.def(
+      "batchnorm_relu_backward(Tensor grad, Tensor x, Tensor? weight, Tensor? bias, Tensor mean, Tensor invstd) "
+      "-> (Tensor, Tensor, Tensor)");
+}

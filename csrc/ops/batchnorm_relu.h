@@ -1,0 +1,15 @@
+// Argument checks of batchnorm_relu_backward (the training BatchNorm + ReLU of the models' fast
+// path); the CPU kernel calls them.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+namespace fastmotion {
+
+// x (N, C, H, W) float32/float64; grad like x, in the same layout (both NCHW-contiguous or both
+// channels_last); weight, bias (optional), mean, invstd contiguous (C) in x's dtype.
+void check_batchnorm_relu_backward(const at::Tensor& grad, const at::Tensor& x, const c10::optional<at::Tensor>& weight,
+                                   const c10::optional<at::Tensor>& bias, const at::Tensor& mean,
+                                   const at::Tensor& invstd);
+
+}  // namespace fastmotion
