@@ -39,6 +39,12 @@ def _kernel_layout(x: torch.Tensor):
     return None
 
 
+def has_fast_backward(x: torch.Tensor) -> bool:
+    """Whether the backward of ``x``'s BatchNorm + ReLU runs as the compiled kernel (then this
+    function beats autograd's BatchNorm-then-ReLU even where autograd keeps no more memory)."""
+    return _kernel_layout(x) is not None
+
+
 def batchnorm_relu_backward_composite(grad, x, weight, bias, mean, invstd, eps, output_mask):
     """The backward in ATen ops: recompute the BN output for the ReLU mask, then BatchNorm's backward."""
     shape = (1, -1, 1, 1)

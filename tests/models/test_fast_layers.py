@@ -253,3 +253,48 @@ def test_gemm_conv3x3_equals_conv2d():
     assert torch.autograd.gradcheck(gemm_conv3x3, (x, w, None))
     conv = nn.Conv2d(512, 8, 3, padding=1)
     assert applies(conv, torch.zeros(2, 512, 4, 4)) and not applies(conv, torch.zeros(2, 512, 8, 8))
+
+
+def _resample_kernel_or_skip():
+    from fastmotion import _ext
+    if not _ext.has_kernel("upsample2x_nearest", "CPU"):
+        pytest.skip("fastmotion._C (CPU kernels) not built")
+    return torch.ops.fastmotion.upsample2x_nearest
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 2, 1, 1), (2, 70, 3, 4)])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_upsample2x_nearest_kernel(shape, layout, dtype):
+    kernel = _resample_kernel_or_skip()
+    x = _layout(torch.randn(shape, dtype=torch.float64), layout).to(dtype)
+    h, w = shape[2:]
+    got = kernel(x, 2 * h, 2 * w, 1.0)
+    assert torch.equal(got, F.interpolate(x.double(), scale_factor=(2, 2)).to(dtype))
+    if not x.is_contiguous() or layout == "contiguous":  # (a 1x1 map is both layouts at once)
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        assert got.is_contiguous(memory_format=fmt)
+    # the 2x2 average pooling's backward, odd sizes included: against autograd of F.avg_pool2d in float64
+    for extra_h, extra_w in [(0, 0), (1, 0), (0, 1), (1, 1)]:
+        pooled_input = torch.zeros((shape[0], shape[1], 2 * h + extra_h, 2 * w + extra_w), dtype=torch.float64,
+                                   requires_grad=True)
+        expected = torch.autograd.grad(F.avg_pool2d(pooled_input, 2), pooled_input, x.double())[0]
+        got = kernel(x, 2 * h + extra_h, 2 * w + extra_w, 0.25)
+        assert torch.equal(got.double(), expected.to(dtype).double())
+
+
+def test_upsample2x_nearest_kernel_bad_input_and_opcheck():
+    kernel = _resample_kernel_or_skip()
+    x = torch.randn(2, 3, 4, 5)
+    with pytest.raises(RuntimeError, match="input must be \\(N, C, H, W\\)"):
+        kernel(x[0], 8, 10, 1.0)
+    with pytest.raises(RuntimeError, match="out_h must be 8 or 9"):
+        kernel(x, 7, 10, 1.0)
+    with pytest.raises(RuntimeError, match="out_w must be 10 or 11"):
+        kernel(x, 8, 12, 1.0)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        kernel(x.transpose(2, 3), 10, 8, 1.0)
+    with pytest.raises(RuntimeError, match="floating"):
+        kernel(x.int(), 8, 10, 1.0)
+    for t in (x, x.contiguous(memory_format=torch.channels_last)):
+        torch.library.opcheck(kernel, (t, 9, 10, 0.25))
