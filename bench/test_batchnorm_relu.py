@@ -1,9 +1,11 @@
-"""The training BatchNorm + ReLU backward of the models' fast path (CPU): the compiled kernel
-``fastmotion::batchnorm_relu_backward`` against the composite it replaces (recomputed BN output,
-ReLU backward, ATen's BatchNorm backward), at the activation shapes of the taichi training step.
+"""The training BatchNorm + ReLU of the models' fast path (CPU), at the activation shapes of the
+taichi training step: the compiled kernels ``fastmotion::batchnorm_relu_forward`` / ``_backward``
+against what they replace (forward: ATen's batch norm then an in-place ReLU; backward: the
+composite of recomputed BN output, ReLU backward and ATen's BatchNorm backward).
 
-Bytes that must move (float32): read the gradient and the input twice (the reduction pass and the
-output pass), write the input gradient: 5 * N*C*H*W * 4.
+Bytes that must move (float32): forward, read the input twice (statistics, output) and write the
+output: 3 * N*C*H*W * 4; backward, read the gradient and the input twice (sums, output) and
+write the input gradient: 5 * N*C*H*W * 4.
 """
 import pytest
 import torch
@@ -36,4 +38,27 @@ def test_batchnorm_relu_backward(benchmark, shape, layout, provider):
             return batchnorm_relu_backward_composite(grad, x, w, b, mean, invstd, 1e-5, [True, True, True])
     benchmark.group = f"batchnorm_relu backward {'x'.join(map(str, shape))} {layout} cpu"
     harness.run(benchmark, call, "cpu", 5 * x.numel() * x.element_size(), provider=provider, shape=list(shape),
+                layout=layout, threads=torch.get_num_threads())
+
+
+@pytest.mark.parametrize("provider", ["aten", "cpu"])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_batchnorm_relu_forward(benchmark, shape, layout, provider):
+    if provider == "cpu" and not _ext.has_kernel("batchnorm_relu_forward", "CPU"):
+        pytest.skip("fastmotion._C (CPU kernels) not built")
+    gen = torch.Generator().manual_seed(0)
+    c = shape[1]
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = torch.randn(shape, generator=gen).contiguous(memory_format=fmt)
+    w, b = torch.rand(c, generator=gen) + 0.5, torch.randn(c, generator=gen) * 0.1
+    running_mean, running_var = torch.zeros(c), torch.ones(c)
+    if provider == "cpu":
+        def call():
+            return torch.ops.fastmotion.batchnorm_relu_forward(x, w, b, 1e-5)
+    else:
+        def call():
+            return torch.ops.aten.native_batch_norm(x, w, b, running_mean, running_var, True, 0.1, 1e-5)[0].relu_()
+    benchmark.group = f"batchnorm_relu forward {'x'.join(map(str, shape))} {layout} cpu"
+    harness.run(benchmark, call, "cpu", 3 * x.numel() * x.element_size(), provider=provider, shape=list(shape),
                 layout=layout, threads=torch.get_num_threads())

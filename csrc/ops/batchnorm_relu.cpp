@@ -1,5 +1,8 @@
-// Schema of the training-mode BatchNorm + ReLU backward (fastmotion.models.batchnorm_relu).
+// Schema of the training-mode BatchNorm + ReLU (fastmotion.models.batchnorm_relu).
 //
+// batchnorm_relu_forward(x (N,C,H,W), weight (C)?, bias (C)?, eps)
+//     -> (out = relu(batch_norm(x)) in x's layout, mean (C), invstd (C), var (C), the biased batch
+//        variance, from which the caller updates the running statistics)
 // batchnorm_relu_backward(grad (N,C,H,W), x (N,C,H,W), weight (C)?, bias (C)?, mean (C), invstd (C))
 //     -> (grad_x (N,C,H,W), grad_weight (C), grad_bias (C))
 // The gradient of relu(batch_norm(x)) with batch statistics mean / invstd (those
@@ -11,6 +14,24 @@
 #include <torch/library.h>
 
 namespace fastmotion {
+
+void check_batchnorm_relu_forward(const at::Tensor& x, const c10::optional<at::Tensor>& weight,
+                                  const c10::optional<at::Tensor>& bias) {
+  TORCH_CHECK(x.dim() == 4, "batchnorm_relu_forward: x must be (N, C, H, W), got ", x.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "batchnorm_relu_forward: x must be float32 or float64, got ", x.scalar_type());
+  TORCH_CHECK(x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "batchnorm_relu_forward: x must be contiguous or channels_last contiguous");
+  TORCH_CHECK(x.size(0) * x.size(2) * x.size(3) > 0, "batchnorm_relu_forward: x has no values per channel");
+  for (const auto* t : {&weight, &bias}) {
+    if (t->has_value()) {
+      TORCH_CHECK((*t)->dim() == 1 && (*t)->size(0) == x.size(1) && (*t)->scalar_type() == x.scalar_type() &&
+                      (*t)->is_contiguous(),
+                  "batchnorm_relu_forward: ", t == &weight ? "weight" : "bias", " must be a contiguous (C=",
+                  x.size(1), ") ", x.scalar_type(), " tensor, got ", (*t)->sizes(), ", ", (*t)->scalar_type());
+    }
+  }
+}
 
 void check_batchnorm_relu_backward(const at::Tensor& grad, const at::Tensor& x, const c10::optional<at::Tensor>& weight,
                                    const c10::optional<at::Tensor>& bias, const at::Tensor& mean,
@@ -40,6 +61,7 @@ void check_batchnorm_relu_backward(const at::Tensor& grad, const at::Tensor& x, 
 }  // namespace fastmotion
 
 TORCH_LIBRARY_FRAGMENT(fastmotion, m) {
+  m.def("batchnorm_relu_forward(Tensor x, Tensor? weight, Tensor? bias, float eps) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "batchnorm_relu_backward(Tensor grad, Tensor x, Tensor? weight, Tensor? bias, Tensor mean, Tensor invstd) "
       "-> (Tensor, Tensor, Tensor)");

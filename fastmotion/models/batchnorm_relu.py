@@ -5,10 +5,11 @@ output (for ReLU's). This function keeps ``x`` and the batch statistics and reco
 mask in the backward, so a conv -> BN -> ReLU -> pool / concat block holds one activation
 instead of two. Same math and the same running-statistics update as ``nn.BatchNorm2d``.
 
-On CPU (float32 / float64, NCHW or channels_last) the backward is one compiled kernel,
-``fastmotion::batchnorm_relu_backward`` (csrc/ops/cpu/batchnorm_relu.cpp): two passes over the
-gradient and the input instead of the composite's recomputed output, ReLU backward and ATen's
-BatchNorm backward. Elsewhere the composite below runs (it is also the kernel's test reference).
+On CPU (float32 / float64, NCHW or channels_last) forward and backward are compiled kernels,
+``fastmotion::batchnorm_relu_forward`` / ``_backward`` (csrc/ops/cpu/batchnorm_relu.cpp): two
+passes each (statistics, output; sums, input gradient) instead of ATen's four for BatchNorm then
+ReLU and the composite's recomputed output, ReLU backward and ATen's BatchNorm backward.
+Elsewhere ATen's BatchNorm and the composite below run (they are also the kernels' references).
 """
 from __future__ import annotations
 
@@ -20,11 +21,17 @@ from fastmotion import _ext
 _KERNEL = "batchnorm_relu_backward"
 
 
+def _fake_forward(x, weight, bias, eps):
+    c = x.shape[1]
+    return torch.empty_like(x), x.new_empty(c), x.new_empty(c), x.new_empty(c)
+
+
 def _fake_backward(grad, x, weight, bias, mean, invstd):
     return torch.empty_like(x), x.new_empty(x.shape[1]), x.new_empty(x.shape[1])
 
 
 if _ext.has_kernel(_KERNEL, "CPU"):
+    torch.library.register_fake("fastmotion::batchnorm_relu_forward")(_fake_forward)
     torch.library.register_fake(f"fastmotion::{_KERNEL}")(_fake_backward)
 
 
@@ -57,11 +64,20 @@ def batchnorm_relu_backward_composite(grad, x, weight, bias, mean, invstd, eps, 
 class _BatchNormReLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
-        out, mean, invstd = torch.ops.aten.native_batch_norm(x, weight, bias, running_mean, running_var, True,
-                                                              momentum, eps)
+        if _kernel_layout(x) is not None and all(t is None or t.dtype == x.dtype for t in (weight, bias)):
+            out, mean, invstd, var = torch.ops.fastmotion.batchnorm_relu_forward(x, weight, bias, eps)
+            # The running statistics as aten::native_batch_norm updates them (unbiased variance).
+            count = x.numel() // x.shape[1]
+            running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
+            unbiased = var * (count / (count - 1)) if count > 1 else var
+            running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+        else:
+            out, mean, invstd = torch.ops.aten.native_batch_norm(x, weight, bias, running_mean, running_var, True,
+                                                                  momentum, eps)
+            out = out.relu_()
         ctx.save_for_backward(x, weight, bias, mean, invstd)
         ctx.eps = eps
-        return out.relu_()
+        return out
 
     @staticmethod
     def backward(ctx, grad):

@@ -298,3 +298,54 @@ def test_upsample2x_nearest_kernel_bad_input_and_opcheck():
         kernel(x.int(), 8, 10, 1.0)
     for t in (x, x.contiguous(memory_format=torch.channels_last)):
         torch.library.opcheck(kernel, (t, 9, 10, 0.25))
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 6, 7), (2, 3, 1, 1), (1, 70, 3, 2), (3, 2, 17, 9)])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_batchnorm_relu_forward_kernel(shape, layout, affine, dtype):
+    _kernel_or_skip()
+    kernel = torch.ops.fastmotion.batchnorm_relu_forward
+    _, x, w, b, _, _ = _bn_case(shape, dtype, affine, seed=1)
+    x = _layout(x, layout)
+    out, mean, invstd, var = kernel(x, w, b, 1e-5)
+    x64 = x.double()
+    mean64 = x64.mean((0, 2, 3))
+    var64 = x64.var((0, 2, 3), unbiased=False)
+    expected = torch.relu(F.batch_norm(x64, None, None, None if w is None else w.double(),
+                                       None if b is None else b.double(), training=True, eps=1e-5))
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    assert (out.double() - expected).abs().max() <= tol * (1 + expected.abs().max())
+    assert (mean.double() - mean64).abs().max() <= tol * (1 + mean64.abs().max())
+    assert (var.double() - var64).abs().max() <= tol * (1 + var64.abs().max())
+    assert torch.allclose(invstd.double(), (var64 + 1e-5).rsqrt(), rtol=tol * 10, atol=0)
+    if not x.is_contiguous():
+        assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_batchnorm_relu_forward_kernel_statistics_far_from_zero():
+    """float32 activations with |mean| >> std: the variance must not cancel away."""
+    _kernel_or_skip()
+    gen = torch.Generator().manual_seed(2)
+    x = 1000.0 + 0.01 * torch.randn(8, 3, 16, 16, generator=gen)
+    _, mean, _, var = torch.ops.fastmotion.batchnorm_relu_forward(x, None, None, 1e-5)
+    var64 = x.double().var((0, 2, 3), unbiased=False)
+    assert torch.allclose(var.double(), var64, rtol=1e-3)
+    assert torch.allclose(mean.double(), x.double().mean((0, 2, 3)), rtol=1e-7)
+
+
+def test_batchnorm_relu_forward_kernel_bad_input_and_opcheck():
+    _kernel_or_skip()
+    kernel = torch.ops.fastmotion.batchnorm_relu_forward
+    x = torch.randn(2, 3, 4, 5)
+    with pytest.raises(RuntimeError, match="x must be \\(N, C, H, W\\)"):
+        kernel(x[0], None, None, 1e-5)
+    with pytest.raises(RuntimeError, match="weight must be"):
+        kernel(x, torch.ones(4), None, 1e-5)
+    with pytest.raises(RuntimeError, match="no values per channel"):
+        kernel(x[:0], None, None, 1e-5)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        kernel(x.transpose(2, 3), None, None, 1e-5)
+    for t in (x, x.contiguous(memory_format=torch.channels_last)):
+        torch.library.opcheck(kernel, (t, torch.rand(3) + 0.5, torch.randn(3), 1e-5))

@@ -1,5 +1,11 @@
-// CPU kernel of batchnorm_relu_backward: the gradient of relu(batch_norm(x)) (training mode) in
-// two passes over (grad, x), where the composite (recompute the BN output, ReLU backward, ATen's
+// CPU kernels of the training-mode BatchNorm + ReLU.
+//
+// Forward: one pass for the batch statistics (sums of x - pivot and its square, the pivot being
+// the channel's first value, so the variance does not cancel catastrophically), one pass writing
+// max(0, shift + x * scale). ATen takes two passes for the statistics, one for the output and a
+// fourth for the ReLU.
+//
+// Backward: the gradient of relu(batch_norm(x)) in two passes over (grad, x), where the composite (recompute the BN output, ReLU backward, ATen's
 // BatchNorm backward: its reduction and its output pass) streams ten tensors through memory.
 //
 //   scale = invstd * weight, shift = bias - mean * scale   (per channel)
@@ -16,6 +22,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <cmath>
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
@@ -32,6 +39,53 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kRowChunks = 64;  // channels_last pass 1: fixed chunking (deterministic sums)
+
+template <typename T>
+FASTMOTION_INLINE void moments_plane(const T* __restrict x, int64_t n, T pivot, double* out) {
+  T s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+  for (int64_t i = 0; i < n; ++i) {
+    const T d = x[i] - pivot;
+    s1 += d;
+    s2 += d * d;
+  }
+  out[0] = s1;
+  out[1] = s2;
+}
+
+// The ReLU as a select that keeps NaN (as torch.relu does).
+template <typename T>
+FASTMOTION_INLINE T relu_of(T y) {
+  return y < T(0) ? T(0) : y;
+}
+
+template <typename T>
+FASTMOTION_INLINE void apply_plane(const T* __restrict x, T* __restrict out, int64_t n, T scale, T shift) {
+  for (int64_t i = 0; i < n; ++i) out[i] = relu_of<T>(shift + x[i] * scale);
+}
+
+template <typename T>
+FASTMOTION_INLINE void moments_rows(const T* __restrict x, int64_t rows, int64_t C, const T* __restrict pivot,
+                                    T* __restrict s1, T* __restrict s2) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const T d = xr[c] - pivot[c];
+      s1[c] += d;
+      s2[c] += d * d;
+    }
+  }
+}
+
+template <typename T>
+FASTMOTION_INLINE void apply_rows(const T* __restrict x, T* __restrict out, int64_t rows, int64_t C,
+                                  const T* __restrict scale, const T* __restrict shift) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * C;
+    T* o = out + r * C;
+    for (int64_t c = 0; c < C; ++c) o[c] = relu_of<T>(shift[c] + xr[c] * scale[c]);
+  }
+}
 
 template <typename T>
 FASTMOTION_INLINE void reduce_plane(const T* __restrict g, const T* __restrict x, int64_t n, T scale, T shift, T mean,
@@ -92,6 +146,98 @@ FASTMOTION_INLINE void write_rows(const T* __restrict g, const T* __restrict x, 
 }
 
 }  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_forward_cpu(
+    const at::Tensor& x, const c10::optional<at::Tensor>& weight, const c10::optional<at::Tensor>& bias, double eps) {
+  check_batchnorm_relu_forward(x, weight, bias);
+  TORCH_CHECK(x.device().is_cpu(), "batchnorm_relu_forward_cpu: x must be on the CPU");
+  const bool channels_last = !x.is_contiguous();
+  const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
+  const int64_t M = N * HW;
+  at::Tensor out = at::empty_like(x);  // keeps x's layout
+  at::Tensor mean = at::empty({C}, x.options()), invstd = at::empty({C}, x.options()), var = at::empty({C}, x.options());
+  if (C == 0) return {out, mean, invstd, var};
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batchnorm_relu_forward_cpu", [&] {
+    using T = scalar_t;
+    const T* xp = x.const_data_ptr<T>();
+    const T* wp = weight.has_value() ? weight->const_data_ptr<T>() : nullptr;
+    const T* bp = bias.has_value() ? bias->const_data_ptr<T>() : nullptr;
+    std::vector<T> pivot(C), scale(C), shift(C);
+    for (int64_t c = 0; c < C; ++c) pivot[c] = channels_last ? xp[c] : xp[c * HW];
+
+    // Pass 1: sums of (x - pivot) and (x - pivot)^2 per channel, in double, in a fixed order.
+    std::vector<double> s1(C, 0.0), s2(C, 0.0);
+    if (!channels_last) {
+      std::vector<double> part(N * C * 2);
+      at::parallel_for(0, N * C, grain_for(HW), [&](int64_t begin, int64_t end) {
+        run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
+          for (int64_t t = begin; t < end; ++t) {
+            moments_plane<T>(xp + t * HW, HW, pivot[t % C], part.data() + 2 * t);
+          }
+        });
+      });
+      for (int64_t n = 0; n < N; ++n) {
+        for (int64_t c = 0; c < C; ++c) {
+          s1[c] += part[2 * (n * C + c)];
+          s2[c] += part[2 * (n * C + c) + 1];
+        }
+      }
+    } else {
+      const int64_t chunks = std::min(M, kRowChunks);
+      const int64_t per = (M + chunks - 1) / chunks;
+      std::vector<T> part(chunks * 2 * C, T(0));
+      at::parallel_for(0, chunks, grain_for(per * C), [&](int64_t begin, int64_t end) {
+        run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
+          for (int64_t k = begin; k < end; ++k) {
+            const int64_t r0 = std::min(M, k * per), r1 = std::min(M, r0 + per);
+            T* sp = part.data() + k * 2 * C;
+            moments_rows<T>(xp + r0 * C, r1 - r0, C, pivot.data(), sp, sp + C);
+          }
+        });
+      });
+      for (int64_t k = 0; k < chunks; ++k) {
+        for (int64_t c = 0; c < C; ++c) {
+          s1[c] += part[k * 2 * C + c];
+          s2[c] += part[k * 2 * C + C + c];
+        }
+      }
+    }
+
+    T* mp = mean.mutable_data_ptr<T>();
+    T* ip = invstd.mutable_data_ptr<T>();
+    T* vp = var.mutable_data_ptr<T>();
+    for (int64_t c = 0; c < C; ++c) {
+      const double d = s1[c] / double(M);
+      const double v = std::max(s2[c] / double(M) - d * d, 0.0);
+      mp[c] = static_cast<T>(double(pivot[c]) + d);
+      vp[c] = static_cast<T>(v);
+      ip[c] = static_cast<T>(1.0 / std::sqrt(v + eps));
+      scale[c] = wp ? ip[c] * wp[c] : ip[c];  // as the backward recomputes them (same rounding)
+      shift[c] = (bp ? bp[c] : T(0)) - mp[c] * scale[c];
+    }
+
+    // Pass 2: the output.
+    T* op = out.mutable_data_ptr<T>();
+    if (!channels_last) {
+      at::parallel_for(0, N * C, grain_for(HW), [&](int64_t begin, int64_t end) {
+        run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
+          for (int64_t t = begin; t < end; ++t) {
+            const int64_t c = t % C;
+            apply_plane<T>(xp + t * HW, op + t * HW, HW, scale[c], shift[c]);
+          }
+        });
+      });
+    } else {
+      at::parallel_for(0, M, grain_for(C), [&](int64_t begin, int64_t end) {
+        run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
+          apply_rows<T>(xp + begin * C, op + begin * C, end - begin, C, scale.data(), shift.data());
+        });
+      });
+    }
+  });
+  return {out, mean, invstd, var};
+}
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
                                                                            const c10::optional<at::Tensor>& weight,
@@ -199,5 +345,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_backward_cpu(const
 }  // namespace fastmotion
 
 TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
+  m.impl("batchnorm_relu_forward", &fastmotion::cpu::batchnorm_relu_forward_cpu);
   m.impl("batchnorm_relu_backward", &fastmotion::cpu::batchnorm_relu_backward_cpu);
 }
