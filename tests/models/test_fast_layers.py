@@ -349,3 +349,13 @@ def test_batchnorm_relu_forward_kernel_bad_input_and_opcheck():
         kernel(x.transpose(2, 3), None, None, 1e-5)
     for t in (x, x.contiguous(memory_format=torch.channels_last)):
         torch.library.opcheck(kernel, (t, torch.rand(3) + 0.5, torch.randn(3), 1e-5))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_batchnorm_relu_train_gradcheck(layout):
+    """Forward and backward kernels (CPU float64) together, against finite differences."""
+    bn = randomized_bn(3).train()
+    x = _layout(torch.randn(2, 3, 4, 5, dtype=torch.float64), layout).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, w, b: bnr._BatchNormReLU.apply(x, w, b, bn.running_mean.clone(),
+                                                                             bn.running_var.clone(), 0.1, 1e-5),
+                                    (x, bn.weight, bn.bias))
