@@ -7,7 +7,8 @@
 //     -> (grad_x (N,C,H,W), grad_weight (C), grad_bias (C))
 // The gradient of relu(batch_norm(x)) with batch statistics mean / invstd (those
 // aten::native_batch_norm returned): the ReLU mask is recomputed from x, nothing else is kept.
-// x and grad share one memory layout (NCHW-contiguous or channels_last); grad_weight and
+// x and grad share one memory layout (NCHW-contiguous, grad with contiguous (H, W) planes at any
+// sample / channel strides, or both channels_last-contiguous); grad_weight and
 // grad_bias are computed whether or not the norm is affine (the caller drops what it needs not).
 #include "ops/batchnorm_relu.h"
 
@@ -52,10 +53,13 @@ void check_batchnorm_relu_backward(const at::Tensor& grad, const at::Tensor& x, 
   check_channel(invstd, "invstd");
   if (weight.has_value()) check_channel(*weight, "weight");
   if (bias.has_value()) check_channel(*bias, "bias");
-  const bool nchw = x.is_contiguous() && grad.is_contiguous();
+  // NCHW: grad only needs contiguous (H, W) planes (a channel slice of a concatenation's gradient).
+  const bool planes = grad.stride(3) == 1 && grad.stride(2) == grad.size(3);
+  const bool nchw = x.is_contiguous() && (grad.is_contiguous() || planes);
   const bool nhwc = x.is_contiguous(at::MemoryFormat::ChannelsLast) && grad.is_contiguous(at::MemoryFormat::ChannelsLast);
   TORCH_CHECK(nchw || nhwc,
-              "batchnorm_relu_backward: x and grad must both be contiguous or both channels_last contiguous");
+              "batchnorm_relu_backward: x and grad must both be contiguous (grad: contiguous (H, W) planes) or both "
+              "channels_last contiguous");
 }
 
 }  // namespace fastmotion

@@ -11,8 +11,8 @@ namespace fastmotion {
 void check_batchnorm_relu_forward(const at::Tensor& x, const c10::optional<at::Tensor>& weight,
                                   const c10::optional<at::Tensor>& bias);
 
-// x (N, C, H, W) float32/float64; grad like x, in the same layout (both NCHW-contiguous or both
-// channels_last); weight, bias (optional), mean, invstd contiguous (C) in x's dtype.
+// x (N, C, H, W) float32/float64; grad like x, in the same layout (x NCHW-contiguous and grad
+// with contiguous (H, W) planes, or both channels_last-contiguous); weight, bias (optional), mean, invstd contiguous (C) in x's dtype.
 void check_batchnorm_relu_backward(const at::Tensor& grad, const at::Tensor& x, const c10::optional<at::Tensor>& weight,
                                    const c10::optional<at::Tensor>& bias, const at::Tensor& mean,
                                    const at::Tensor& invstd);

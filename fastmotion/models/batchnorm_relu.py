@@ -87,8 +87,9 @@ class _BatchNormReLU(torch.autograd.Function):
         layout = _kernel_layout(x)
         if (layout is not None and not torch.is_grad_enabled()
                 and all(t is None or t.dtype == x.dtype for t in (weight, bias, mean, invstd))):
+            planes = layout == torch.contiguous_format and grad.stride(3) == 1 and grad.stride(2) == grad.shape[3]
             grad_x, grad_w, grad_b = torch.ops.fastmotion.batchnorm_relu_backward(
-                grad.contiguous(memory_format=layout), x, weight, bias, mean, invstd)
+                grad if planes else grad.contiguous(memory_format=layout), x, weight, bias, mean, invstd)
         else:  # other devices and dtypes, and double backward (the composite is differentiable)
             grad_x, grad_w, grad_b = batchnorm_relu_backward_composite(grad, x, weight, bias, mean, invstd, ctx.eps,
                                                                        [ctx.needs_input_grad[0], need_w, need_b])

@@ -172,6 +172,19 @@ def test_batchnorm_relu_backward_kernel_is_deterministic_and_strided_grad_ok():
     assert (grads[0].double() - expected).abs().max() < 1e-4
 
 
+def test_batchnorm_relu_backward_kernel_takes_channel_sliced_grad():
+    """NCHW: a gradient with contiguous (H, W) planes at other strides (a slice of a concatenation's
+    gradient) is read in place, with the same result as its contiguous copy."""
+    kernel = _kernel_or_skip()
+    grad, x, w, b, mean, invstd = _bn_case((3, 4, 5, 6), torch.float64, True)
+    big = torch.cat([torch.randn_like(grad), grad], dim=1)[:, 4:]
+    assert not big.is_contiguous() and big.stride(3) == 1
+    for got, want in zip(kernel(big, x, w, b, mean, invstd), kernel(big.contiguous(), x, w, b, mean, invstd)):
+        assert torch.equal(got, want)
+    expected = _autograd_reference(grad, x, w, b)[0]
+    assert (kernel(big, x, w, b, mean, invstd)[0] - expected).abs().max() < 1e-12
+
+
 def test_batchnorm_relu_backward_kernel_bad_input():
     kernel = _kernel_or_skip()
     grad, x, w, b, mean, invstd = _bn_case((2, 3, 4, 4), torch.float32, True)

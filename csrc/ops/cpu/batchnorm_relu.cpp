@@ -246,7 +246,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_backward_cpu(const
                                                                            const at::Tensor& invstd) {
   check_batchnorm_relu_backward(grad, x, weight, bias, mean, invstd);
   TORCH_CHECK(x.device().is_cpu(), "batchnorm_relu_backward_cpu: x must be on the CPU");
-  const bool channels_last = !(x.is_contiguous() && grad.is_contiguous());
+  const bool channels_last = !x.is_contiguous();
+  // NCHW: grad's (H, W) planes are contiguous, at any sample / channel strides.
+  const int64_t g_sn = channels_last ? 0 : grad.stride(0), g_sc = channels_last ? 0 : grad.stride(1);
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
   const int64_t M = N * HW;
   at::Tensor grad_x = at::empty_like(x);  // keeps x's layout
@@ -276,7 +278,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_backward_cpu(const
         run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
           for (int64_t t = begin; t < end; ++t) {
             const int64_t c = t % C;
-            reduce_plane<T>(gp + t * HW, xp + t * HW, HW, scale[c], shift[c], mp[c], part.data() + 2 * t);
+            const T* g = gp + (t / C) * g_sn + c * g_sc;
+            reduce_plane<T>(g, xp + t * HW, HW, scale[c], shift[c], mp[c], part.data() + 2 * t);
           }
         });
       });
@@ -325,7 +328,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_backward_cpu(const
         run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
           for (int64_t t = begin; t < end; ++t) {
             const int64_t c = t % C;
-            write_plane<T>(gp + t * HW, xp + t * HW, op + t * HW, HW, scale[c], shift[c], mp[c], a[c], b[c]);
+            const T* g = gp + (t / C) * g_sn + c * g_sc;
+            write_plane<T>(g, xp + t * HW, op + t * HW, HW, scale[c], shift[c], mp[c], a[c], b[c]);
           }
         });
       });
