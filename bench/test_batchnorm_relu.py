@@ -17,18 +17,23 @@ from fastmotion.models.batchnorm_relu import batchnorm_relu_backward_composite
 SHAPES = [(8, 64, 64, 64), (16, 64, 64, 64), (8, 45, 64, 64), (16, 128, 32, 32)]
 
 
+def _inputs(shape, layout):
+    """Activation and gradient in the layout, BatchNorm weight and bias."""
+    gen = torch.Generator().manual_seed(0)
+    c = shape[1]
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = torch.randn(shape, generator=gen).contiguous(memory_format=fmt)
+    grad = torch.randn(shape, generator=gen).contiguous(memory_format=fmt)
+    return x, grad, torch.rand(c, generator=gen) + 0.5, torch.randn(c, generator=gen) * 0.1
+
+
 @pytest.mark.parametrize("provider", ["composite", "cpu"])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_batchnorm_relu_backward(benchmark, shape, layout, provider):
     if provider == "cpu" and not _ext.has_kernel("batchnorm_relu_backward", "CPU"):
         pytest.skip("fastmotion._C (CPU kernels) not built")
-    gen = torch.Generator().manual_seed(0)
-    c = shape[1]
-    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    x = torch.randn(shape, generator=gen).contiguous(memory_format=fmt)
-    grad = torch.randn(shape, generator=gen).contiguous(memory_format=fmt)
-    w, b = torch.rand(c, generator=gen) + 0.5, torch.randn(c, generator=gen) * 0.1
+    x, grad, w, b = _inputs(shape, layout)
     _, mean, invstd = torch.ops.aten.native_batch_norm(x, w, b, None, None, True, 0.1, 1e-5)
     if provider == "cpu":
         def call():
@@ -47,12 +52,8 @@ def test_batchnorm_relu_backward(benchmark, shape, layout, provider):
 def test_batchnorm_relu_forward(benchmark, shape, layout, provider):
     if provider == "cpu" and not _ext.has_kernel("batchnorm_relu_forward", "CPU"):
         pytest.skip("fastmotion._C (CPU kernels) not built")
-    gen = torch.Generator().manual_seed(0)
-    c = shape[1]
-    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    x = torch.randn(shape, generator=gen).contiguous(memory_format=fmt)
-    w, b = torch.rand(c, generator=gen) + 0.5, torch.randn(c, generator=gen) * 0.1
-    running_mean, running_var = torch.zeros(c), torch.ones(c)
+    x, _, w, b = _inputs(shape, layout)
+    running_mean, running_var = torch.zeros(shape[1]), torch.ones(shape[1])
     if provider == "cpu":
         def call():
             return torch.ops.fastmotion.batchnorm_relu_forward(x, w, b, 1e-5)

@@ -145,6 +145,50 @@ FASTMOTION_INLINE void write_rows(const T* __restrict g, const T* __restrict x, 
   }
 }
 
+// Per-channel pairs of sums over (N, H, W), added in double in a fixed order (the result does
+// not depend on the thread count). NCHW: `plane(t, out)` writes the two sums of plane
+// t = n * C + c to out[0], out[1]. channels_last: `rows(r0, count, s1, s2)` adds rows
+// [r0, r0 + count) into a chunk's (C) sums s1, s2 (zero-initialised, in T).
+template <typename T, typename PlaneFn, typename RowsFn>
+void channel_pair_sums(int64_t N, int64_t C, int64_t HW, bool channels_last, const PlaneFn& plane, const RowsFn& rows,
+                       std::vector<double>& s1, std::vector<double>& s2) {
+  const int64_t M = N * HW;
+  if (M == 0) return;
+  if (!channels_last) {
+    std::vector<double> part(N * C * 2);
+    at::parallel_for(0, N * C, grain_for(HW), [&](int64_t begin, int64_t end) {
+      run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
+        for (int64_t t = begin; t < end; ++t) plane(t, part.data() + 2 * t);
+      });
+    });
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t c = 0; c < C; ++c) {
+        s1[c] += part[2 * (n * C + c)];
+        s2[c] += part[2 * (n * C + c) + 1];
+      }
+    }
+    return;
+  }
+  const int64_t chunks = std::min(M, kRowChunks);
+  const int64_t per = (M + chunks - 1) / chunks;
+  std::vector<T> part(chunks * 2 * C, T(0));
+  at::parallel_for(0, chunks, grain_for(per * C), [&](int64_t begin, int64_t end) {
+    run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
+      for (int64_t k = begin; k < end; ++k) {
+        const int64_t r0 = std::min(M, k * per), r1 = std::min(M, r0 + per);
+        T* sp = part.data() + k * 2 * C;
+        rows(r0, r1 - r0, sp, sp + C);
+      }
+    });
+  });
+  for (int64_t k = 0; k < chunks; ++k) {
+    for (int64_t c = 0; c < C; ++c) {
+      s1[c] += part[k * 2 * C + c];
+      s2[c] += part[k * 2 * C + C + c];
+    }
+  }
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_forward_cpu(
@@ -166,43 +210,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_forwar
     std::vector<T> pivot(C), scale(C), shift(C);
     for (int64_t c = 0; c < C; ++c) pivot[c] = channels_last ? xp[c] : xp[c * HW];
 
-    // Pass 1: sums of (x - pivot) and (x - pivot)^2 per channel, in double, in a fixed order.
+    // Pass 1: sums of (x - pivot) and (x - pivot)^2 per channel.
     std::vector<double> s1(C, 0.0), s2(C, 0.0);
-    if (!channels_last) {
-      std::vector<double> part(N * C * 2);
-      at::parallel_for(0, N * C, grain_for(HW), [&](int64_t begin, int64_t end) {
-        run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
-          for (int64_t t = begin; t < end; ++t) {
-            moments_plane<T>(xp + t * HW, HW, pivot[t % C], part.data() + 2 * t);
-          }
-        });
-      });
-      for (int64_t n = 0; n < N; ++n) {
-        for (int64_t c = 0; c < C; ++c) {
-          s1[c] += part[2 * (n * C + c)];
-          s2[c] += part[2 * (n * C + c) + 1];
-        }
-      }
-    } else {
-      const int64_t chunks = std::min(M, kRowChunks);
-      const int64_t per = (M + chunks - 1) / chunks;
-      std::vector<T> part(chunks * 2 * C, T(0));
-      at::parallel_for(0, chunks, grain_for(per * C), [&](int64_t begin, int64_t end) {
-        run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
-          for (int64_t k = begin; k < end; ++k) {
-            const int64_t r0 = std::min(M, k * per), r1 = std::min(M, r0 + per);
-            T* sp = part.data() + k * 2 * C;
-            moments_rows<T>(xp + r0 * C, r1 - r0, C, pivot.data(), sp, sp + C);
-          }
-        });
-      });
-      for (int64_t k = 0; k < chunks; ++k) {
-        for (int64_t c = 0; c < C; ++c) {
-          s1[c] += part[k * 2 * C + c];
-          s2[c] += part[k * 2 * C + C + c];
-        }
-      }
-    }
+    channel_pair_sums<T>(
+        N, C, HW, channels_last,
+        [&](int64_t t, double* out) FASTMOTION_ALWAYS_INLINE { moments_plane<T>(xp + t * HW, HW, pivot[t % C], out); },
+        [&](int64_t r0, int64_t count, T* a1, T* a2) FASTMOTION_ALWAYS_INLINE {
+          moments_rows<T>(xp + r0 * C, count, C, pivot.data(), a1, a2);
+        },
+        s1, s2);
 
     T* mp = mean.mutable_data_ptr<T>();
     T* ip = invstd.mutable_data_ptr<T>();
@@ -270,45 +286,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_backward_cpu(const
       shift[c] = (bp ? bp[c] : T(0)) - mp[c] * scale[c];
     }
 
-    // Pass 1: per-channel sums, in double, in a fixed order.
+    // Pass 1: per-channel sums of gm and gm * (x - mean).
     std::vector<double> sum_g(C, 0.0), sum_gx(C, 0.0);
-    if (M > 0 && !channels_last) {
-      std::vector<double> part(N * C * 2);
-      at::parallel_for(0, N * C, grain_for(HW), [&](int64_t begin, int64_t end) {
-        run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
-          for (int64_t t = begin; t < end; ++t) {
-            const int64_t c = t % C;
-            const T* g = gp + (t / C) * g_sn + c * g_sc;
-            reduce_plane<T>(g, xp + t * HW, HW, scale[c], shift[c], mp[c], part.data() + 2 * t);
-          }
-        });
-      });
-      for (int64_t n = 0; n < N; ++n) {
-        for (int64_t c = 0; c < C; ++c) {
-          sum_g[c] += part[2 * (n * C + c)];
-          sum_gx[c] += part[2 * (n * C + c) + 1];
-        }
-      }
-    } else if (M > 0) {
-      const int64_t chunks = std::min(M, kRowChunks);
-      const int64_t per = (M + chunks - 1) / chunks;
-      std::vector<T> part(chunks * 2 * C, T(0));
-      at::parallel_for(0, chunks, grain_for(per * C), [&](int64_t begin, int64_t end) {
-        run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
-          for (int64_t k = begin; k < end; ++k) {
-            const int64_t r0 = std::min(M, k * per), r1 = std::min(M, r0 + per);
-            T* s = part.data() + k * 2 * C;
-            reduce_rows<T>(gp + r0 * C, xp + r0 * C, r1 - r0, C, scale.data(), shift.data(), mp, s, s + C);
-          }
-        });
-      });
-      for (int64_t k = 0; k < chunks; ++k) {
-        for (int64_t c = 0; c < C; ++c) {
-          sum_g[c] += part[k * 2 * C + c];
-          sum_gx[c] += part[k * 2 * C + C + c];
-        }
-      }
-    }
+    channel_pair_sums<T>(
+        N, C, HW, channels_last,
+        [&](int64_t t, double* out) FASTMOTION_ALWAYS_INLINE {
+          const int64_t c = t % C;
+          reduce_plane<T>(gp + (t / C) * g_sn + c * g_sc, xp + t * HW, HW, scale[c], shift[c], mp[c], out);
+        },
+        [&](int64_t r0, int64_t count, T* a1, T* a2) FASTMOTION_ALWAYS_INLINE {
+          reduce_rows<T>(gp + r0 * C, xp + r0 * C, count, C, scale.data(), shift.data(), mp, a1, a2);
+        },
+        sum_g, sum_gx);
 
     T* gw = grad_weight.mutable_data_ptr<T>();
     T* gb = grad_bias.mutable_data_ptr<T>();
