@@ -108,6 +108,8 @@ def run(benchmark, fn, device: str, bytes_moved: int, warmup: int = 2, **info):
 
     peak = peak_bytes(fn, device)
     benchmark.pedantic(timed, rounds=_rounds(device), iterations=1, warmup_rounds=1)
+    if benchmark.stats is None:  # --benchmark-disable: the call ran once as a smoke test
+        return
     median = benchmark.stats.stats.median
     benchmark.extra_info.update(info)
     benchmark.extra_info["device"] = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"

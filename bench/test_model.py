@@ -62,6 +62,8 @@ def _param_bytes(*modules):
 def _record(benchmark, key, provider):
     """Ratios to the reference of the same session: on medians and on minima (best of the rounds;
     the steadier figure on a shared, noisy machine)."""
+    if benchmark.stats is None:  # --benchmark-disable
+        return
     median, fastest = benchmark.stats.stats.median, benchmark.stats.stats.min
     if provider == "reference":
         _reference_stats[key] = (median, fastest, benchmark.extra_info["peak_MB"])
