@@ -57,7 +57,9 @@ def batchnorm_relu_backward_composite(grad, x, weight, bias, mean, invstd, eps, 
     shape = (1, -1, 1, 1)
     scale = invstd if weight is None else invstd * weight
     shift = -mean * scale if bias is None else bias - mean * scale
-    grad = torch.ops.aten.threshold_backward(grad, torch.addcmul(shift.view(shape), x, scale.view(shape)), 0)
+    # ReLU's backward on the recomputed BatchNorm output; the mask keeps grad's dtype (under
+    # autocast x is half while the statistics and parameters are float32).
+    grad = grad.masked_fill(torch.addcmul(shift.view(shape), x, scale.view(shape)) <= 0, 0)
     return torch.ops.aten.native_batch_norm_backward(grad, x, weight, None, None, mean, invstd, True, eps, output_mask)
 
 

@@ -91,8 +91,10 @@ class MotionTransferGenerator(BackendModule):
         if fast:
             video_deformed = deformed[0]  # skip 0 is the source itself, warped by the same grid
         else:
+            # The grid in the source's dtype: under autocast the dense motion's grid is half while
+            # the source image is float32 (F.grid_sample, autocast's float32 list, ran in float32).
             video_deformed = ops.grid_sample(source, fr.resize(grid.permute(0, 3, 1, 2), source.shape[-2:], mode)
-                                             .permute(0, 2, 3, 1), "bilinear", "zeros", True,
+                                             .permute(0, 2, 3, 1).to(source.dtype), "bilinear", "zeros", True,
                                              backend=self.ops_backend())
         if self.kp_embedding_module is not None:
             embedding = self.kp_embedding_module.embed(source, kp_driving, kp_source, memo)

@@ -6,6 +6,8 @@ fused into one pass over the heatmap on the fast backends.
 """
 from __future__ import annotations
 
+import torch
+
 from fastmotion import ops
 from fastmotion.models import frames as fr
 from fastmotion.models.blocks import Hourglass
@@ -32,6 +34,10 @@ class KPDetector(BackendModule):
     def detect(self, frames):
         """Keypoints of frames ``(N, C, H, W)``: mean ``(N, K, 2)``, var ``(N, K, 2, 2)``."""
         heatmap = self.predictor(fr.downsample(frames, self.scale_factor))
+        if heatmap.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled(heatmap.device.type):
+            # Under autocast the original's softmax ran in float32 (autocast's float32 list), and so
+            # did its moments: keypoints come out in float32, as there.
+            heatmap = heatmap.float()
         mean, var = ops.heatmap_moments(heatmap, self.temperature, self.kp_variance, self.clip_variance,
                                         backend=self.ops_backend())
         return {"mean": mean} if var is None else {"mean": mean, "var": var}

@@ -9,8 +9,10 @@ the small grid, so no resized grid is stored; all maps of a call are warped by o
 launch per pass on the GPU). The backward scatters into the feature gradients and pushes the
 coordinate gradient back through the resize into the small grid (see the kernel files).
 
-Dtypes: all feature maps share one dtype, and the outputs have it; the grid is used in float32
-(float64 for float64 features) and its gradient comes back in the grid's own dtype.
+Dtypes: each output has its map's dtype; the grid is used in float32 (float64 for float64
+features) and its gradient comes back in the grid's own dtype. Maps of different dtypes (under
+autocast the source image stays float32 while the encoder's maps are half) are warped in one call
+per dtype.
 NaN / inf: a NaN or infinite grid value makes the outputs that read it NaN (as grid_sample's NaN
 weights do); taps outside a map read 0 and keep their weight, as in grid_sample.
 """
@@ -129,10 +131,16 @@ def warp_features(features, grid: torch.Tensor, mode: str = "nearest", *, backen
             raise ValueError(f"{OP}: features[{i}] has batch {f.shape[0]}, grid has {grid.shape[0]}")
         if f.shape[2] < 1 or f.shape[3] < 1:
             raise ValueError(f"{OP}: features[{i}] must have a non-empty spatial size, got {tuple(f.shape)}")
-        if f.dtype != features[0].dtype:
-            raise TypeError(f"{OP}: all features must share one dtype; features[{i}] is {f.dtype}, "
-                            f"features[0] is {features[0].dtype}")
     _checks.same_device(OP, grid=grid, **{f"features[{i}]": f for i, f in enumerate(features)})
+    groups = {}
+    for i, f in enumerate(features):
+        groups.setdefault(f.dtype, []).append(i)
+    if len(groups) > 1:  # one call per dtype, outputs back in the input order
+        out = [None] * len(features)
+        for idx in groups.values():
+            for i, warped in zip(idx, warp_features([features[i] for i in idx], grid, mode, backend=backend)):
+                out[i] = warped
+        return out
     name = backends.select(OP, IMPLS, grid.device, backend)
     if name == "reference":
         return ref.warp_features(features, grid, mode)

@@ -17,14 +17,20 @@ HEATMAP_EPS = 1e-7
 def smallest_singular(var: torch.Tensor) -> torch.Tensor:
     """Smallest singular value of ``(..., 2, 2)`` matrices, as the original computes it.
 
-    Returns ``(..., 1)``. The radicand is clamped at 0: the original's would round below zero
-    (giving NaN) for nearly rank-1 matrices.
+    Returns ``(..., 1)``. The radicands are clamped at 0 (the original's would round below zero,
+    giving NaN, for nearly rank-1 matrices), with a zero gradient there (not sqrt's NaN).
     """
     a, b, c, d = var[..., 0, 0], var[..., 0, 1], var[..., 1, 0], var[..., 1, 1]
     s1 = a**2 + b**2 + c**2 + d**2
     s2 = (a**2 + b**2 - c**2 - d**2) ** 2
-    s2 = torch.sqrt(s2 + 4 * (a * c + b * d) ** 2)
-    return torch.sqrt(torch.clamp((s1 - s2) / 2, min=0)).unsqueeze(-1)
+    s2 = _sqrt0(s2 + 4 * (a * c + b * d) ** 2)
+    return _sqrt0((s1 - s2) / 2).unsqueeze(-1)
+
+
+def _sqrt0(x: torch.Tensor) -> torch.Tensor:
+    """sqrt(max(x, 0)) with gradient 0 where x <= 0 (sqrt's own would be inf * 0 = NaN there)."""
+    positive = x > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, x, torch.ones_like(x))), torch.zeros_like(x))
 
 
 def clip_covariance(var: torch.Tensor, clip_variance: float) -> torch.Tensor:
@@ -49,7 +55,8 @@ def heatmap_moments(logits: torch.Tensor, temperature: float = 0.1, kp_variance=
     h, w = shape[-2:]
     heatmap = F.softmax(logits.reshape(*shape[:-2], h * w) / temperature, dim=-1).view(shape)
     heatmap = heatmap.unsqueeze(-1) + HEATMAP_EPS  # (..., K, H, W, 1)
-    grid = make_coordinate_grid((h, w), dtype=logits.dtype, device=logits.device)
+    # In the heatmap's dtype, as the original (float32 under autocast, whose softmax runs in float32).
+    grid = make_coordinate_grid((h, w), dtype=heatmap.dtype, device=logits.device)
     mean = (heatmap * grid).sum(dim=(-3, -2))  # (..., K, 2)
 
     if kp_variance == "matrix":
