@@ -10,12 +10,17 @@ against the fast path (fused ops + model-level rewrites), time and peak memory.
   with the original losses, :func:`fastmotion.train.step.train_step` without optimizer steps) at
   taichi batch 8.
 
+Precision: float32, and on CUDA float16 / bfloat16 autocast (``torch.autocast``, as mixed-precision
+training and half inference run); the reference runs under the same autocast. ``extra_info``
+holds frames per second (``fps``) for inference.
+
 Weights are random (no checkpoints are downloaded); BatchNorm statistics are randomised so that
 eval mode is not trivial. ``extra_info`` holds peak memory and, for the fast providers, the
 ratios to the reference measured in the same session (medians and minima). ``compile`` (torch.compile of the
 reference model) is opt-in with FASTMOTION_BENCH_MODEL_COMPILE=1: compiling the whole model
 takes minutes on a small CPU.
 """
+import contextlib
 import os
 
 import pytest
@@ -29,6 +34,18 @@ from fastmotion.train.step import train_step
 INFERENCE = [("vox", 1, 256), ("taichi", 16, 64)]
 TRAIN = [("taichi", 8, 64)]
 _reference_stats = {}
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _precision(precision, device):
+    """The autocast context of a precision; skips half precisions off CUDA (CPU autocast does not
+    reach the fast path's oneDNN inference convolutions, so it would compare unlike things)."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    if device != "cuda":
+        pytest.skip(f"{precision} autocast benchmarks run on CUDA")
+    return torch.autocast(device, dtype=dtype)
 
 
 def _models(name, backend, train):
@@ -78,13 +95,15 @@ def _record(benchmark, key, provider):
 
 
 @pytest.mark.parametrize("provider", ["reference", "fast", "fast-nocache", "compile"])
+@pytest.mark.parametrize("precision", list(PRECISIONS))
 @pytest.mark.parametrize("case", INFERENCE, ids=lambda c: f"{c[0]}-b{c[1]}")
-def test_inference(benchmark, case, provider):
+def test_inference(benchmark, case, precision, provider):
     reason = _skip_reason(provider)
     if reason:
         pytest.skip(reason)
     name, batch, size = case
     device = harness.devices()[0]
+    autocast = _precision(precision, device)
     config, (kp_detector, generator, _) = _models(name, None if provider.startswith("fast") else "reference", False)
     kp_detector.to(device)
     generator.to(device)
@@ -95,36 +114,42 @@ def test_inference(benchmark, case, provider):
 
     if provider == "fast":
         animator = Animator(kp_detector, generator, params)
-        animator.set_source(source)
-        animator(first)  # the initial driving pose
+        with autocast:
+            animator.set_source(source)
+            animator(first)  # the initial driving pose
 
         def call():
-            return animator(driving)["video_prediction"]
+            with autocast:
+                return animator(driving)["video_prediction"]
     else:
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             kp_source, kp_initial = kp_detector(source), kp_detector(first)
         detect, generate = kp_detector, generator
         if provider == "compile":
             detect, generate = harness.compiled(kp_detector), harness.compiled(generator)
 
         def call():
-            with torch.no_grad():  # the original transfer loop
+            with torch.no_grad(), autocast:  # the original transfer loop
                 kp_driving = detect(driving)
                 kp_norm = normalize_kp(kp_driving, kp_source, kp_initial=kp_initial, **params)
                 return generate(source, kp_norm, kp_source)["video_prediction"]
 
-    benchmark.group = f"model inference {name} batch {batch} {device}"
+    benchmark.group = f"model inference {name} batch {batch} {precision} {device}"
     bytes_moved = _param_bytes(kp_detector, generator) + 3 * source.numel() * source.element_size()
     harness.run(benchmark, call, device, bytes_moved, model=name, provider=provider, batch=batch,
-                mode="inference", threads=torch.get_num_threads())
-    _record(benchmark, ("inference", name, batch), provider)
+                precision=precision, mode="inference", threads=torch.get_num_threads())
+    if benchmark.stats is not None:
+        benchmark.extra_info["fps"] = round(batch / benchmark.stats.stats.median, 2)
+    _record(benchmark, ("inference", name, batch, precision), provider)
 
 
 @pytest.mark.parametrize("provider", ["reference", "fast"])
+@pytest.mark.parametrize("precision", list(PRECISIONS))
 @pytest.mark.parametrize("case", TRAIN, ids=lambda c: f"{c[0]}-b{c[1]}")
-def test_train_step(benchmark, case, provider):
+def test_train_step(benchmark, case, precision, provider):
     name, batch, size = case
     device = harness.devices()[0]
+    autocast = _precision(precision, device)
     config, models = _models(name, None if provider == "fast" else "reference", True)
     models = [m.to(device) for m in models]
     gen = torch.Generator().manual_seed(3)
@@ -135,9 +160,10 @@ def test_train_step(benchmark, case, provider):
     def call():
         for m in models:
             m.zero_grad(set_to_none=True)
-        return train_step(*models, source, video, train_params)
+        with autocast:
+            return train_step(*models, source, video, train_params)
 
-    benchmark.group = f"model train step {name} batch {batch} {device}"
+    benchmark.group = f"model train step {name} batch {batch} {precision} {device}"
     harness.run(benchmark, call, device, 3 * _param_bytes(*models), model=name, provider=provider, batch=batch,
-                mode="train", threads=torch.get_num_threads())
-    _record(benchmark, ("train", name, batch), provider)
+                precision=precision, mode="train", threads=torch.get_num_threads())
+    _record(benchmark, ("train", name, batch, precision), provider)
