@@ -38,4 +38,15 @@ def has_kernel(op: str, dispatch_key: str) -> bool:
     return module is not None and op in _STATE[2].get(dispatch_key, ())
 
 
+def register_compiled_op(fwd: str, bwd: str, fake_forward, fake_backward, backward, setup_context) -> bool:
+    """Fake kernels of ``fastmotion::<fwd>`` / ``<bwd>`` and the autograd formula of ``<fwd>``, when
+    the extension defines the op; returns whether it did (the op is then usable from Python)."""
+    if load()[0] is None or not hasattr(torch.ops.fastmotion, fwd):
+        return False
+    torch.library.register_fake(f"fastmotion::{fwd}")(fake_forward)
+    torch.library.register_fake(f"fastmotion::{bwd}")(fake_backward)
+    torch.library.register_autograd(f"fastmotion::{fwd}", backward, setup_context=setup_context)
+    return True
+
+
 load()

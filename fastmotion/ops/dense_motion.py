@@ -101,17 +101,12 @@ def _sw_backward_with(backward_op):
     return backward
 
 
-if _ext.load()[0] is not None and hasattr(torch.ops.fastmotion, _CF_FWD):
-    torch.library.register_fake(f"fastmotion::{_CF_FWD}")(_cf_fake_forward)
-    torch.library.register_fake(f"fastmotion::{_CF_BWD}")(_cf_fake_backward)
-    torch.library.register_autograd(f"fastmotion::{_CF_FWD}",
-                                    _cf_backward_with(lambda *a: torch.ops.fastmotion.compose_flow_backward(*a)),
-                                    setup_context=_cf_setup_context)
-    torch.library.register_fake(f"fastmotion::{_SW_FWD}")(_sw_fake_forward)
-    torch.library.register_fake(f"fastmotion::{_SW_BWD}")(_sw_fake_backward)
-    torch.library.register_autograd(f"fastmotion::{_SW_FWD}",
-                                    _sw_backward_with(lambda *a: torch.ops.fastmotion.shifted_warps_backward(*a)),
-                                    setup_context=_sw_setup_context)
+_ext.register_compiled_op(_CF_FWD, _CF_BWD, _cf_fake_forward, _cf_fake_backward,
+                          _cf_backward_with(lambda *a: torch.ops.fastmotion.compose_flow_backward(*a)),
+                          _cf_setup_context)
+_ext.register_compiled_op(_SW_FWD, _SW_BWD, _sw_fake_forward, _sw_fake_backward,
+                          _sw_backward_with(lambda *a: torch.ops.fastmotion.shifted_warps_backward(*a)),
+                          _sw_setup_context)
 
 
 def _register_triton():

@@ -66,10 +66,7 @@ def _backward_cpp(ctx, grad):
     return _grads(ctx, torch.ops.fastmotion.gaussian_heatmaps_backward, grad)
 
 
-if _ext.load()[0] is not None and hasattr(torch.ops.fastmotion, _FWD):
-    torch.library.register_fake(f"fastmotion::{_FWD}")(_fake_forward)
-    torch.library.register_fake(f"fastmotion::{_BWD}")(_fake_backward)
-    torch.library.register_autograd(f"fastmotion::{_FWD}", _backward_cpp, setup_context=_setup_context)
+_ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward, _backward_cpp, _setup_context)
 
 
 def _register_triton():

@@ -83,12 +83,8 @@ def _make_backward(backward_op):
     return backward
 
 
-if _ext.load()[0] is not None and hasattr(torch.ops.fastmotion, _FWD):
-    torch.library.register_fake(f"fastmotion::{_FWD}")(_fake_forward)
-    torch.library.register_fake(f"fastmotion::{_BWD}")(_fake_backward)
-    torch.library.register_autograd(f"fastmotion::{_FWD}",
-                                    _make_backward(lambda *a: torch.ops.fastmotion.grid_sample_backward(*a)),
-                                    setup_context=_setup_context)
+_ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward,
+                          _make_backward(lambda *a: torch.ops.fastmotion.grid_sample_backward(*a)), _setup_context)
 
 
 def _register_triton():

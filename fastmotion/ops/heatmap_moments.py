@@ -67,11 +67,7 @@ def _backward_cpp(ctx, grad_mean, grad_var, grad_raw, grad_lse):
     return torch.ops.fastmotion.heatmap_moments_backward(*g, *ctx.args), None, None, None
 
 
-_HAS_CPP = _ext.load()[0] is not None and hasattr(torch.ops.fastmotion, _FWD)
-if _HAS_CPP:
-    torch.library.register_fake(f"fastmotion::{_FWD}")(_fake_forward)
-    torch.library.register_fake(f"fastmotion::{_BWD}")(_fake_backward)
-    torch.library.register_autograd(f"fastmotion::{_FWD}", _backward_cpp, setup_context=_setup_context)
+_HAS_CPP = _ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward, _backward_cpp, _setup_context)
 
 _triton = None  # (registered forward op, launchers module) when triton is importable
 if backends.unavailable_reason("triton", "cuda") is None:

@@ -68,12 +68,8 @@ def _backward_with(backward_op):
     return backward
 
 
-if _ext.load()[0] is not None and hasattr(torch.ops.fastmotion, _FWD):
-    torch.library.register_fake(f"fastmotion::{_FWD}")(_fake_forward)
-    torch.library.register_fake(f"fastmotion::{_BWD}")(_fake_backward)
-    torch.library.register_autograd(f"fastmotion::{_FWD}",
-                                    _backward_with(lambda *a: torch.ops.fastmotion.warp_features_backward(*a)),
-                                    setup_context=_setup_context)
+_ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward,
+                          _backward_with(lambda *a: torch.ops.fastmotion.warp_features_backward(*a)), _setup_context)
 
 
 def _register_triton():
