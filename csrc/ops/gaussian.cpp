@@ -122,6 +122,17 @@ at::Tensor keypoint_block_contiguous(const at::Tensor& t, int lead) {
   return t;
 }
 
+GaussianInputs prepare_gaussian_inputs(const at::Tensor& mean_d, const c10::optional<at::Tensor>& var_d,
+                                       const c10::optional<at::Tensor>& mean_s,
+                                       const c10::optional<at::Tensor>& var_s, int lead) {
+  GaussianInputs in;
+  in.mean_d = keypoint_block_contiguous(mean_d, lead);
+  if (var_d) in.var_d = keypoint_block_contiguous(*var_d, lead);
+  if (mean_s) in.mean_s = keypoint_block_contiguous(*mean_s, lead);
+  if (var_s) in.var_s = keypoint_block_contiguous(*var_s, lead);
+  return in;
+}
+
 }  // namespace fastmotion
 
 TORCH_LIBRARY_FRAGMENT(fastmotion, m) {

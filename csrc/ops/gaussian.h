@@ -47,4 +47,13 @@ GaussianShape check_gaussian_backward(const at::Tensor& grad_out, const at::Tens
 // broadcast). Returns t itself when it already does, else a contiguous copy.
 at::Tensor keypoint_block_contiguous(const at::Tensor& t, int lead);
 
+// The keypoint tensors of one call, each made block-contiguous (keypoint_block_contiguous);
+// absent ones stay undefined. Shared by the CPU and CUDA bindings.
+struct GaussianInputs {
+  at::Tensor mean_d, var_d, mean_s, var_s;
+};
+GaussianInputs prepare_gaussian_inputs(const at::Tensor& mean_d, const c10::optional<at::Tensor>& var_d,
+                                       const c10::optional<at::Tensor>& mean_s,
+                                       const c10::optional<at::Tensor>& var_s, int lead);
+
 }  // namespace fastmotion

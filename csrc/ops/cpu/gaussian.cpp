@@ -246,24 +246,10 @@ int64_t heatmap_grain(int64_t H, int64_t W) {
   return hw >= 32768 ? 1 : (32768 + hw - 1) / hw;
 }
 
-struct Inputs {
-  at::Tensor mean_d, var_d, mean_s, var_s;  // undefined when absent
-};
-
-Inputs prepare(const at::Tensor& mean_d, const c10::optional<at::Tensor>& var_d,
-               const c10::optional<at::Tensor>& mean_s, const c10::optional<at::Tensor>& var_s, int lead) {
-  Inputs in;
-  in.mean_d = keypoint_block_contiguous(mean_d, lead);
-  if (var_d) in.var_d = keypoint_block_contiguous(*var_d, lead);
-  if (mean_s) in.mean_s = keypoint_block_contiguous(*mean_s, lead);
-  if (var_s) in.var_s = keypoint_block_contiguous(*var_s, lead);
-  return in;
-}
-
 // ---- forward ----
 
 template <typename scalar_t>
-void forward_kernel(const Inputs& in, const GaussianShape& s, double fixed_var, double norm_const, bool norm_sum,
+void forward_kernel(const GaussianInputs& in, const GaussianShape& s, double fixed_var, double norm_const, bool norm_sum,
                     bool background, at::Tensor& out) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool kDirect = std::is_same_v<scalar_t, acc_t>;
@@ -373,7 +359,7 @@ struct MapMoments {
 };
 
 template <typename scalar_t>
-void backward_kernel(const at::Tensor& grad_out, const Inputs& in, const GaussianShape& s, double fixed_var,
+void backward_kernel(const at::Tensor& grad_out, const GaussianInputs& in, const GaussianShape& s, double fixed_var,
                      double norm_const, bool norm_sum, bool background, at::Tensor& gmd, at::Tensor& gvd,
                      at::Tensor& gms, at::Tensor& gvs) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -439,7 +425,7 @@ at::Tensor gaussian_heatmaps_forward_cpu(const at::Tensor& mean_d, const c10::op
   const GaussianShape s = check_gaussian_forward(mean_d, var_d, mean_s, var_s, fixed_var, height, width, norm_const,
                                                  norm_sum, background);
   TORCH_CHECK(mean_d.device().is_cpu(), "gaussian_heatmaps_forward (cpu): tensors must be on the CPU");
-  const Inputs in = prepare(mean_d, var_d, mean_s, var_s, s.lead);
+  const GaussianInputs in = prepare_gaussian_inputs(mean_d, var_d, mean_s, var_s, s.lead);
   at::Tensor out = at::empty(lead_sizes(mean_d, s.lead, {s.C, s.H, s.W}), mean_d.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean_d.scalar_type(), "gaussian_heatmaps_forward_cpu",
@@ -457,7 +443,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gaussian_heatmaps_bac
   const GaussianShape s =
       check_gaussian_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var, norm_const, norm_sum, background);
   TORCH_CHECK(mean_d.device().is_cpu(), "gaussian_heatmaps_backward (cpu): tensors must be on the CPU");
-  const Inputs in = prepare(mean_d, var_d, mean_s, var_s, s.lead);
+  const GaussianInputs in = prepare_gaussian_inputs(mean_d, var_d, mean_s, var_s, s.lead);
   const auto opts = mean_d.options();
   at::Tensor gmd = at::empty(mean_d.sizes(), opts);
   at::Tensor gvd = var_d ? at::empty(var_d->sizes(), opts) : at::empty({0}, opts);

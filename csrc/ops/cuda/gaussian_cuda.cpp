@@ -18,20 +18,6 @@
 namespace fastmotion {
 namespace {
 
-// The kernels' view of the (block-contiguous) keypoint tensors; absent tensors stay null.
-struct Prepared {
-  at::Tensor mean_d, var_d, mean_s, var_s;
-};
-
-Prepared prepare(const at::Tensor& mean_d, const c10::optional<at::Tensor>& var_d,
-                 const c10::optional<at::Tensor>& mean_s, const c10::optional<at::Tensor>& var_s, int lead) {
-  Prepared p;
-  p.mean_d = keypoint_block_contiguous(mean_d, lead);
-  if (var_d) p.var_d = keypoint_block_contiguous(*var_d, lead);
-  if (mean_s) p.mean_s = keypoint_block_contiguous(*mean_s, lead);
-  if (var_s) p.var_s = keypoint_block_contiguous(*var_s, lead);
-  return p;
-}
 
 template <typename scalar_t>
 GaussianKeypoints<scalar_t> keypoints_of(const at::Tensor& mean, const at::Tensor& var, int lead) {
@@ -74,7 +60,7 @@ at::Tensor gaussian_heatmaps_forward_cuda_op(const at::Tensor& mean_d, const c10
                                                  norm_sum, background);
   TORCH_CHECK(mean_d.is_cuda(), "gaussian_heatmaps_forward (cuda): tensors must be CUDA tensors");
   const c10::cuda::CUDAGuard guard(mean_d.device());
-  const Prepared p = prepare(mean_d, var_d, mean_s, var_s, s.lead);
+  const GaussianInputs p = prepare_gaussian_inputs(mean_d, var_d, mean_s, var_s, s.lead);
   at::Tensor out = at::empty(lead_sizes(mean_d, s.lead, {s.C, s.H, s.W}), mean_d.options());
   if (out.numel() == 0) return out;
   const GaussianDims d = dims_of(s, fixed_var, norm_const, norm_sum, background);
@@ -97,7 +83,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gaussian_heatmaps_bac
       check_gaussian_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var, norm_const, norm_sum, background);
   TORCH_CHECK(mean_d.is_cuda(), "gaussian_heatmaps_backward (cuda): tensors must be CUDA tensors");
   const c10::cuda::CUDAGuard guard(mean_d.device());
-  const Prepared p = prepare(mean_d, var_d, mean_s, var_s, s.lead);
+  const GaussianInputs p = prepare_gaussian_inputs(mean_d, var_d, mean_s, var_s, s.lead);
   const auto opts = mean_d.options();
   at::Tensor gmd = at::empty(mean_d.sizes(), opts);
   at::Tensor gvd = var_d ? at::empty(var_d->sizes(), opts) : at::empty({0}, opts);
