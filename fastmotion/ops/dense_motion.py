@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 
 from fastmotion import _ext, backends
-from fastmotion.ops import _checks
+from fastmotion.ops import _checks, _eager
 from fastmotion.reference import warp as ref
 
 _CF_FWD = "compose_flow_forward"
@@ -101,12 +101,12 @@ def _sw_backward_with(backward_op):
     return backward
 
 
-_ext.register_compiled_op(_CF_FWD, _CF_BWD, _cf_fake_forward, _cf_fake_backward,
-                          _cf_backward_with(lambda *a: torch.ops.fastmotion.compose_flow_backward(*a)),
-                          _cf_setup_context)
-_ext.register_compiled_op(_SW_FWD, _SW_BWD, _sw_fake_forward, _sw_fake_backward,
-                          _sw_backward_with(lambda *a: torch.ops.fastmotion.shifted_warps_backward(*a)),
-                          _sw_setup_context)
+_cf_backward_cpp = _cf_backward_with(lambda *a: torch.ops.fastmotion.compose_flow_backward(*a))
+_sw_backward_cpp = _sw_backward_with(lambda *a: torch.ops.fastmotion.shifted_warps_backward(*a))
+_HAS_CF_CPP = _ext.register_compiled_op(_CF_FWD, _CF_BWD, _cf_fake_forward, _cf_fake_backward, _cf_backward_cpp,
+                                        _cf_setup_context)
+_HAS_SW_CPP = _ext.register_compiled_op(_SW_FWD, _SW_BWD, _sw_fake_forward, _sw_fake_backward, _sw_backward_cpp,
+                                        _sw_setup_context)
 
 
 def _register_triton():
@@ -133,26 +133,20 @@ def _register_triton():
 
     cf_forward.register_autograd(_cf_backward_with(cf_backward), setup_context=_cf_setup_context)
     sw_forward.register_autograd(_sw_backward_with(sw_backward), setup_context=_sw_setup_context)
-    return cf_forward, sw_forward
+    # eager: the launchers themselves (see fastmotion/ops/_eager.py)
+    launcher = _eager.triton_launcher
+    compose = _eager.fused_op("ComposeFlowTriton", launcher(tk.compose_flow_forward), _cf_setup_context,
+                              _cf_backward_with(launcher(tk.compose_flow_backward)), cf_forward)
+    shift = _eager.fused_op("ShiftedWarpsTriton", launcher(tk.shifted_warps_forward), _sw_setup_context,
+                            _sw_backward_with(launcher(tk.shifted_warps_backward)), sw_forward)
+    return compose, shift
 
 
 _triton_ops = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
 
 
-def _cf_cpp(mask_logits, kp_shift, correction):
-    return torch.ops.fastmotion.compose_flow_forward(mask_logits, kp_shift, correction)
-
-
-def _cf_triton(mask_logits, kp_shift, correction):
-    return _triton_ops[0](mask_logits, kp_shift, correction)
-
-
-def _sw_cpp(source, kp_shift):
-    return torch.ops.fastmotion.shifted_warps_forward(source, kp_shift)
-
-
-def _sw_triton(source, kp_shift):
-    return _triton_ops[1](source, kp_shift)
+_cf_cpp = _eager.compiled_op(_CF_FWD, _cf_setup_context, _cf_backward_cpp, _HAS_CF_CPP)
+_sw_cpp = _eager.compiled_op(_SW_FWD, _sw_setup_context, _sw_backward_cpp, _HAS_SW_CPP)
 
 
 COMPOSE_IMPLS = {
@@ -166,8 +160,8 @@ SHIFT_IMPLS = {
     "cuda": backends.Impl(_sw_cpp, cpp_op=_SW_FWD),
 }
 if _triton_ops is not None:
-    COMPOSE_IMPLS["triton"] = backends.Impl(_cf_triton)
-    SHIFT_IMPLS["triton"] = backends.Impl(_sw_triton)
+    COMPOSE_IMPLS["triton"] = backends.Impl(_triton_ops[0])
+    SHIFT_IMPLS["triton"] = backends.Impl(_triton_ops[1])
 
 
 def compose_flow(mask_logits: torch.Tensor, kp_shift: torch.Tensor, correction: torch.Tensor | None = None,

@@ -26,7 +26,7 @@ import numbers
 import torch
 
 from fastmotion import _ext, backends
-from fastmotion.ops import _checks
+from fastmotion.ops import _checks, _eager
 from fastmotion.reference import gaussian as ref
 
 OP_RENDER = "render_gaussians"
@@ -66,7 +66,7 @@ def _backward_cpp(ctx, grad):
     return _grads(ctx, torch.ops.fastmotion.gaussian_heatmaps_backward, grad)
 
 
-_ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward, _backward_cpp, _setup_context)
+_HAS_CPP = _ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward, _backward_cpp, _setup_context)
 
 
 def _register_triton():
@@ -91,65 +91,25 @@ def _register_triton():
         return _grads(ctx, backward_triton, grad)
 
     forward_triton.register_autograd(_backward, setup_context=_setup_context)
+    backward_launcher = _eager.triton_launcher(tk.gaussian_heatmaps_backward)
 
-    def on_device(launcher, op):
-        # Eager calls launch the kernels directly (the triton_op dispatch costs tens of
-        # microseconds per call); torch.compile traces the triton_op.
-        def call(*args):
-            if torch.compiler.is_compiling():
-                return op(*args)
-            device = args[1].device if launcher is tk.gaussian_heatmaps_backward else args[0].device
-            if device.type == "cuda" and device.index != torch.cuda.current_device():
-                with torch.cuda.device(device):
-                    return launcher(*args)
-            return launcher(*args)
-        return call
+    def _backward_eager(ctx, grad):
+        return _grads(ctx, backward_launcher, grad)
 
-    return (forward_triton, on_device(tk.gaussian_heatmaps_forward, forward_triton),
-            on_device(tk.gaussian_heatmaps_backward, backward_triton))
+    # eager: the launchers themselves (see fastmotion/ops/_eager.py)
+    return _eager.fused_op("GaussianHeatmapsTriton", _eager.triton_launcher(tk.gaussian_heatmaps_forward),
+                           _setup_context, _backward_eager, forward_triton)
 
 
-_triton_ops = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
-_triton_forward = _triton_ops[0] if _triton_ops is not None else None
-
-
-def _autograd_function(forward_op, backward_op):
-    """The public ops call the registered forward/backward ops through a plain autograd.Function:
-    the same math as the registered autograd, without its per-call schema processing (tens of
-    microseconds, which would dominate small GPU calls). Direct calls of the registered ops (and
-    torch.library.opcheck) use the registered autograd."""
-
-    class GaussianHeatmaps(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, mean_d, var_d, mean_s, var_s, fixed_var, height, width, norm_const, norm_sum, background):
-            ctx.save_for_backward(mean_d, var_d, mean_s, var_s)
-            ctx.args = (fixed_var, norm_const, norm_sum, background)
-            return forward_op(mean_d, var_d, mean_s, var_s, fixed_var, height, width, norm_const, norm_sum,
-                              background)
-
-        @staticmethod
-        def backward(ctx, grad):
-            return _grads(ctx, backward_op, grad)
-
-    def call(mean_d, var_d, mean_s, var_s, *args):
-        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (mean_d, var_d, mean_s, var_s)):
-            return GaussianHeatmaps.apply(mean_d, var_d, mean_s, var_s, *args)
-        return forward_op(mean_d, var_d, mean_s, var_s, *args)
-
-    return call
-
-
-_forward_cpp = (_autograd_function(torch.ops.fastmotion.gaussian_heatmaps_forward,
-                                   torch.ops.fastmotion.gaussian_heatmaps_backward)
-                if hasattr(torch.ops.fastmotion, _FWD) else None)
-_forward_triton = _autograd_function(_triton_ops[1], _triton_ops[2]) if _triton_ops is not None else None
+_forward_cpp = _eager.compiled_op(_FWD, _setup_context, _backward_cpp, _HAS_CPP)
+_forward_triton = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
 
 IMPLS = {
     "reference": backends.Impl(None),
     "cpu": backends.Impl(_forward_cpp, cpp_op=_FWD),
     "cuda": backends.Impl(_forward_cpp, cpp_op=_FWD),
 }
-if _triton_forward is not None:
+if _forward_triton is not None:
     IMPLS["triton"] = backends.Impl(_forward_triton)
 EMBED_IMPLS = IMPLS  # both ops run on the same fused kernels
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 
 from fastmotion import _ext, backends
-from fastmotion.ops import _checks
+from fastmotion.ops import _checks, _eager
 from fastmotion.reference import warp as ref
 
 OP = "grid_sample"
@@ -83,8 +83,8 @@ def _make_backward(backward_op):
     return backward
 
 
-_ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward,
-                          _make_backward(lambda *a: torch.ops.fastmotion.grid_sample_backward(*a)), _setup_context)
+_backward_cpp = _make_backward(lambda *a: torch.ops.fastmotion.grid_sample_backward(*a))
+_HAS_CPP = _ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward, _backward_cpp, _setup_context)
 
 
 def _register_triton():
@@ -103,18 +103,13 @@ def _register_triton():
                                        input_requires_grad, grid_requires_grad)
 
     forward_triton.register_autograd(_make_backward(backward_triton), setup_context=_setup_context)
-    return forward_triton
+    # eager: the launchers themselves (see fastmotion/ops/_eager.py)
+    return _eager.fused_op("GridSampleTriton", _eager.triton_launcher(tk.grid_sample_forward), _setup_context,
+                           _make_backward(_eager.triton_launcher(tk.grid_sample_backward)), forward_triton)
 
 
-_triton_forward = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
-
-
-def _forward_cpp(input, grid, mode, padding_mode, align_corners):
-    return torch.ops.fastmotion.grid_sample_forward(input, grid, mode, padding_mode, align_corners)
-
-
-def _forward_triton(input, grid, mode, padding_mode, align_corners):
-    return _triton_forward(input, grid, mode, padding_mode, align_corners)
+_forward_triton = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
+_forward_cpp = _eager.compiled_op(_FWD, _setup_context, _backward_cpp, _HAS_CPP)
 
 
 IMPLS = {
@@ -122,7 +117,7 @@ IMPLS = {
     "cpu": backends.Impl(_forward_cpp, cpp_op=_FWD),
     "cuda": backends.Impl(_forward_cpp, cpp_op=_FWD),
 }
-if _triton_forward is not None:
+if _forward_triton is not None:
     IMPLS["triton"] = backends.Impl(_forward_triton)
 
 

@@ -20,7 +20,7 @@ import numbers
 import torch
 
 from fastmotion import _ext, backends, reference
-from fastmotion.ops import _checks
+from fastmotion.ops import _checks, _eager
 
 OP = "heatmap_moments"
 _FWD = "heatmap_moments_forward"
@@ -69,7 +69,7 @@ def _backward_cpp(ctx, grad_mean, grad_var, grad_raw, grad_lse):
 
 _HAS_CPP = _ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward, _backward_cpp, _setup_context)
 
-_triton = None  # (registered forward op, launchers module) when triton is importable
+_triton = None  # eager entry of the Triton op when triton is importable
 if backends.unavailable_reason("triton", "cuda") is None:
     from fastmotion.kernels import heatmap_moments as _tk
 
@@ -85,55 +85,34 @@ if backends.unavailable_reason("triton", "cuda") is None:
         return _tk.heatmap_moments_backward(grad_mean, grad_var, logits, mean, var_raw, lse, temperature,
                                             var_mode, clip)
 
-    def _backward_triton(ctx, grad_mean, grad_var, grad_raw, grad_lse):
-        return _backward_triton_op(*_grads(ctx, grad_mean, grad_var), *ctx.args), None, None, None
+    def _backward_triton_with(backward_op):
+        def backward(ctx, grad_mean, grad_var, grad_raw, grad_lse):
+            return backward_op(*_grads(ctx, grad_mean, grad_var), *ctx.args), None, None, None
+        return backward
 
-    _forward_triton_op.register_autograd(_backward_triton, setup_context=_setup_context)
-    _triton = (_forward_triton_op, _tk)
-
-
-class _Moments(torch.autograd.Function):
-    """Eager autograd: the same kernels without the registered-op autograd machinery."""
-
-    @staticmethod
-    def forward(ctx, logits, temperature, var_mode, clip, backend):
-        if backend == "triton":
-            out = _triton[1].heatmap_moments_forward(logits, temperature, var_mode, clip)
-        else:
-            out = torch.ops.fastmotion.heatmap_moments_forward(logits, temperature, var_mode, clip)
-        mean, var, var_raw, lse = out
-        ctx.save_for_backward(logits, mean, var_raw, lse)
-        ctx.args = (temperature, var_mode, clip)
-        ctx.backend = backend
-        return mean, var
-
-    @staticmethod
-    def backward(ctx, grad_mean, grad_var):
-        g = _grads(ctx, grad_mean, grad_var)
-        if ctx.backend == "triton":
-            grad = _triton[1].heatmap_moments_backward(*g, *ctx.args)
-        else:
-            grad = torch.ops.fastmotion.heatmap_moments_backward(*g, *ctx.args)
-        return grad, None, None, None, None
+    _forward_triton_op.register_autograd(_backward_triton_with(_backward_triton_op), setup_context=_setup_context)
+    # eager: the launchers themselves (see fastmotion/ops/_eager.py)
+    _triton = _eager.fused_op("HeatmapMomentsTriton", _eager.triton_launcher(_tk.heatmap_moments_forward),
+                              _setup_context,
+                              _backward_triton_with(_eager.triton_launcher(_tk.heatmap_moments_backward)),
+                              _forward_triton_op)
+_cpp = _eager.compiled_op(_FWD, _setup_context, _backward_cpp, _HAS_CPP)
 
 
-def _fused(backend):
+def _fused(op):
     def run(logits3, temperature, var_mode, clip):
-        if torch.compiler.is_compiling():
-            op = _triton[0] if backend == "triton" else torch.ops.fastmotion.heatmap_moments_forward
-            mean, var, _, _ = op(logits3, temperature, var_mode, clip)
-            return mean, var
-        return _Moments.apply(logits3, temperature, var_mode, clip, backend)
+        mean, var, _, _ = op(logits3, temperature, var_mode, clip)
+        return mean, var
     return run
 
 
 IMPLS = {
     "reference": backends.Impl(None),
-    "cpu": backends.Impl(_fused("cpu"), cpp_op=_FWD),
-    "cuda": backends.Impl(_fused("cuda"), cpp_op=_FWD),
+    "cpu": backends.Impl(_fused(_cpp), cpp_op=_FWD),
+    "cuda": backends.Impl(_fused(_cpp), cpp_op=_FWD),
 }
 if _triton is not None:
-    IMPLS["triton"] = backends.Impl(_fused("triton"))
+    IMPLS["triton"] = backends.Impl(_fused(_triton))
 
 
 def _check_kp_variance(kp_variance):
@@ -176,8 +155,12 @@ def heatmap_moments(logits: torch.Tensor, temperature: float = 0.1, kp_variance=
     var_mode = VAR_MODES.get(kp_variance, 2) if isinstance(kp_variance, str) else 2
     clip = float(clip_variance) if (clip_variance and var_mode == 0) else 0.0
     mean, var = IMPLS[name].fn(logits.reshape(-1, h, w), temperature, var_mode, clip)
-    mean = mean.view(*lead, 2).to(logits.dtype)
+    dtype = logits.dtype
+    mean = mean.view(*lead, 2)
+    if mean.dtype != dtype:  # half / bfloat16 logits: the kernels return float32 moments
+        mean = mean.to(dtype)
     if var_mode == 2:
         return mean, None
     v = 1 if var_mode == 1 else 2
-    return mean, var.view(*lead, v, v).to(logits.dtype)
+    var = var.view(*lead, v, v)
+    return mean, (var if var.dtype == dtype else var.to(dtype))

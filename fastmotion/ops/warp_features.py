@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from fastmotion import _ext, backends
-from fastmotion.ops import _checks
+from fastmotion.ops import _checks, _eager
 from fastmotion.reference import warp as ref
 
 OP = "warp_features"
@@ -52,12 +52,17 @@ def _setup_context(ctx, inputs, output):
     ctx.mode = mode
 
 
-def _backward_with(backward_op):
+def _registered_needs(ctx):
+    return bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1])
+
+
+def _backward_with(backward_op, needs=_registered_needs):
+    """The autograd formula; ``needs(ctx)`` -> (features need gradients, grid needs one)."""
     def backward(ctx, grads):
         saved = ctx.saved_tensors
         features, grid = list(saved[:ctx.num_features]), saved[ctx.num_features]
-        need_features = any(f.requires_grad for f in features) and bool(ctx.needs_input_grad[0])
-        need_grid = bool(ctx.needs_input_grad[1])
+        need_features, need_grid = needs(ctx)
+        need_features = need_features and any(f.requires_grad for f in features)
         if not (need_features or need_grid) or not features:
             return ([None] * len(features) if features else None), None, None
         grads = [torch.zeros_like(f, memory_format=torch.contiguous_format) if g is None else g.contiguous()
@@ -68,8 +73,36 @@ def _backward_with(backward_op):
     return backward
 
 
-_ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward,
-                          _backward_with(lambda *a: torch.ops.fastmotion.warp_features_backward(*a)), _setup_context)
+_backward_cpp = _backward_with(lambda *a: torch.ops.fastmotion.warp_features_backward(*a))
+_HAS_CPP = _ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward, _backward_cpp, _setup_context)
+
+
+# Eager entries (see fastmotion/ops/_eager.py). autograd.Function does not see tensors inside a
+# list argument, so they take the maps flat: (grid, mode, *features) -> tuple of warped maps.
+
+def _flat_needs(ctx):
+    return any(ctx.needs_input_grad[2:]), bool(ctx.needs_input_grad[0])
+
+
+def _eager_entry(name, forward, backward_op, traced):
+    def flat_forward(grid, mode, *features):
+        return tuple(forward(list(features), grid, mode))
+
+    def flat_setup_context(ctx, inputs, output):
+        grid, mode, *features = inputs
+        _setup_context(ctx, (features, grid, mode), output)
+
+    formula = _backward_with(backward_op, needs=_flat_needs)
+
+    def flat_backward(ctx, *grads):
+        grad_features, grad_grid, _ = formula(ctx, list(grads))
+        return (grad_grid, None, *(grad_features or ()))
+
+    def flat_traced(grid, mode, *features):
+        return tuple(traced(list(features), grid, mode))
+
+    fused = _eager.fused_op(name, flat_forward, flat_setup_context, flat_backward, flat_traced)
+    return lambda features, grid, mode: fused(grid, mode, *features)
 
 
 def _register_triton():
@@ -85,18 +118,23 @@ def _register_triton():
         return tk.warp_features_backward(grad_outs, features, grid, mode == "nearest", features_grad, grid_grad)
 
     forward.register_autograd(_backward_with(backward_op), setup_context=_setup_context)
-    return forward
+
+    def launch_forward(features, grid, mode):
+        return tk.warp_features_forward(features, grid, mode == "nearest")
+
+    def launch_backward(grad_outs, features, grid, mode, features_grad, grid_grad):
+        return tk.warp_features_backward(grad_outs, features, grid, mode == "nearest", features_grad, grid_grad)
+
+    launcher = _eager.triton_launcher
+    return _eager_entry("WarpFeaturesTriton", launcher(launch_forward), launcher(launch_backward), forward)
 
 
-_triton_forward = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
-
-
-def _forward_cpp(features, grid, mode):
-    return torch.ops.fastmotion.warp_features_forward(features, grid, mode)
-
-
-def _forward_triton(features, grid, mode):
-    return _triton_forward(features, grid, mode)
+_forward_triton = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
+_forward_cpp = None
+if _HAS_CPP:
+    _cpp_op = torch.ops.fastmotion.warp_features_forward.default
+    _forward_cpp = _eager_entry("WarpFeatures", _eager.below_autograd(_cpp_op),
+                                lambda *a: torch.ops.fastmotion.warp_features_backward(*a), _cpp_op)
 
 
 IMPLS = {
@@ -104,7 +142,7 @@ IMPLS = {
     "cpu": backends.Impl(_forward_cpp, cpp_op=_FWD),
     "cuda": backends.Impl(_forward_cpp, cpp_op=_FWD),
 }
-if _triton_forward is not None:
+if _forward_triton is not None:
     IMPLS["triton"] = backends.Impl(_forward_triton)
 
 

@@ -1,0 +1,126 @@
+"""Eager calls of the fused ops: the registered kernels and autograd formula, minus the
+registered-op machinery around them.
+
+Every fused op is a torch.library op (schema in C++ or a ``triton_op``) with fake kernels and a
+``register_autograd`` formula: that is what torch.compile traces and what ``opcheck`` tests. In
+eager mode that machinery is pure host time around the kernel. Measured on the 2-core dev CPU
+(torch 2.13, a 1x2x4x4 input, so the kernel itself is ~1 us): a C++ op called through its
+registered Python autograd kernel costs 11 us without gradients and 42 us with them, against
+3.5 us when called below autograd; a ``triton_op`` costs ~21 / ~48 us over its body. On a GPU
+the kernels of a real-time frame take tens of microseconds, so that host time would decide the
+speed (bench/test_call_overhead.py measures each public op). The public ops therefore call, in
+eager mode:
+  * no input needs a gradient: the kernel directly (a C++ op below the autograd dispatch key,
+    a Triton launcher with ``wrap_triton`` off, see ``triton_launcher``);
+  * otherwise: a plain ``torch.autograd.Function`` with the op's own ``setup_context`` and
+    ``backward`` (the same functions that were registered), ~13 us;
+and under torch.compile the registered op, so the traced graph is unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Sequence
+
+import torch
+
+_BELOW_AUTOGRAD = torch._C._AutoDispatchBelowAutograd
+try:
+    from torch._library.triton import set_wrap_triton_enabled as _wrap_triton_enabled
+except ImportError:  # a torch without the switch: launch as it does
+    def _wrap_triton_enabled(enabled):
+        return contextlib.nullcontext()
+
+
+def below_autograd(op: Callable) -> Callable:
+    """``op`` (a ``torch.ops.fastmotion`` overload) called with the autograd keys excluded: the
+    kernel runs, nothing is recorded (the caller records the graph node itself)."""
+
+    def call(*args):
+        with _BELOW_AUTOGRAD():
+            return op(*args)
+
+    return call
+
+
+def _first_tensor(args: Sequence):
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a
+        if isinstance(a, (list, tuple)) and a and isinstance(a[0], torch.Tensor):
+            return a[0]
+    return None
+
+
+def triton_launcher(launcher: Callable) -> Callable:
+    """A Triton launcher as the eager path calls it: with its first tensor's CUDA device current
+    (Triton launches on the current device) and with torch's ``wrap_triton`` switched off, as a
+    ``triton_op`` does around its body. ``wrap_triton`` is on by default: outside a triton_op the
+    launch would go through the higher-order op torch uses for tracing, which torch itself calls
+    slow in eager mode (its comment on ``set_wrap_triton_enabled``)."""
+
+    def call(*args):
+        with _wrap_triton_enabled(False):
+            t = _first_tensor(args)
+            if t is not None and t.device.type == "cuda" and t.device.index != torch.cuda.current_device():
+                with torch.cuda.device(t.device):
+                    return launcher(*args)
+            return launcher(*args)
+
+    return call
+
+
+def _needs_grad(args: Sequence) -> bool:
+    if not torch.is_grad_enabled():
+        return False
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            if a.requires_grad:
+                return True
+        elif isinstance(a, (list, tuple)):
+            if any(isinstance(t, torch.Tensor) and t.requires_grad for t in a):
+                return True
+    return False
+
+
+def fused_op(name: str, forward: Callable, setup_context: Callable, backward: Callable,
+             traced: Callable) -> Callable:
+    """The eager entry of one fused op.
+
+    forward(*args): runs the kernels, returns the op's outputs (must not record autograd);
+    setup_context(ctx, inputs, output) / backward(ctx, *grads): the op's autograd formula, the
+    same signatures as ``torch.library.register_autograd`` (one gradient per input);
+    traced(*args): the registered op, called instead while torch.compile traces.
+    Tensors inside list arguments are not tracked by ``autograd.Function``: ops that take
+    lists flatten them before calling (see warp_features).
+    """
+    def forward_with_ctx(ctx, *args):
+        # Old-style forward(ctx, ...): with a separate setup_context, Function.apply binds the
+        # arguments through inspect.signature on every call (~50 us).
+        output = forward(*args)
+        setup_context(ctx, args, output)
+        return output
+
+    function = type(name, (torch.autograd.Function,), {
+        "forward": staticmethod(forward_with_ctx),
+        "backward": staticmethod(backward),
+    })
+
+    def call(*args):
+        if torch.compiler.is_compiling():
+            return traced(*args)
+        if _needs_grad(args):
+            return function.apply(*args)
+        return forward(*args)
+
+    call.function = function
+    return call
+
+
+def compiled_op(fwd: str, setup_context: Callable, backward: Callable, available: bool = True):
+    """``fused_op`` of the compiled op ``fastmotion::<fwd>`` (``None`` when ``available`` is false:
+    the extension was not built or has no such op)."""
+    if not available:
+        return None
+    op = getattr(torch.ops.fastmotion, fwd).default
+    name = "".join(part.title() for part in fwd.split("_"))
+    return fused_op(name, below_autograd(op), setup_context, backward, op)
