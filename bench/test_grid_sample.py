@@ -8,7 +8,9 @@ Bytes that must move (B = bytes per element, P = Ho * Wo):
                     grad_input N*C*H*W*B and grad_grid N*P*2*B written.
 The extra provider ``cuda-tile`` runs the CUDA backend with FASTMOTION_GRID_SAMPLE_SCATTER=tile
 (shared-memory tile accumulation of the input gradient instead of the default warp-combined
-atomics), to measure the two (the forward is the same kernel).
+atomics), to measure the two (the forward is the same kernel); ``triton-gather`` runs the Triton
+backend with FASTMOTION_GRID_SAMPLE_SCATTER=gather (the deterministic gather input gradient that
+torch.use_deterministic_algorithms(True) selects).
 """
 import importlib
 
@@ -22,7 +24,8 @@ from fastmotion.ops import grid_sample
 IMPLS = importlib.import_module("fastmotion.ops.grid_sample").IMPLS
 SHAPES = [(32, 64, 64, 64), (1, 32, 256, 256)]
 KEY_SHAPES = [(32, 64, 64, 64)]  # the issue's headline shape (torch.compile runs here only with =key)
-PROVIDERS = harness.PROVIDERS + ("cuda-tile",)
+PROVIDERS = harness.PROVIDERS + ("cuda-tile", "triton-gather")
+VARIANTS = {"cuda-tile": ("cuda", "tile"), "triton-gather": ("triton", "gather")}  # (backend, scatter)
 
 
 def smooth_flow_grid(n, h, w, device, dtype=torch.float32):
@@ -43,7 +46,7 @@ def _sampler(provider):
         return reference
     if provider == "compile":
         return harness.compiled(reference)
-    backend = "cuda" if provider == "cuda-tile" else provider
+    backend = VARIANTS.get(provider, (provider,))[0]
 
     def fused(x, g):
         return grid_sample(x, g, "bilinear", "zeros", True, backend=backend)
@@ -76,12 +79,12 @@ def _make(provider, device, shape, mode):
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("device", harness.devices())
 def test_grid_sample(benchmark, device, provider, shape, mode, monkeypatch):
-    base = "cuda" if provider == "cuda-tile" else provider
+    base, scatter = VARIANTS.get(provider, (provider, None))
     harness.skip_unless_runnable(base, device, IMPLS, key=shape in KEY_SHAPES)
-    if provider == "cuda-tile":
+    if scatter is not None:
         if mode == "fwd":
-            pytest.skip("cuda-tile differs from cuda only in the backward")
-        monkeypatch.setenv("FASTMOTION_GRID_SAMPLE_SCATTER", "tile")
+            pytest.skip(f"{provider} differs from {base} only in the backward")
+        monkeypatch.setenv("FASTMOTION_GRID_SAMPLE_SCATTER", scatter)
     benchmark.group = f"grid_sample {mode} {'x'.join(map(str, shape))} {device}"
     n, c, h, w = shape
     itemsize = 4

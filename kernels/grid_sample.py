@@ -17,20 +17,25 @@ Memory traffic (what must move, per call; B = bytes per element, P = Ho*Wo):
             (32, 64, 64, 64) fp32: 96 + 2 MiB. Input gradients are scattered with relaxed
             float atomics into a zero-filled float32 buffer (the tap positions are
             data-dependent, so no program owns an input pixel; see fastmotion/ops/grid_sample.py
-            for the measured alternatives). The grid gradient needs all channels of a pixel: the
+            for the measured alternatives); in deterministic mode they are gathered instead
+            (grid_sample_gather_kernel below). The grid gradient needs all channels of a pixel: the
             program sums over its channel range in registers (no atomics); when channels are
             split over several programs (small batches), each writes its partial sum to its own
             slot and the slots are added in a fixed order afterwards.
 
-Status on GPU (H200, one run): all tests pass on CUDA tensors. Kernel speed is not known yet:
-the one timing taken called these launchers directly, outside their torch.library.triton_op,
-which routes every launch through torch's HOP dispatch (~200+ us of host time per call at
-any size), so it measured launch overhead; bench/test_grid_sample.py goes through the op.
+Status on GPU (H200, one run): the scatter kernels pass all tests on CUDA tensors. Their speed
+is not known: the one timing taken called these launchers directly with torch's wrap_triton
+switch on, so every launch went through its tracing higher-order op and the timing measured
+that. The public op now launches them with the switch off (fastmotion/ops/_eager.py);
+bench/test_grid_sample.py measures them (providers triton, triton-gather). The gather kernels
+have run only under TRITON_INTERPRET=1 so far.
 
 Rounding follows PyTorch's CPU kernel (fma where its AVX2 build has one); kernels are
 launched with enable_fp_fusion=False so the compiler adds no other fused operations.
 """
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
@@ -209,6 +214,156 @@ def grid_sample_bwd_kernel(gout_ptr, in_ptr, grid_ptr, gin_ptr, ggrid_ptr, C, H,
             tl.atomic_add(gin_base + off + _ch(cc * s_in_c, CL), g, mask=m & cmask, sem="relaxed")
 
 
+# ----------------------------------------------------------------------------------------------
+# Deterministic input gradient: a gather, no atomics.
+#
+# No program owns an input pixel in the scatter above, because the taps depend on the data. The
+# gather makes the ownership explicit: (1) per output pixel, its sampling coordinate and the key
+# of the input cell its taps touch (bilinear: the north-west tap, one of (H+1) x (W+1) cells
+# including the row and column -1; nearest: its pixel); (2) a stable sort of each image's output
+# pixels by key and the start of every cell in that order (torch.sort / torch.searchsorted);
+# (3) per input pixel, the output pixels of the (up to) four cells whose taps include it, in that
+# fixed order: each weight is recomputed from the stored coordinate exactly as the scatter
+# computes it, and the sums go straight into grad_input in the input's dtype (no zero fill, no
+# float32 scratch). The same input always gives the same bits.
+# Traffic, (32, 64, 64, 64) fp32: grad_out 32 MiB read (each output pixel by up to four input
+# pixels, mostly from cache for a smooth flow: the sort keeps neighbours together), grad_input
+# 32 MiB written once, plus ~16 bytes per output pixel of keys, order and coordinates.
+
+
+@triton.jit
+def grid_sample_cells_kernel(grid_ptr, coord_ptr, key_ptr, H, W, P, align, padding,
+                             MODE: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr):
+    """Per output pixel: its sampling coordinate as the backward uses it, and its cell key
+    (the number of cells when no tap is inside: out of range, NaN, inf)."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    n = tl.program_id(1).to(tl.int64)
+    m = offs < P
+    g_base = grid_ptr + n * P * 2
+    gx = tl.load(g_base + offs * 2, mask=m, other=0.0).to(ACC)
+    gy = tl.load(g_base + offs * 2 + 1, mask=m, other=0.0).to(ACC)
+    if MODE == 0:
+        x, dx = grid_coordinate_with_grad(gx, W, align, padding)
+        y, dy = grid_coordinate_with_grad(gy, H, align, padding)
+        x0, y0, fx, fy, in_w, in_e, in_n, in_s = bilinear_taps(x, y, W, H)
+        ok = (in_w | in_e) & (in_n | in_s)  # then (x0, y0) = floor(x, y), in [-1, W-1] x [-1, H-1]
+        key = tl.where(ok, (y0 + 1) * (W + 1) + (x0 + 1), (H + 1) * (W + 1))
+    else:
+        x = grid_coordinate(gx, W, align, padding)
+        y = grid_coordinate(gy, H, align, padding)
+        xi, yi, ok = nearest_tap(x, y, W, H)
+        key = tl.where(ok, yi * W + xi, H * W)
+    c_base = coord_ptr + n * P * 2
+    tl.store(c_base + offs * 2, x, mask=m)
+    tl.store(c_base + offs * 2 + 1, y, mask=m)
+    tl.store(key_ptr + n * P + offs, key.to(tl.int32), mask=m)
+
+
+@triton.jit
+def _gather_cell(acc, cc, cmask, qmask, key, start_base, order_base, coord_base, gout_base, s_out_c, s_out_p,
+                 EAST: tl.constexpr, SOUTH: tl.constexpr, MODE: tl.constexpr):
+    """acc [BLOCK_C, BLOCK_Q] += the contributions of the output pixels of cell ``key`` (one per
+    input pixel) to the corner (EAST, SOUTH) of their taps, in sorted order."""
+    s = tl.load(start_base + key, mask=qmask, other=0)
+    cnt = tl.load(start_base + key + 1, mask=qmask, other=0) - s
+    for j in range(0, tl.max(cnt, axis=0)):
+        valid = qmask & (j < cnt)
+        p = tl.load(order_base + s + j, mask=valid, other=0)
+        g = tl.load(gout_base + cc[:, None] * s_out_c + p[None, :] * s_out_p, mask=cmask[:, None] & valid[None, :],
+                    other=0.0).to(acc.dtype)
+        if MODE == 0:
+            x = tl.load(coord_base + p * 2, mask=valid, other=0.0)
+            y = tl.load(coord_base + p * 2 + 1, mask=valid, other=0.0)
+            fx = x - tl.floor(x)
+            fy = y - tl.floor(y)
+            if EAST:
+                wx = fx
+            else:
+                wx = 1.0 - fx
+            if SOUTH:
+                wy = fy
+            else:
+                wy = 1.0 - fy
+            acc += (wy * wx)[None, :] * g  # the scatter's weights: nw = (1-fy)(1-fx), ne = (1-fy) fx, ...
+        else:
+            acc += g
+    return acc
+
+
+@triton.jit
+def grid_sample_gather_kernel(gout_ptr, coord_ptr, order_ptr, start_ptr, gin_ptr, C, H, W, P, n_cells, c_per_prog,
+                              s_gin_n, s_gin_c, s_gin_h, s_gin_w, s_out_n, s_out_c, s_out_p,
+                              MODE: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+    """grad_input[n, c, y, x] for a block of input pixels q = y * W + x and a channel range."""
+    q = tl.program_id(0) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    n = tl.program_id(1).to(tl.int64)
+    c_begin = tl.program_id(2) * c_per_prog
+    c_end = tl.minimum(c_begin + c_per_prog, C)
+    qmask = q < H * W
+    yq = q // W
+    xq = q % W
+    start_base = start_ptr + n * (n_cells + 1)
+    order_base = order_ptr + n * P
+    coord_base = coord_ptr + n * P * 2
+    gout_base = gout_ptr + n * s_out_n
+    gin_off = yq.to(tl.int64) * s_gin_h + xq.to(tl.int64) * s_gin_w
+    for c0 in range(c_begin, c_end, BLOCK_C):
+        cc = c0 + tl.arange(0, BLOCK_C)
+        cmask = cc < c_end
+        acc = tl.zeros([BLOCK_C, BLOCK_Q], dtype=ACC)
+        if MODE == 0:
+            # the cells whose north-west / north-east / south-west / south-east tap is (yq, xq)
+            row = (yq + 1) * (W + 1)
+            acc = _gather_cell(acc, cc, cmask, qmask, row + xq + 1, start_base, order_base, coord_base, gout_base,
+                               s_out_c, s_out_p, False, False, MODE)
+            acc = _gather_cell(acc, cc, cmask, qmask, row + xq, start_base, order_base, coord_base, gout_base,
+                               s_out_c, s_out_p, True, False, MODE)
+            row = yq * (W + 1)
+            acc = _gather_cell(acc, cc, cmask, qmask, row + xq + 1, start_base, order_base, coord_base, gout_base,
+                               s_out_c, s_out_p, False, True, MODE)
+            acc = _gather_cell(acc, cc, cmask, qmask, row + xq, start_base, order_base, coord_base, gout_base,
+                               s_out_c, s_out_p, True, True, MODE)
+        else:
+            acc = _gather_cell(acc, cc, cmask, qmask, q, start_base, order_base, coord_base, gout_base,
+                               s_out_c, s_out_p, False, False, MODE)
+        tl.store(gin_ptr + n * s_gin_n + cc[:, None].to(tl.int64) * s_gin_c + gin_off[None, :],
+                 acc.to(gin_ptr.dtype.element_ty), mask=cmask[:, None] & qmask[None, :])
+
+
+def gather_input_grad() -> bool:
+    """Whether the backward computes the input gradient by the gather: always under
+    torch.use_deterministic_algorithms(True), or when FASTMOTION_GRID_SAMPLE_SCATTER=gather."""
+    return torch.are_deterministic_algorithms_enabled() or os.environ.get("FASTMOTION_GRID_SAMPLE_SCATTER") == "gather"
+
+
+def input_grad_by_gather(gout: torch.Tensor, input: torch.Tensor, grid: torch.Tensor, mode: int, padding_mode: int,
+                          align_corners: bool, fmt) -> torch.Tensor:
+    N, C, H, W = input.shape
+    P = grid.shape[1] * grid.shape[2]
+    acc_t, acc_tl = _acc(input.dtype)
+    coords = torch.empty((N, P, 2), device=input.device, dtype=acc_t)
+    keys = torch.empty((N, P), device=input.device, dtype=torch.int32)
+    block = 256
+    wrap_triton(grid_sample_cells_kernel)[(triton.cdiv(P, block), N)](
+        grid, coords, keys, H, W, P, int(bool(align_corners)), int(padding_mode),
+        MODE=int(mode), BLOCK=block, ACC=acc_tl, enable_fp_fusion=False)
+    n_cells = (H + 1) * (W + 1) if int(mode) == MODE_BILINEAR else H * W
+    sorted_keys, order = torch.sort(keys, dim=1, stable=True)
+    bounds = torch.arange(n_cells + 1, device=input.device, dtype=torch.int32).expand(N, n_cells + 1).contiguous()
+    starts = torch.searchsorted(sorted_keys, bounds)
+    gin = torch.empty(input.shape, device=input.device, dtype=input.dtype).contiguous(memory_format=fmt)
+    block_q, block_c = 128, min(8, triton.next_power_of_2(max(C, 1)))
+    split = _channel_split(N, H * W, C, block_q, block_c)
+    cpp = _c_per_prog(C, split, block_c)
+    split = triton.cdiv(C, cpp)
+    o_n, o_c, o_p = _out_strides(gout)
+    wrap_triton(grid_sample_gather_kernel)[(triton.cdiv(H * W, block_q), N, split)](
+        gout, coords, order, starts, gin, C, H, W, P, n_cells, cpp,
+        gin.stride(0), gin.stride(1), gin.stride(2), gin.stride(3), o_n, o_c, o_p,
+        MODE=int(mode), BLOCK_Q=block_q, BLOCK_C=block_c, ACC=acc_tl, enable_fp_fusion=False)
+    return gin
+
+
 def _acc(dtype: torch.dtype):
     return (torch.float64, tl.float64) if dtype == torch.float64 else (torch.float32, tl.float32)
 
@@ -302,10 +457,16 @@ def grid_sample_backward(grad_output: torch.Tensor, input: torch.Tensor, grid: t
     gout = grad_output.contiguous(memory_format=fmt)
     acc_t, acc_tl = _acc(input.dtype)
     grid_grad = bool(grid_requires_grad) and int(mode) == MODE_BILINEAR
+    gathered = None
+    if input_requires_grad and N * P and C and gather_input_grad():
+        gathered = input_grad_by_gather(gout, input, grid, mode, padding_mode, align_corners, fmt)
+        input_requires_grad = False  # the scatter below computes only the grid gradient
     gin = (torch.zeros(input.shape, device=input.device, dtype=acc_t).contiguous(memory_format=fmt)
            if input_requires_grad else input.new_empty((0,)))
     if not (N * P and C) or not (input_requires_grad or grid_grad):
         ggrid = torch.zeros_like(grid) if grid_requires_grad else grid.new_empty((0,))
+        if gathered is not None:
+            return gathered, ggrid
         return (gin.to(input.dtype) if input_requires_grad else gin), ggrid
     default_p, default_c = _blocks(C, cl)
     block_p, block_c = block_p or default_p, block_c or default_c
@@ -324,6 +485,8 @@ def grid_sample_backward(grad_output: torch.Tensor, input: torch.Tensor, grid: t
                  else torch.zeros_like(grid))
     else:
         ggrid = grid.new_empty((0,))
+    if gathered is not None:
+        return gathered, ggrid
     if input_requires_grad and gin.dtype != input.dtype:
         gin = gin.to(input.dtype)
     return gin, ggrid

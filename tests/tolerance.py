@@ -56,3 +56,12 @@ def backend_params(impls):
         marks = [pytest.mark.skip(reason=reason)] if reason else []
         params.append(pytest.param(name, dev, marks=marks, id=f"{name}-{dev}"))
     return params
+
+
+def gather_params(impls):
+    """The (triton, device) pairs of ``backend_params`` once more, marked ``gather_input_grad``:
+    tests/conftest.py runs them with FASTMOTION_GRID_SAMPLE_SCATTER=gather (the deterministic
+    gather input gradient of grid_sample / warp_features)."""
+    return [pytest.param(*p.values, marks=[*p.marks, pytest.mark.gather_input_grad],
+                         id=p.id.replace("triton", "triton-gather"))
+            for p in backend_params(impls) if p.values[0] == "triton"]

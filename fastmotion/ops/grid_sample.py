@@ -27,7 +27,12 @@ first combines, within a warp of 32 consecutive pixels, every pixel's east corne
 neighbour's west corners (one atomic per pixel, row and channel instead of two); a shared-memory
 tile variant (FASTMOTION_GRID_SAMPLE_SCATTER=tile) was measured slower on an H200 at
 (32, 64, 64, 64): 165 us against 121 us (PyTorch: 122 us). The Triton backend uses relaxed
-global atomics. Neither GPU backward is deterministic bit for bit (float atomics).
+global atomics by default. Deterministic mode (torch.use_deterministic_algorithms(True), where
+PyTorch's own CUDA grid_sample backward refuses to run): the Triton backend computes the input
+gradient as a gather instead (output pixels sorted by the input cell they sample, each input
+pixel sums its cells' contributions in a fixed order; kernels/grid_sample.py), bit-identical from
+run to run, no atomics; FASTMOTION_GRID_SAMPLE_SCATTER=gather selects it outside that mode. The
+CUDA backend raises there (warns with warn_only), as PyTorch does.
 
 Autocast: no autocast rule; the op runs in the dtype its input arrives in (grid must match).
 """

@@ -15,6 +15,9 @@ autocast the source image stays float32 while the encoder's maps are half) are w
 per dtype.
 NaN / inf: a NaN or infinite grid value makes the outputs that read it NaN (as grid_sample's NaN
 weights do); taps outside a map read 0 and keep their weight, as in grid_sample.
+Determinism: the CPU backward is deterministic; on the GPU the feature gradients are scattered
+with float atomics, except under torch.use_deterministic_algorithms(True), where the Triton
+backend gathers them (grid_sample's gather input gradient) and the CUDA backend raises.
 """
 from __future__ import annotations
 

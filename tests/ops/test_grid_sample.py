@@ -10,10 +10,12 @@ import torch.nn.functional as F
 
 import fastmotion
 from fastmotion.ops import grid_sample
-from tests.tolerance import assert_matches_reference, backend_params
+from tests.determinism import count_gathers, deterministic_algorithms
+from tests.tolerance import assert_matches_reference, backend_params, gather_params
 
 gs_mod = importlib.import_module("fastmotion.ops.grid_sample")  # the module, not the function
-BACKENDS = backend_params(gs_mod.IMPLS)
+# + the Triton backend once more with its deterministic gather input gradient
+BACKENDS = backend_params(gs_mod.IMPLS) + gather_params(gs_mod.IMPLS)
 MODES = ("bilinear", "nearest")
 PADS = ("zeros", "border", "reflection")
 DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
@@ -266,6 +268,54 @@ def test_cpu_backward_deterministic(channels_last):
         assert torch.equal(gi, results[0][0]) and torch.equal(gg, results[0][1])
 
 
+@pytest.mark.parametrize("backend,device", [p for p in backend_params(gs_mod.IMPLS) if p.values[0] == "triton"])
+def test_triton_deterministic_mode_gathers(backend, device, monkeypatch):
+    """Under torch.use_deterministic_algorithms(True) the Triton backward computes the input
+    gradient by the gather (not the atomic scatter); two runs give the same bits; the result
+    matches F.grid_sample's gradient."""
+    monkeypatch.delenv("FASTMOTION_GRID_SAMPLE_SCATTER", raising=False)
+    calls = count_gathers(monkeypatch)
+    x64, grid64 = _data(2, 5, 9, 10, 7, 8, seed=12)
+    x, grid = x64.float().to(device), grid64.float().to(device)
+    gout = torch.randn(2, 5, 7, 8, generator=torch.Generator().manual_seed(2)).to(device)
+    _run(x, grid, "bilinear", "reflection", False, backend, gout)
+    assert calls == [], "the scatter is the default outside deterministic mode"
+    with deterministic_algorithms():
+        first = _run(x, grid, "bilinear", "reflection", False, backend, gout)
+        second = _run(x, grid, "bilinear", "reflection", False, backend, gout)
+    assert len(calls) == 2
+    assert torch.equal(first[1], second[1]) and torch.equal(first[2], second[2])
+    ref = _run(x.cpu(), grid.cpu(), "bilinear", "reflection", False, "reference", gout.cpu())
+    torch.testing.assert_close(first[1].cpu(), ref[1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend,device", [p for p in backend_params(gs_mod.IMPLS) if p.values[0] == "cpu"])
+def test_cpu_backend_runs_in_deterministic_mode(backend, device):
+    """The CPU backward is deterministic: no alert under torch.use_deterministic_algorithms."""
+    x64, grid64 = _data(1, 2, 5, 6, 4, 5, seed=13)
+    gout = torch.randn(1, 2, 4, 5, dtype=torch.float64)
+    with deterministic_algorithms():
+        out = _run(x64, grid64, "bilinear", "zeros", True, backend, gout)
+    ref = _run(x64, grid64, "bilinear", "zeros", True, "reference", gout)
+    torch.testing.assert_close(out[1], ref[1])
+
+
+@pytest.mark.parametrize("backend,device", [p for p in backend_params(gs_mod.IMPLS) if p.values[0] == "cuda"])
+def test_cuda_backend_alerts_in_deterministic_mode(backend, device):
+    """The CUDA backward scatters with float atomics: under deterministic mode it raises (or
+    warns with warn_only), as PyTorch's own CUDA grid_sample backward does."""
+    x = torch.randn(1, 2, 5, 6, device=device, requires_grad=True)
+    grid = torch.rand(1, 4, 5, 2, device=device) * 2 - 1
+    with deterministic_algorithms():
+        out = grid_sample(x, grid, backend=backend)
+        with pytest.raises(RuntimeError, match="grid_sample_backward"):
+            out.sum().backward()
+    with deterministic_algorithms(warn_only=True):
+        out = grid_sample(x, grid, backend=backend)
+        with pytest.warns(UserWarning, match="grid_sample_backward"):
+            out.sum().backward()
+
+
 @pytest.mark.parametrize("backend,device", [p for p in BACKENDS if p.values[0] == "cpu"])
 def test_opcheck(backend, device):
     x64, grid64 = _data(2, 3, 5, 6, 4, 5, seed=6, far=0.1)
@@ -378,5 +428,20 @@ def test_triton_kernels_compile_for_sm90():
             specs.append(dict(module="fastmotion.kernels.grid_sample", kernel="grid_sample_bwd_kernel", signature=b_sig,
                               constexprs={"MODE": mode, "CL": cl, "INPUT_GRAD": True, "GRID_GRAD": mode == 0,
                                           "BLOCK_P": 128, "BLOCK_C": 8, "ACC": acc_t, **size},
+                              num_warps=4, options={"enable_fp_fusion": False}))
+        # the deterministic gather input gradient: cell keys, then the gather itself
+        cells = {"grid_ptr": f"*{dt}", "coord_ptr": f"*{acc}", "key_ptr": "*i32", "H": "i32", "W": "i32", "P": "i32",
+                 "align": "i32", "padding": "i32", "MODE": "constexpr", "BLOCK": "constexpr", "ACC": "constexpr"}
+        gather = {"gout_ptr": f"*{dt}", "coord_ptr": f"*{acc}", "order_ptr": "*i64", "start_ptr": "*i64",
+                  "gin_ptr": f"*{dt}", **{k: "i32" for k in ("C", "H", "W", "P", "n_cells", "c_per_prog", "s_gin_n",
+                                                              "s_gin_c", "s_gin_h", "s_gin_w", "s_out_n", "s_out_c",
+                                                              "s_out_p")},
+                  "MODE": "constexpr", "BLOCK_Q": "constexpr", "BLOCK_C": "constexpr", "ACC": "constexpr"}
+        for mode in (0, 1):
+            specs.append(dict(module="fastmotion.kernels.grid_sample", kernel="grid_sample_cells_kernel",
+                              signature=cells, constexprs={"MODE": mode, "BLOCK": 256, "ACC": acc_t},
+                              num_warps=4, options={"enable_fp_fusion": False}))
+            specs.append(dict(module="fastmotion.kernels.grid_sample", kernel="grid_sample_gather_kernel",
+                              signature=gather, constexprs={"MODE": mode, "BLOCK_Q": 128, "BLOCK_C": 8, "ACC": acc_t},
                               num_warps=4, options={"enable_fp_fusion": False}))
     compile_for_sm90(specs)

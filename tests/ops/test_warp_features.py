@@ -9,12 +9,13 @@ import torch.nn.functional as F
 from fastmotion.ops import warp_features
 from fastmotion.reference import warp as ref
 from fastmotion.reference.grid import make_coordinate_grid
-from tests.tolerance import assert_matches_reference, backend_params
+from tests.determinism import count_gathers, deterministic_algorithms
+from tests.tolerance import assert_matches_reference, backend_params, gather_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # interpreter, masked lanes
 
 wf = importlib.import_module("fastmotion.ops.warp_features")
-BACKENDS = backend_params(wf.IMPLS)
+BACKENDS = backend_params(wf.IMPLS) + gather_params(wf.IMPLS)  # + Triton with the deterministic gather
 CPU_BACKENDS = [p for p in BACKENDS if p.values[0] == "cpu"]
 MODES = ("nearest", "bilinear", "trilinear")
 GRID = (6, 7)
@@ -167,6 +168,41 @@ def test_gradcheck(backend, device, mode):
     grid = _grid(1, (3, 4), device).requires_grad_()
     fn = lambda g, *fs: tuple(warp_features(list(fs), g, mode, backend=backend))  # noqa: E731
     assert torch.autograd.gradcheck(fn, (grid, *feats), eps=1e-6, atol=1e-6, fast_mode=_interpreted(backend, device))
+
+
+@pytest.mark.parametrize("backend,device", [p for p in backend_params(wf.IMPLS) if p.values[0] == "triton"])
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_triton_deterministic_mode_gathers(backend, device, mode, monkeypatch):
+    """Under torch.use_deterministic_algorithms(True) the Triton backward computes every map's
+    gradient by grid_sample's gather (no atomics): one gather per map, same bits twice, the
+    reference's gradients."""
+    monkeypatch.delenv("FASTMOTION_GRID_SAMPLE_SCATTER", raising=False)
+    calls = count_gathers(monkeypatch)
+    maps = [(2, 3, 4), (1, 6, 8)]
+    feats, grid = _features(2, maps, device, torch.float32), _grid(2, (3, 4), device, torch.float32)
+    gen = torch.Generator().manual_seed(5)
+    grad_outs = [torch.randn(f.shape, generator=gen) for f in feats]
+    _grads(feats, grid, grad_outs, mode, backend, torch.float32)
+    assert calls == []
+    with deterministic_algorithms():
+        first = _grads(feats, grid, grad_outs, mode, backend, torch.float32)
+        second = _grads(feats, grid, grad_outs, mode, backend, torch.float32)
+    assert calls == [tuple(f.shape) for f in feats] * 2
+    for a, b, r in zip(first, second, _grads(_cpu64(feats), grid.cpu().double(), grad_outs, mode, "reference",
+                                             torch.float64)):
+        assert torch.equal(a, b)
+        torch.testing.assert_close(a.cpu().double(), r, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend,device", [p for p in backend_params(wf.IMPLS) if p.values[0] == "cuda"])
+def test_cuda_backend_alerts_in_deterministic_mode(backend, device):
+    """The CUDA feature gradients are scattered with float atomics: deterministic mode raises."""
+    feats = [f.requires_grad_() for f in _features(1, [(2, 3, 4)], device, torch.float32)]
+    grid = _grid(1, (3, 4), device, torch.float32)
+    with deterministic_algorithms():
+        out = warp_features(feats, grid, "nearest", backend=backend)
+        with pytest.raises(RuntimeError, match="warp_features_backward"):
+            out[0].sum().backward()
 
 
 def test_gradcheck_reference():

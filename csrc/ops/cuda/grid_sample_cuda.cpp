@@ -4,6 +4,7 @@
 // FASTMOTION_GRID_SAMPLE_SCATTER=tile (read at every call) makes the backward accumulate blocks in
 // shared memory instead of the default warp-combined atomics; it exists to measure the two
 // against each other (bench/test_grid_sample.py, provider cuda-tile).
+#include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/sum.h>
@@ -69,6 +70,12 @@ std::tuple<at::Tensor, at::Tensor> grid_sample_backward_cuda_op(const at::Tensor
                                                                 bool input_requires_grad, bool grid_requires_grad) {
   check_grid_sample_backward(grad_output_in, input_in, grid_in, mode, padding_mode);
   TORCH_CHECK(input_in.is_cuda(), "grid_sample_backward (cuda): input must be a CUDA tensor");
+  if (input_requires_grad) {
+    // float atomics: raises (or warns) under torch.use_deterministic_algorithms(True), as PyTorch's
+    // own kernel does; the triton backend has a deterministic gather for that mode
+    at::globalContext().alertNotDeterministic("fastmotion::grid_sample_backward (cuda backend; backend='triton' "
+                                              "is deterministic in this mode)");
+  }
   const c10::cuda::CUDAGuard guard(input_in.device());
   const bool cl = grid_sample_channels_last(input_in);
   const at::Tensor input = cl ? input_in : input_in.contiguous();

@@ -1,5 +1,6 @@
 // Torch binding of the CUDA warp_features kernels: checks, dtype dispatch, device guard, stream,
 // workspace. Includes only c10/cuda stream and guard headers.
+#include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -64,6 +65,11 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cuda_op(a
   check_warp_features_backward(grad_outs, features, grid_in, mode);
   const bool nearest = warp_features_nearest(mode);
   TORCH_CHECK(grid_in.is_cuda(), "warp_features_backward (cuda): grid must be a CUDA tensor");
+  if (features_grad) {
+    // the feature gradients are scattered with float atomics (see grid_sample_cuda.cpp)
+    at::globalContext().alertNotDeterministic("fastmotion::warp_features_backward (cuda backend; backend='triton' "
+                                              "is deterministic in this mode)");
+  }
   const c10::cuda::CUDAGuard guard(grid_in.device());
   const at::Tensor grid = grid_in.contiguous();
   const int64_t N = grid.size(0), h = grid.size(1), w = grid.size(2);
