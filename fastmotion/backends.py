@@ -121,7 +121,7 @@ def unavailable_reason(name: str, device_type: str, cpp_op: Optional[str] = None
 
 def select(op: str, impls: Mapping[str, Impl], device: torch.device, backend: Optional[str] = None) -> str:
     """Name of the backend that runs ``op`` for tensors on ``device``."""
-    device_type = torch.device(device).type
+    device_type = device.type if isinstance(device, torch.device) else torch.device(device).type
     requested = _check_name(backend, "backend") if backend not in (None, "auto") else requested_backend()
     if requested is not None:
         if requested not in impls:

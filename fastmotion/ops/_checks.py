@@ -37,6 +37,11 @@ def spatial_size(size, name: str, op: str):
 
 
 def same_device(op: str, **tensors):
-    devices = {name: t.device for name, t in tensors.items() if isinstance(t, torch.Tensor)}
-    if len(set(devices.values())) > 1:
-        raise ValueError(f"{op}: tensors must be on one device, got {devices}")
+    first = None
+    for t in tensors.values():  # runs on every call: compare first, build the message only on error
+        if isinstance(t, torch.Tensor):
+            if first is None:
+                first = t.device
+            elif t.device != first:
+                devices = {name: t.device for name, t in tensors.items() if isinstance(t, torch.Tensor)}
+                raise ValueError(f"{op}: tensors must be on one device, got {devices}")

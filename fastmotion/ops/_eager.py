@@ -70,8 +70,6 @@ def triton_launcher(launcher: Callable) -> Callable:
 
 
 def _needs_grad(args: Sequence) -> bool:
-    if not torch.is_grad_enabled():
-        return False
     for a in args:
         if isinstance(a, torch.Tensor):
             if a.requires_grad:
@@ -83,13 +81,14 @@ def _needs_grad(args: Sequence) -> bool:
 
 
 def fused_op(name: str, forward: Callable, setup_context: Callable, backward: Callable,
-             traced: Callable) -> Callable:
+             traced: Callable, tensor_args: int | None = None) -> Callable:
     """The eager entry of one fused op.
 
     forward(*args): runs the kernels, returns the op's outputs (must not record autograd);
     setup_context(ctx, inputs, output) / backward(ctx, *grads): the op's autograd formula, the
     same signatures as ``torch.library.register_autograd`` (one gradient per input);
     traced(*args): the registered op, called instead while torch.compile traces.
+    tensor_args: how many leading arguments may hold tensors that need gradients (all: None).
     Tensors inside list arguments are not tracked by ``autograd.Function``: ops that take
     lists flatten them before calling (see warp_features).
     """
@@ -108,7 +107,7 @@ def fused_op(name: str, forward: Callable, setup_context: Callable, backward: Ca
     def call(*args):
         if torch.compiler.is_compiling():
             return traced(*args)
-        if _needs_grad(args):
+        if torch.is_grad_enabled() and _needs_grad(args if tensor_args is None else args[:tensor_args]):
             return function.apply(*args)
         return forward(*args)
 
@@ -123,4 +122,9 @@ def compiled_op(fwd: str, setup_context: Callable, backward: Callable, available
         return None
     op = getattr(torch.ops.fastmotion, fwd).default
     name = "".join(part.title() for part in fwd.split("_"))
-    return fused_op(name, below_autograd(op), setup_context, backward, op)
+    tensor_args = 0  # the schema's leading Tensor / Tensor? / Tensor[] arguments
+    for arg in op._schema.arguments:
+        if "Tensor" not in str(arg.type):
+            break
+        tensor_args += 1
+    return fused_op(name, below_autograd(op), setup_context, backward, op, tensor_args)

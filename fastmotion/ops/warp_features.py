@@ -168,7 +168,9 @@ def warp_features(features, grid: torch.Tensor, mode: str = "nearest", *, backen
             raise ValueError(f"{OP}: features[{i}] has batch {f.shape[0]}, grid has {grid.shape[0]}")
         if f.shape[2] < 1 or f.shape[3] < 1:
             raise ValueError(f"{OP}: features[{i}] must have a non-empty spatial size, got {tuple(f.shape)}")
-    _checks.same_device(OP, grid=grid, **{f"features[{i}]": f for i, f in enumerate(features)})
+        if f.device != grid.device:
+            raise ValueError(f"{OP}: tensors must be on one device, got grid on {grid.device} and "
+                             f"features[{i}] on {f.device}")
     groups = {}
     for i, f in enumerate(features):
         groups.setdefault(f.dtype, []).append(i)

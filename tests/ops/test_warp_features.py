@@ -350,6 +350,8 @@ def test_mixed_dtypes_warp_per_dtype(backend, device):
          "mode"),
         (lambda: warp_features([torch.randn(2, 3, 4, 4)], torch.randn(2, 4, 4, 2), backend="cuda"), RuntimeError,
          "cuda"),
+        (lambda: warp_features([torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4, device="meta")],
+                               torch.randn(2, 4, 4, 2)), ValueError, "features\\[1\\] on meta"),
     ],
 )
 def test_bad_input(call, exc, match):
