@@ -81,7 +81,7 @@ def _needs_grad(args: Sequence) -> bool:
 
 
 def fused_op(name: str, forward: Callable, setup_context: Callable, backward: Callable,
-             traced: Callable, tensor_args: int | None = None) -> Callable:
+             traced: Callable, tensor_args: int | None = None, transforms: bool = True) -> Callable:
     """The eager entry of one fused op.
 
     forward(*args): runs the kernels, returns the op's outputs (must not record autograd);
@@ -89,6 +89,9 @@ def fused_op(name: str, forward: Callable, setup_context: Callable, backward: Ca
     same signatures as ``torch.library.register_autograd`` (one gradient per input);
     traced(*args): the registered op, called instead while torch.compile traces.
     tensor_args: how many leading arguments may hold tensors that need gradients (all: None).
+    transforms: whether torch.func transforms can run it; Triton kernels cannot read functorch's
+    wrapped tensors (and torch.library's custom ops refuse those transforms), so Triton entries
+    raise a clear error there instead of an obscure one.
     Tensors inside list arguments are not tracked by ``autograd.Function``: ops that take
     lists flatten them before calling (see warp_features).
     """
@@ -103,10 +106,22 @@ def fused_op(name: str, forward: Callable, setup_context: Callable, backward: Ca
         "forward": staticmethod(forward_with_ctx),
         "backward": staticmethod(backward),
     })
+    # torch.func transforms (grad, jacrev, ...) accept only the new style, with setup_context
+    transformable = type(name + "Transformable", (torch.autograd.Function,), {
+        "forward": staticmethod(forward),
+        "setup_context": staticmethod(setup_context),
+        "backward": staticmethod(backward),
+    })
 
     def call(*args):
         if torch.compiler.is_compiling():
             return traced(*args)
+        if torch._C._are_functorch_transforms_active():
+            if not transforms:
+                raise RuntimeError(f"{name}: torch.func transforms (grad, vmap, jacrev, ...) cannot run the Triton "
+                                   "kernels (they cannot read functorch's wrapped tensors); use backend='cpu', "
+                                   "'cuda' or 'reference'")
+            return transformable.apply(*args)
         if torch.is_grad_enabled() and _needs_grad(args if tensor_args is None else args[:tensor_args]):
             return function.apply(*args)
         return forward(*args)

@@ -136,9 +136,9 @@ def _register_triton():
     # eager: the launchers themselves (see fastmotion/ops/_eager.py)
     launcher = _eager.triton_launcher
     compose = _eager.fused_op("ComposeFlowTriton", launcher(tk.compose_flow_forward), _cf_setup_context,
-                              _cf_backward_with(launcher(tk.compose_flow_backward)), cf_forward)
+                              _cf_backward_with(launcher(tk.compose_flow_backward)), cf_forward, transforms=False)
     shift = _eager.fused_op("ShiftedWarpsTriton", launcher(tk.shifted_warps_forward), _sw_setup_context,
-                            _sw_backward_with(launcher(tk.shifted_warps_backward)), sw_forward)
+                            _sw_backward_with(launcher(tk.shifted_warps_backward)), sw_forward, transforms=False)
     return compose, shift
 
 

@@ -98,7 +98,7 @@ def _register_triton():
 
     # eager: the launchers themselves (see fastmotion/ops/_eager.py)
     return _eager.fused_op("GaussianHeatmapsTriton", _eager.triton_launcher(tk.gaussian_heatmaps_forward),
-                           _setup_context, _backward_eager, forward_triton)
+                           _setup_context, _backward_eager, forward_triton, transforms=False)
 
 
 _forward_cpp = _eager.compiled_op(_FWD, _setup_context, _backward_cpp, _HAS_CPP)

@@ -110,7 +110,8 @@ def _register_triton():
     forward_triton.register_autograd(_make_backward(backward_triton), setup_context=_setup_context)
     # eager: the launchers themselves (see fastmotion/ops/_eager.py)
     return _eager.fused_op("GridSampleTriton", _eager.triton_launcher(tk.grid_sample_forward), _setup_context,
-                           _make_backward(_eager.triton_launcher(tk.grid_sample_backward)), forward_triton)
+                           _make_backward(_eager.triton_launcher(tk.grid_sample_backward)), forward_triton,
+                           transforms=False)
 
 
 _forward_triton = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None

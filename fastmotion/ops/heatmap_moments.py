@@ -95,7 +95,7 @@ if backends.unavailable_reason("triton", "cuda") is None:
     _triton = _eager.fused_op("HeatmapMomentsTriton", _eager.triton_launcher(_tk.heatmap_moments_forward),
                               _setup_context,
                               _backward_triton_with(_eager.triton_launcher(_tk.heatmap_moments_backward)),
-                              _forward_triton_op)
+                              _forward_triton_op, transforms=False)
 _cpp = _eager.compiled_op(_FWD, _setup_context, _backward_cpp, _HAS_CPP)
 
 

@@ -87,7 +87,7 @@ def _flat_needs(ctx):
     return any(ctx.needs_input_grad[2:]), bool(ctx.needs_input_grad[0])
 
 
-def _eager_entry(name, forward, backward_op, traced):
+def _eager_entry(name, forward, backward_op, traced, transforms=True):
     def flat_forward(grid, mode, *features):
         return tuple(forward(list(features), grid, mode))
 
@@ -104,7 +104,7 @@ def _eager_entry(name, forward, backward_op, traced):
     def flat_traced(grid, mode, *features):
         return tuple(traced(list(features), grid, mode))
 
-    fused = _eager.fused_op(name, flat_forward, flat_setup_context, flat_backward, flat_traced)
+    fused = _eager.fused_op(name, flat_forward, flat_setup_context, flat_backward, flat_traced, transforms=transforms)
     return lambda features, grid, mode: fused(grid, mode, *features)
 
 
@@ -129,7 +129,8 @@ def _register_triton():
         return tk.warp_features_backward(grad_outs, features, grid, mode == "nearest", features_grad, grid_grad)
 
     launcher = _eager.triton_launcher
-    return _eager_entry("WarpFeaturesTriton", launcher(launch_forward), launcher(launch_backward), forward)
+    return _eager_entry("WarpFeaturesTriton", launcher(launch_forward), launcher(launch_backward), forward,
+                        transforms=False)
 
 
 _forward_triton = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None

@@ -157,3 +157,25 @@ def test_triton_launches_skip_the_tracing_hop(op, backend, device, monkeypatch):
     torch.autograd.grad(out.sum(), inputs, allow_unused=True)
     assert len(seen) >= 2, "the op's forward and backward kernels were not launched"
     assert not any(seen), f"{sum(seen)} of {len(seen)} launches went through the wrap_triton HOP"
+
+
+@pytest.mark.parametrize("op,backend,device", CASES)
+def test_torch_func_grad(op, backend, device):
+    """torch.func.grad (a functorch transform) differentiates the public ops on the C++ backends:
+    under transforms the eager path uses its setup_context-style Function, which functorch
+    requires. Triton kernels cannot: a clear error says so."""
+    _, _, fused, ref = OPS[op]
+    base = _inputs(op, device)
+    weight = torch.randn(ref(base).shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64).to(device)
+    if backend == "triton":  # a clear error, not functorch's or Triton's
+        with pytest.raises(RuntimeError, match="torch.func transforms .* cannot run the Triton kernels"):
+            torch.func.grad(lambda t: (fused([t] + base[1:], backend) * weight).sum())(base[0])
+        return
+    for i in range(len(base)):
+        def loss(t, i=i):
+            return (fused(base[:i] + [t] + base[i + 1:], backend) * weight).sum()
+
+        got = torch.func.grad(loss)(base[i])
+        ref_inputs = [t.detach().clone().requires_grad_(j == i) for j, t in enumerate(base)]
+        (exp,) = torch.autograd.grad((ref(ref_inputs) * weight).sum(), [ref_inputs[i]])
+        torch.testing.assert_close(got, exp, rtol=1e-9, atol=1e-9, msg=f"input {i}")
