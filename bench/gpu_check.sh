@@ -2,7 +2,7 @@
 # One-shot check for a GPU machine (H100/H200): build fastmotion with its CUDA kernels, run the
 # test suite on the GPU, run the benchmarks, and write everything under $OUT.
 #   OUT=/path bash bench/gpu_check.sh
-# Budget (a GPU lease is short): TEST_TIMEOUT and BENCH_TIMEOUT seconds; torch.compile is
+# Budget (a GPU lease is short): TEST_TIMEOUT, PROFILE_TIMEOUT and BENCH_TIMEOUT seconds; torch.compile is
 # benchmarked at each op's headline shapes only (FASTMOTION_BENCH_COMPILE=key).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +35,11 @@ timeout "${TEST_TIMEOUT:-240}" "$PY" -m pytest -q tests $xdist -p no:cacheprovid
 echo "tests exit code: $?"
 grep -E "passed|failed|error" "$OUT/tests.log" | tail -3
 grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -30
+
+stamp "kernel profile (device time per kernel, forward + backward back to back)"
+timeout "${PROFILE_TIMEOUT:-90}" "$PY" bench/profile_kernels.py --out "$OUT/kernels.json" > "$OUT/kernels.txt" 2>&1
+echo "profile exit code: $?"
+grep -v USDT "$OUT/kernels.txt" | head -120
 
 stamp "benchmarks"
 # The CPU-only benchmarks of the models' training kernels are left to CPU runs.
