@@ -13,7 +13,7 @@ from torch import nn
 from fastmotion import ops
 from fastmotion.models import frames as fr
 from fastmotion.models.blocks import Hourglass, SameBlock
-from fastmotion.models.module_backend import BackendModule, check_backend
+from fastmotion.models.module_backend import BackendModule
 from fastmotion.models.movement_embedding import MovementEmbeddingModule, kp_shift
 from fastmotion.reference.grid import make_coordinate_grid
 

@@ -5,7 +5,6 @@ Monkey-Net's warps use bilinear sampling with zero padding and align_corners=Tru
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from fastmotion.reference.grid import make_coordinate_grid
