@@ -337,7 +337,9 @@ def gather_input_grad() -> bool:
 
 
 def input_grad_by_gather(gout: torch.Tensor, input: torch.Tensor, grid: torch.Tensor, mode: int, padding_mode: int,
-                          align_corners: bool, fmt) -> torch.Tensor:
+                         align_corners: bool, fmt) -> torch.Tensor:
+    """d loss / d input (input's shape, dtype and memory format ``fmt``) of grid_sample by the
+    gather above; ``gout`` in ``fmt``, ``grid`` contiguous (any float dtype: used in ACC)."""
     N, C, H, W = input.shape
     P = grid.shape[1] * grid.shape[2]
     acc_t, acc_tl = _acc(input.dtype)

@@ -13,7 +13,7 @@ eager mode:
   * no input needs a gradient: the kernel directly (a C++ op below the autograd dispatch key,
     a Triton launcher with ``wrap_triton`` off, see ``triton_launcher``);
   * otherwise: a plain ``torch.autograd.Function`` with the op's own ``setup_context`` and
-    ``backward`` (the same functions that were registered), ~13 us;
+    ``backward`` (the same functions that were registered): ~17 us for ``apply`` of a trivial one;
 and under torch.compile the registered op, so the traced graph is unchanged.
 """
 from __future__ import annotations
@@ -97,7 +97,8 @@ def fused_op(name: str, forward: Callable, setup_context: Callable, backward: Ca
     """
     def forward_with_ctx(ctx, *args):
         # Old-style forward(ctx, ...): with a separate setup_context, Function.apply binds the
-        # arguments through inspect.signature on every call (~50 us).
+        # arguments through inspect.signature on every call (grid_sample with gradients, dev
+        # CPU: 74 us a call that way, 40 us this way).
         output = forward(*args)
         setup_context(ctx, args, output)
         return output
