@@ -25,8 +25,8 @@ Memory traffic (what must move, per call; B = bytes per element, P = Ho*Wo):
 
 Status on GPU (H200, one run): the scatter kernels pass all tests on CUDA tensors. Their speed
 is not known: the one timing taken called these launchers directly with torch's wrap_triton
-switch on, so every launch went through its tracing higher-order op and the timing measured
-that. The public op now launches them with the switch off (fastmotion/ops/_eager.py);
+switch on, so every launch went through its tracing higher-order op, whose eager cost is in
+those numbers. The public op now launches them with the switch off (fastmotion/ops/_eager.py);
 bench/test_grid_sample.py measures them (providers triton, triton-gather). The gather kernels
 have run only under TRITON_INTERPRET=1 so far.
 
