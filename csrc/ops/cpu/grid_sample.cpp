@@ -15,6 +15,8 @@
 //      thread count, so results are bit-identical from run to run and machine to machine;
 //   3. when an image has several channel blocks, their grid-gradient partial sums are added in
 //      block order and scaled by d coordinate / d grid.
+// The three steps run per chunk of pixels (backward_chunk: records and partial sums within a
+// quarter of grad_input's size), so the scratch does not grow past the gradient it serves.
 // Half and bfloat16 accumulate grad_input in a float buffer and round once at the end.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -326,15 +328,19 @@ struct PixelRecord {
   int32_t mask;    // bilinear: bit 0 nw, 1 ne, 2 sw, 3 se inside; nearest: 1 if the tap is inside
 };
 
+// Records of pixels [p0, p1) of every image: rec[n * (p1 - p0) + (p - p0)].
 template <typename scalar_t, typename acc_t>
 void geometry_pass(const Layout& l, const scalar_t* grid, int mode, int padding, bool align,
-                   PixelRecord<acc_t>* rec) {
+                   PixelRecord<acc_t>* rec, int64_t p0, int64_t p1) {
   const auto ax = SampleAxis<acc_t>::make(l.W, align);
   const auto ay = SampleAxis<acc_t>::make(l.H, align);
-  at::parallel_for(0, l.N * l.pixels(), 4096, [&](int64_t b, int64_t e) {
-    for (int64_t k = b; k < e; ++k) {
+  const int64_t len = p1 - p0, P = l.pixels();
+  at::parallel_for(0, l.N * len, 4096, [&](int64_t b, int64_t e) {
+    int64_t n = b / len, p = b - n * len;  // (image, pixel of the range) of k, stepped without divisions
+    for (int64_t k = b; k < e; ++k, p = (p + 1 == len) ? (++n, 0) : p + 1) {
       PixelRecord<acc_t> r;
-      const acc_t gx = acc_t(grid[2 * k]), gy = acc_t(grid[2 * k + 1]);
+      const int64_t g = n * P + p0 + p;
+      const acc_t gx = acc_t(grid[2 * g]), gy = acc_t(grid[2 * g + 1]);
       if (mode == kModeNearest) {
         // No grid gradient; the tap is the forward's (PyTorch's nearest backward uses `apply`).
         r.dx = r.dy = acc_t(0);
@@ -553,29 +559,31 @@ FM_ALWAYS_INLINE void backward_run_planar(const Layout& l, const scalar_t* gout_
   }
 }
 
-// Channels [c0, c1) of image n: grad_input planes (owned) and this block's grid-gradient sums.
+// Channels [c0, c1) of image n, pixels [p0, p1) (records of that range, see geometry_pass):
+// grad_input planes (owned) and this block's grid-gradient sums of the range.
 template <typename scalar_t, bool kCL>
 FM_ALWAYS_INLINE void backward_block_impl(const Layout& l, const scalar_t* gout, const scalar_t* in,
                                           const PixelRecord<at::opmath_type<scalar_t>>* rec,
                                           at::opmath_type<scalar_t>* gin, at::opmath_type<scalar_t>* gsum,
-                                          int mode, BackwardFlags f, int64_t n, int64_t c0, int64_t c1) {
+                                          int mode, BackwardFlags f, int64_t n, int64_t c0, int64_t c1,
+                                          int64_t p0, int64_t p1) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t P = l.pixels(), sW = l.sW, sH = l.sH;
+  const int64_t len = p1 - p0, sW = l.sW, sH = l.sH;
   const int64_t sC = kCL ? 1 : l.sC, oC = kCL ? 1 : l.oC;
   const scalar_t* in_n = in + n * l.sN + c0 * sC;
   acc_t* gin_n = gin ? gin + n * l.sN + c0 * sC : nullptr;
-  const scalar_t* gout_n = gout + n * l.oN + c0 * oC;
-  const PixelRecord<acc_t>* rec_n = rec + n * P;
+  const scalar_t* gout_n = gout + n * l.oN + c0 * oC + p0 * l.oP;
+  const PixelRecord<acc_t>* rec_n = rec + n * len;
   const int64_t nc = c1 - c0;
   if (!kCL) {
     const bool fast_ok = planar_fast_ok(l);
-    for (int64_t p = 0; p < P; p += kRun) {
+    for (int64_t p = 0; p < len; p += kRun) {
       backward_run_planar<scalar_t>(l, gout_n + p, in_n, rec_n + p, gin_n, gsum ? gsum + 2 * p : nullptr,
-                                    std::min(kRun, P - p), nc, mode, f, fast_ok);
+                                    std::min(kRun, len - p), nc, mode, f, fast_ok);
     }
     return;
   }
-  for (int64_t p = 0; p < P; ++p) {
+  for (int64_t p = 0; p < len; ++p) {
     const PixelRecord<acc_t>& r = rec_n[p];
     const scalar_t* g = gout_n + p * l.oP;
     if (mode == kModeNearest) {
@@ -650,8 +658,9 @@ FM_ALWAYS_INLINE void backward_block_impl(const Layout& l, const scalar_t* gout,
 template <typename scalar_t, bool kCL>
 void backward_block(const Layout& l, const scalar_t* gout, const scalar_t* in,
                     const PixelRecord<at::opmath_type<scalar_t>>* rec, at::opmath_type<scalar_t>* gin,
-                    at::opmath_type<scalar_t>* gsum, int mode, BackwardFlags f, int64_t n, int64_t c0, int64_t c1) {
-  backward_block_impl<scalar_t, kCL>(l, gout, in, rec, gin, gsum, mode, f, n, c0, c1);
+                    at::opmath_type<scalar_t>* gsum, int mode, BackwardFlags f, int64_t n, int64_t c0, int64_t c1,
+                    int64_t p0, int64_t p1) {
+  backward_block_impl<scalar_t, kCL>(l, gout, in, rec, gin, gsum, mode, f, n, c0, c1, p0, p1);
 }
 
 #ifdef FM_HAVE_AVX2_CLONES
@@ -659,8 +668,9 @@ template <typename scalar_t, bool kCL>
 FM_TARGET_AVX2 void backward_block_avx2(const Layout& l, const scalar_t* gout, const scalar_t* in,
                                         const PixelRecord<at::opmath_type<scalar_t>>* rec,
                                         at::opmath_type<scalar_t>* gin, at::opmath_type<scalar_t>* gsum, int mode,
-                                        BackwardFlags f, int64_t n, int64_t c0, int64_t c1) {
-  backward_block_impl<scalar_t, kCL>(l, gout, in, rec, gin, gsum, mode, f, n, c0, c1);
+                                        BackwardFlags f, int64_t n, int64_t c0, int64_t c1, int64_t p0,
+                                        int64_t p1) {
+  backward_block_impl<scalar_t, kCL>(l, gout, in, rec, gin, gsum, mode, f, n, c0, c1, p0, p1);
 }
 #endif
 
@@ -668,11 +678,13 @@ template <typename scalar_t, bool kCL>
 void run_backward_block(const Layout& l, const scalar_t* gout, const scalar_t* in,
                         const PixelRecord<at::opmath_type<scalar_t>>* rec, at::opmath_type<scalar_t>* gin,
                         at::opmath_type<scalar_t>* gsum, int mode, BackwardFlags f, int64_t n, int64_t c0,
-                        int64_t c1) {
+                        int64_t c1, int64_t p0, int64_t p1) {
 #ifdef FM_HAVE_AVX2_CLONES
-  if (cpu_has_avx2()) return backward_block_avx2<scalar_t, kCL>(l, gout, in, rec, gin, gsum, mode, f, n, c0, c1);
+  if (cpu_has_avx2()) {
+    return backward_block_avx2<scalar_t, kCL>(l, gout, in, rec, gin, gsum, mode, f, n, c0, c1, p0, p1);
+  }
 #endif
-  backward_block<scalar_t, kCL>(l, gout, in, rec, gin, gsum, mode, f, n, c0, c1);
+  backward_block<scalar_t, kCL>(l, gout, in, rec, gin, gsum, mode, f, n, c0, c1, p0, p1);
 }
 
 // Channel blocks per image: enough (image, block) tasks for parallelism when N is small, at
@@ -682,6 +694,20 @@ int64_t channel_blocks(int64_t N, int64_t C) {
   const int64_t want = (kTasks + N - 1) / std::max<int64_t>(N, 1);
   const int64_t most = std::max<int64_t>(1, C / kMinChannels);
   return std::max<int64_t>(1, std::min(want, most));
+}
+
+// Pixels per chunk of the backward. The chunk's records and grid-gradient sums (N * chunk *
+// (32 + 8 * blocks) bytes for float) stay within a quarter of grad_input's size (at least 1 MiB):
+// small images keep one chunk (a chunk border costs a second pass over a row of grad_input once
+// the other images have evicted it: ~5% at (32, 64, 64, 64) with 1 MiB chunks), large ones stop
+// carrying scratch that grows with the image. A function of the sizes only, never of the thread
+// count; a multiple of kRun.
+int64_t backward_chunk(int64_t N, int64_t blocks, int64_t P, int64_t input_elements) {
+  constexpr int64_t kBytesPerPixel = 32;
+  const int64_t budget = std::max<int64_t>(int64_t(1) << 20, input_elements);  // = 4 bytes x elements / 4
+  const int64_t per_pixel = std::max<int64_t>(1, N) * (kBytesPerPixel + 8 * blocks);
+  const int64_t runs = std::max<int64_t>(8, budget / per_pixel / kRun);
+  return std::min(std::max<int64_t>(P, 1), runs * kRun);
 }
 
 std::tuple<at::Tensor, at::Tensor> grid_sample_backward_cpu(const at::Tensor& grad_output_in,
@@ -716,56 +742,65 @@ std::tuple<at::Tensor, at::Tensor> grid_sample_backward_cpu(const at::Tensor& gr
   const int64_t blocks = channel_blocks(l.N, l.C);
   const int64_t P = l.pixels();
 
+  // Pixels go in chunks (the same for every thread count, a multiple of the planar run): the
+  // geometry records and grid-gradient sums exist for one chunk at a time. Every grad_input
+  // element still receives its contributions in pixel order, so chunking changes no bit.
+  const int64_t chunk = backward_chunk(l.N, blocks, P, l.N * l.C * l.H * l.W);
+
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "grid_sample_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    at::Tensor rec_buf = at::empty({l.N * P * int64_t(sizeof(PixelRecord<acc_t>))}, input.options().dtype(at::kByte));
+    at::Tensor rec_buf = at::empty({l.N * chunk * int64_t(sizeof(PixelRecord<acc_t>))},
+                                   input.options().dtype(at::kByte));
     auto* rec = reinterpret_cast<PixelRecord<acc_t>*>(rec_buf.mutable_data_ptr<uint8_t>());
     const scalar_t* gp = grid.const_data_ptr<scalar_t>();
-    geometry_pass<scalar_t, acc_t>(l, gp, int(mode), int(padding_mode), align_corners, rec);
 
-    // Grid-gradient sums per (image, channel block, pixel).
+    // Grid-gradient sums per (image, channel block, pixel of the chunk).
     at::Tensor gsum_buf;
     acc_t* gsum = nullptr;
     if (flags.grid_grad) {
-      gsum_buf = at::empty({l.N * blocks * P * 2}, input.options().dtype(acc_type));
+      gsum_buf = at::empty({l.N * blocks * chunk * 2}, input.options().dtype(acc_type));
       gsum = gsum_buf.mutable_data_ptr<acc_t>();
     }
     acc_t* gin = flags.input_grad ? gin_acc.mutable_data_ptr<acc_t>() : nullptr;
     const scalar_t* ip = input.const_data_ptr<scalar_t>();
     const scalar_t* op = gout.const_data_ptr<scalar_t>();
+    scalar_t* gg = flags.grid_grad ? grad_grid.mutable_data_ptr<scalar_t>() : nullptr;
     const int64_t per_block = (l.C + blocks - 1) / blocks;
-    at::parallel_for(0, l.N * blocks, 1, [&](int64_t b, int64_t e) {
-      for (int64_t task = b; task < e; ++task) {
-        const int64_t n = task / blocks, k = task - n * blocks;
-        const int64_t c0 = std::min(l.C, k * per_block), c1 = std::min(l.C, c0 + per_block);
-        acc_t* gs = gsum ? gsum + (n * blocks + k) * P * 2 : nullptr;
-        if (c0 >= c1) {
-          if (gs) std::fill(gs, gs + 2 * P, acc_t(0));
-          continue;
-        }
-        if (cl) {
-          run_backward_block<scalar_t, true>(l, op, ip, rec, gin, gs, int(mode), flags, n, c0, c1);
-        } else {
-          run_backward_block<scalar_t, false>(l, op, ip, rec, gin, gs, int(mode), flags, n, c0, c1);
-        }
-      }
-    });
-
-    if (flags.grid_grad) {
-      scalar_t* gg = grad_grid.mutable_data_ptr<scalar_t>();
-      at::parallel_for(0, l.N * P, 4096, [&](int64_t b, int64_t e) {
-        for (int64_t k = b; k < e; ++k) {
-          const int64_t n = k / P, p = k - n * P;
-          acc_t sx = 0, sy = 0;
-          for (int64_t blk = 0; blk < blocks; ++blk) {
-            const acc_t* gs = gsum + ((n * blocks + blk) * P + p) * 2;
-            sx += gs[0];
-            sy += gs[1];
+    for (int64_t p0 = 0; p0 < P; p0 += chunk) {
+      const int64_t p1 = std::min(P, p0 + chunk), len = p1 - p0;
+      geometry_pass<scalar_t, acc_t>(l, gp, int(mode), int(padding_mode), align_corners, rec, p0, p1);
+      at::parallel_for(0, l.N * blocks, 1, [&](int64_t b, int64_t e) {
+        for (int64_t task = b; task < e; ++task) {
+          const int64_t n = task / blocks, k = task - n * blocks;
+          const int64_t c0 = std::min(l.C, k * per_block), c1 = std::min(l.C, c0 + per_block);
+          acc_t* gs = gsum ? gsum + (n * blocks + k) * len * 2 : nullptr;
+          if (c0 >= c1) {
+            if (gs) std::fill(gs, gs + 2 * len, acc_t(0));
+            continue;
           }
-          gg[2 * k] = static_cast<scalar_t>(sx * rec[k].dx);
-          gg[2 * k + 1] = static_cast<scalar_t>(sy * rec[k].dy);
+          if (cl) {
+            run_backward_block<scalar_t, true>(l, op, ip, rec, gin, gs, int(mode), flags, n, c0, c1, p0, p1);
+          } else {
+            run_backward_block<scalar_t, false>(l, op, ip, rec, gin, gs, int(mode), flags, n, c0, c1, p0, p1);
+          }
         }
       });
+      if (flags.grid_grad) {
+        at::parallel_for(0, l.N * len, 4096, [&](int64_t b, int64_t e) {
+          int64_t n = b / len, p = b - n * len;
+          for (int64_t k = b; k < e; ++k, p = (p + 1 == len) ? (++n, 0) : p + 1) {
+            acc_t sx = 0, sy = 0;
+            for (int64_t blk = 0; blk < blocks; ++blk) {
+              const acc_t* gs = gsum + ((n * blocks + blk) * len + p) * 2;
+              sx += gs[0];
+              sy += gs[1];
+            }
+            const int64_t out = n * P + p0 + p;
+            gg[2 * out] = static_cast<scalar_t>(sx * rec[k].dx);
+            gg[2 * out + 1] = static_cast<scalar_t>(sy * rec[k].dy);
+          }
+        });
+      }
     }
   });
   if (input_requires_grad && low_precision) grad_input.copy_(gin_acc);
