@@ -36,6 +36,15 @@ class Impl:
     cpp_op: Optional[str] = None
 
 
+def impl_table(cpp_fn: Optional[Callable], cpp_op: str, triton_fn: Optional[Callable]) -> Dict[str, Impl]:
+    """An op's backends: the reference, the compiled ``fastmotion::<cpp_op>`` (one function for the
+    cpu and cuda kernels, which the dispatcher picks by device) and, when importable, Triton."""
+    impls = {"reference": Impl(None), "cpu": Impl(cpp_fn, cpp_op=cpp_op), "cuda": Impl(cpp_fn, cpp_op=cpp_op)}
+    if triton_fn is not None:
+        impls["triton"] = Impl(triton_fn)
+    return impls
+
+
 def _check_name(name: str, source: str) -> str:
     if name not in BACKENDS:
         raise ValueError(f"{source} must be one of {BACKENDS} (or 'auto'), got {name!r}")

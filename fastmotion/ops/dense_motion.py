@@ -149,19 +149,8 @@ _cf_cpp = _eager.compiled_op(_CF_FWD, _cf_setup_context, _cf_backward_cpp, _HAS_
 _sw_cpp = _eager.compiled_op(_SW_FWD, _sw_setup_context, _sw_backward_cpp, _HAS_SW_CPP)
 
 
-COMPOSE_IMPLS = {
-    "reference": backends.Impl(None),
-    "cpu": backends.Impl(_cf_cpp, cpp_op=_CF_FWD),
-    "cuda": backends.Impl(_cf_cpp, cpp_op=_CF_FWD),
-}
-SHIFT_IMPLS = {
-    "reference": backends.Impl(None),
-    "cpu": backends.Impl(_sw_cpp, cpp_op=_SW_FWD),
-    "cuda": backends.Impl(_sw_cpp, cpp_op=_SW_FWD),
-}
-if _triton_ops is not None:
-    COMPOSE_IMPLS["triton"] = backends.Impl(_triton_ops[0])
-    SHIFT_IMPLS["triton"] = backends.Impl(_triton_ops[1])
+COMPOSE_IMPLS = backends.impl_table(_cf_cpp, _CF_FWD, _triton_ops[0] if _triton_ops else None)
+SHIFT_IMPLS = backends.impl_table(_sw_cpp, _SW_FWD, _triton_ops[1] if _triton_ops else None)
 
 
 def compose_flow(mask_logits: torch.Tensor, kp_shift: torch.Tensor, correction: torch.Tensor | None = None,

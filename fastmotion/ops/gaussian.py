@@ -104,13 +104,7 @@ def _register_triton():
 _forward_cpp = _eager.compiled_op(_FWD, _setup_context, _backward_cpp, _HAS_CPP)
 _forward_triton = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
 
-IMPLS = {
-    "reference": backends.Impl(None),
-    "cpu": backends.Impl(_forward_cpp, cpp_op=_FWD),
-    "cuda": backends.Impl(_forward_cpp, cpp_op=_FWD),
-}
-if _forward_triton is not None:
-    IMPLS["triton"] = backends.Impl(_forward_triton)
+IMPLS = backends.impl_table(_forward_cpp, _FWD, _forward_triton)
 EMBED_IMPLS = IMPLS  # both ops run on the same fused kernels
 
 

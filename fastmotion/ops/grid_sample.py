@@ -118,13 +118,7 @@ _forward_triton = _register_triton() if backends.unavailable_reason("triton", "c
 _forward_cpp = _eager.compiled_op(_FWD, _setup_context, _backward_cpp, _HAS_CPP)
 
 
-IMPLS = {
-    "reference": backends.Impl(None),
-    "cpu": backends.Impl(_forward_cpp, cpp_op=_FWD),
-    "cuda": backends.Impl(_forward_cpp, cpp_op=_FWD),
-}
-if _forward_triton is not None:
-    IMPLS["triton"] = backends.Impl(_forward_triton)
+IMPLS = backends.impl_table(_forward_cpp, _FWD, _forward_triton)
 
 
 def grid_sample(input: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear", padding_mode: str = "zeros",

@@ -106,13 +106,7 @@ def _fused(op):
     return run
 
 
-IMPLS = {
-    "reference": backends.Impl(None),
-    "cpu": backends.Impl(_fused(_cpp), cpp_op=_FWD),
-    "cuda": backends.Impl(_fused(_cpp), cpp_op=_FWD),
-}
-if _triton is not None:
-    IMPLS["triton"] = backends.Impl(_fused(_triton))
+IMPLS = backends.impl_table(_fused(_cpp), _FWD, _fused(_triton) if _triton is not None else None)
 
 
 def _check_kp_variance(kp_variance):

@@ -141,13 +141,7 @@ if _HAS_CPP:
                                 lambda *a: torch.ops.fastmotion.warp_features_backward(*a), _cpp_op)
 
 
-IMPLS = {
-    "reference": backends.Impl(None),
-    "cpu": backends.Impl(_forward_cpp, cpp_op=_FWD),
-    "cuda": backends.Impl(_forward_cpp, cpp_op=_FWD),
-}
-if _forward_triton is not None:
-    IMPLS["triton"] = backends.Impl(_forward_triton)
+IMPLS = backends.impl_table(_forward_cpp, _FWD, _forward_triton)
 
 
 def warp_features(features, grid: torch.Tensor, mode: str = "nearest", *, backend: str | None = None):
