@@ -253,9 +253,10 @@ def grid_sample_cells_kernel(grid_ptr, coord_ptr, key_ptr, H, W, P, align, paddi
         y = grid_coordinate(gy, H, align, padding)
         xi, yi, ok = nearest_tap(x, y, W, H)
         key = tl.where(ok, yi * W + xi, H * W)
-    c_base = coord_ptr + n * P * 2
-    tl.store(c_base + offs * 2, x, mask=m)
-    tl.store(c_base + offs * 2 + 1, y, mask=m)
+    if MODE == 0:  # nearest: weight 1, the gather needs no coordinate
+        c_base = coord_ptr + n * P * 2
+        tl.store(c_base + offs * 2, x, mask=m)
+        tl.store(c_base + offs * 2 + 1, y, mask=m)
     tl.store(key_ptr + n * P + offs, key.to(tl.int32), mask=m)
 
 
