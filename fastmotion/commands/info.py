@@ -1,0 +1,53 @@
+"""``fastmotion info``: versions, and which backends are usable here and why not."""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("info", help="print versions and which backends are usable here, and why not")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    import fastmotion
+    from fastmotion import _ext, backends
+
+    print(f"fastmotion {fastmotion.__version__}")
+    print(f"python     {platform.python_version()} ({sys.executable})")
+    print(f"torch      {torch.__version__} (CUDA build: {torch.version.cuda or 'no'}, "
+          f"CUDA device: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'})")
+    try:
+        import triton
+
+        print(f"triton     {triton.__version__}{' (TRITON_INTERPRET=1: kernels run on the CPU)' if backends.triton_interpreted() else ''}")
+    except ImportError:
+        print("triton     not installed")
+    module, err = _ext.load()
+    if module is None:
+        print(f"extension  not loaded: {err}")
+    else:
+        print(f"extension  {module.__file__} (CUDA kernels compiled: {'yes' if module.with_cuda else 'no'})")
+    requested = backends.requested_backend()
+    print(f"backend    {requested or 'auto'} ({backends.ENV_VAR}={os.environ.get(backends.ENV_VAR, '')!r})")
+    print()
+    print(f"{'backend':<10} {'CPU tensors':<14} CUDA tensors")
+    notes = []
+    for name, per_device in backends.status().items():
+        cells = []
+        for dev in ("cpu", "cuda"):
+            reason = per_device[dev]
+            if reason is None:
+                cells.append("usable")
+            else:
+                notes.append(f"  {name} on {dev}: {reason}")
+                cells.append("no (see below)")
+        print(f"{name:<10} {cells[0]:<14} {cells[1]}")
+    if notes:
+        print("\nwhy not:")
+        print("\n".join(notes))
+    return 0
