@@ -36,6 +36,6 @@ def demo_assets(need=("config", "checkpoint", "source", "driving")) -> DemoAsset
     if missing:
         where = f"{ENV_VAR}={folder}" if os.environ.get(ENV_VAR) else folder
         raise FileNotFoundError(f"the built-in demo model is not installed: {', '.join(missing)} missing in {where} "
-                                "(a wheel or checkout without fastmotion/assets/demo; reinstall fastmotion, or pass "
-                                "--config and --checkpoint)")
+                                "(reinstall fastmotion; your own model runs with `fastmotion animate --config ... "
+                                "--checkpoint ...`)")
     return DemoAssets(folder=folder, **paths)

@@ -57,9 +57,30 @@ def side_by_side(frames: Sequence[np.ndarray], gap: int = 2, background=(255, 25
     return np.concatenate(parts, axis=1)
 
 
-def contact_sheet(rows: Sequence[Sequence[np.ndarray]], gap: int = 2, background=(255, 255, 255)) -> np.ndarray:
-    """Rows of frames (each row :func:`side_by_side`) stacked vertically."""
+def title_bar(text_per_column: Sequence[str], widths: Sequence[int], gap: int = 2, height: int = 14,
+              background=(255, 255, 255)) -> np.ndarray:
+    """A strip of column titles (PIL's built-in bitmap font), centred over columns of ``widths``."""
+    from PIL import Image, ImageDraw
+
+    total = sum(widths) + gap * (len(widths) - 1)
+    bar = Image.new("RGB", (total, height), tuple(background))
+    draw = ImageDraw.Draw(bar)
+    x = 0
+    for text, width in zip(text_per_column, widths):
+        box = draw.textbbox((0, 0), text)
+        draw.text((x + (width - (box[2] - box[0])) // 2, (height - (box[3] - box[1])) // 2 - box[1]), text,
+                  fill=(0, 0, 0))
+        x += width + gap
+    return np.asarray(bar)
+
+
+def contact_sheet(rows: Sequence[Sequence[np.ndarray]], gap: int = 2, background=(255, 255, 255),
+                  titles: Sequence[str] = ()) -> np.ndarray:
+    """Rows of frames (each row :func:`side_by_side`) stacked vertically, under optional column titles."""
     lines = [side_by_side(row, gap, background) for row in rows]
+    if titles:
+        height = rows[0][0].shape[0]
+        lines.insert(0, title_bar(titles, [fit(f, height).shape[1] for f in rows[0]], gap, background=background))
     width = max(line.shape[1] for line in lines)
     out = []
     for i, line in enumerate(lines):
@@ -70,3 +91,22 @@ def contact_sheet(rows: Sequence[Sequence[np.ndarray]], gap: int = 2, background
                                                  dtype=np.uint8)], axis=1)
         out.append(line)
     return np.concatenate(out, axis=0)
+
+
+def animation_frame(result, source=None, kp_source=None, driving=None, row=False, show_keypoints=False):
+    """One output frame of the animate / demo / live commands from a :class:`FrameResult`
+    (uint8 image): the result alone, or with ``row`` the row ``source | driving | result``; with ``show_keypoints``
+    each panel carries its keypoints (source: detected, driving: detected, result: the normalized
+    keypoints that drove it)."""
+    image = result.image
+    if show_keypoints:
+        image = draw_keypoints(image, result.kp_norm)
+    if not row:
+        return image
+    height = image.shape[0]
+    src = fit(source, height)
+    drv = fit(driving, height)
+    if show_keypoints:
+        src = draw_keypoints(src, kp_source)
+        drv = draw_keypoints(drv, result.kp_driving)
+    return side_by_side([src, drv, image])
