@@ -25,6 +25,8 @@ def add_model_options(p, checkpoint: bool = True) -> None:
                    help="precision: fp16 / bf16 autocast on CUDA; bf16 on CPUs with bfloat16 instructions")
     p.add_argument("--cuda-graphs", action="store_true", help="replay the per-frame step as a CUDA graph (CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the per-frame step (slow first frame)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads (default: torch's; small frames on a busy machine run faster with fewer)")
 
 
 def _exists(path, what):
@@ -34,8 +36,14 @@ def _exists(path, what):
 
 def build_animator(args, demo: bool = False):
     """The Animator the options ask for (the demo model when neither --config nor --checkpoint)."""
+    import torch
+
     from fastmotion.inference import Animator
 
+    if args.threads is not None:
+        if args.threads <= 0:
+            raise CommandError(f"--threads must be positive, got {args.threads}")
+        torch.set_num_threads(args.threads)
     config = getattr(args, "config", None)
     checkpoint = getattr(args, "checkpoint", None)
     _exists(checkpoint, "--checkpoint")

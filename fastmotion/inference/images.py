@@ -92,7 +92,7 @@ def from_model(x: torch.Tensor, kind: ImageKind):
     x = x.detach()
     if kind.kind == "tensor":
         y = x.to(kind.device)
-        y = (y * 255.0).round().clamp(0, 255).to(torch.uint8) if kind.dtype == torch.uint8 else y.to(kind.dtype)
+        y = (y.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8) if kind.dtype == torch.uint8 else y.to(kind.dtype)
         return y if kind.batched else y[0]
     array = x[0].permute(1, 2, 0).float().cpu().numpy()
     if kind.kind == "pil":
