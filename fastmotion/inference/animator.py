@@ -158,7 +158,7 @@ class Animator:
         Neither (or ``config='demo'``): the built-in demo model. Other keywords: see the class."""
         from fastmotion.checkpoint import load_checkpoint
         from fastmotion.config import load_config
-        from fastmotion.inference.demo_assets import demo_assets
+        from fastmotion.inference.demo import demo_assets
 
         if (config is None and checkpoint is None) or (isinstance(config, str) and config == "demo"):
             if checkpoint is not None:
