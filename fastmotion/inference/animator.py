@@ -182,7 +182,8 @@ class Animator:
     def _precision(self):
         if self.dtype == torch.float32:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        # no autocast weight-cast cache under graph capture: cached casts would be freed with it
+        return torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=self._graph is None)
 
     def _check_size(self, size) -> None:
         m = self.size_multiple
