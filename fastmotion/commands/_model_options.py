@@ -24,7 +24,9 @@ def add_model_options(p, checkpoint: bool = True) -> None:
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
                    help="precision: fp16 / bf16 autocast on CUDA; bf16 on CPUs with bfloat16 instructions")
     p.add_argument("--cuda-graphs", action="store_true", help="replay the per-frame step as a CUDA graph (CUDA)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the per-frame step (slow first frame)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the per-frame step (experimental: the fast path's weight caches break the "
+                        "graph, so on CPU it runs mostly eager after a long first frame)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads (default: torch's; small frames on a busy machine run faster with fewer)")
 

@@ -103,7 +103,9 @@ class Animator:
         frame_size: ``(H, W)`` the model runs at; inputs are resized to it. Default: the
             config's ``image_shape`` (or crop size), else the source's size.
         cuda_graphs: replay the per-frame step as a CUDA graph (CUDA only).
-        compile: ``torch.compile`` the per-frame step.
+        compile: ``torch.compile`` the per-frame step (experimental: the fast path's weight caches
+            break the graph; on CPU a tiny model gave the same output after a ~1 min first frame
+            and no speed-up).
         channels_last: channels_last weights and activations (default: on CUDA in half precision,
             where tensor-core convolutions want it; the CPU fast path chooses its own layout).
     """
@@ -207,7 +209,9 @@ class Animator:
             self._check_size(tuple(x.shape[-2:]))
             self.frame_size = tuple(x.shape[-2:])
         x, _ = self._input(image, "set_source")
-        with self._precision():
+        # On CPU the source's encoder maps stay float32 (encoded once): the per-frame warp then
+        # reads one dtype in one call, and its float32 CPU kernel is the faster one.
+        with self._precision() if self.device.type == "cuda" else contextlib.nullcontext():
             self.core.set_source(x)
         self._source = x
         self._anchor = None
