@@ -1,5 +1,6 @@
 """fastmotion.Animator: frame by frame equal to the model's batch output (the original transfer
 flow on backend="reference"), relative vs absolute motion, anchors, image kinds, bad input."""
+import contextlib
 import copy
 
 import numpy as np
@@ -226,3 +227,25 @@ def test_cuda_graphs_match_eager():
         animator.set_source(source.cuda())  # a new source re-captures
         outs.append(animator(frames[1].cuda()).cpu())
     assert max_err(outs[0], outs[2]) < 1e-4 and max_err(outs[1], outs[3]) < 1e-4
+
+
+def test_cuda_graph_step_refuses_cpu_tensors():
+    from fastmotion.inference.cuda_graph import CudaGraphStep
+
+    with pytest.raises(ValueError, match="CUDA graphs need CUDA tensors"):
+        CudaGraphStep(lambda x: x)(torch.zeros(2))
+
+
+def test_nvtx_ranges_cost_nothing_when_off(monkeypatch):
+    from fastmotion import nvtx
+
+    if nvtx.ENABLED:
+        pytest.skip("FASTMOTION_NVTX is set in this environment")
+    assert nvtx.range("keypoints") is nvtx.range("decode")  # one shared no-op context
+    marks = []
+    monkeypatch.setattr(nvtx, "_RANGE", lambda name: marks.append(name) or contextlib.nullcontext())
+    config, _, fast = _models("taichi")
+    animator = fastmotion.Animator(fast[0], fast[1], config, frame_size=(32, 32))
+    animator.set_source(images(1, 32))
+    animator(images(1, 32, seed=1)[0])
+    assert {"keypoints", "dense motion", "warp", "decode"} <= set(marks)
