@@ -74,7 +74,8 @@ def run(args) -> int:
         written.append(write_video(os.path.join(args.out, "demo.mp4"), video, fps=10))
     except ImportError:
         pass
-    written.append(write_image(os.path.join(args.out, "contact_sheet.png"), contact_sheet(rows, titles=("source", "driving + keypoints", "result"))))
+    sheet = contact_sheet(rows, titles=("source", "driving + keypoints", "result"))
+    written.append(write_image(os.path.join(args.out, "contact_sheet.png"), sheet))
     print(f"animated {len(results)} frames at {animator.frame_size[1]}x{animator.frame_size[0]} in {elapsed:.2f} s "
           f"({len(results) / elapsed:.1f} frames/s, {animator.device} {args.dtype})")
     for path in written:
