@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--side-by-side", action="store_true", help="show driving | result")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--fps", type=float, default=25.0, help="frames per second of --out (default 25)")
+    p.add_argument("--no-overlay", action="store_true", help="no frames/s text on the frames")
     add_model_options(p)
     p.set_defaults(func=run)
 
@@ -113,11 +114,14 @@ def run(args) -> int:
             last = now
             count += 1
             shown = side_by_side([fit(frame, result.shape[0]), result]) if args.side_by_side else result
+            # enlarged so that the frames/s text stays readable on small frames
+            shown = np.array(fit(shown, max(MIN_SHOWN_HEIGHT, shown.shape[0])))  # a writable copy
+            if not args.no_overlay:
+                shown = overlay_fps(cv2, shown, rate)
             if args.out:
                 written.append(shown)
             if window:
-                big = fit(shown, max(MIN_SHOWN_HEIGHT, shown.shape[0]))
-                cv2.imshow(WINDOW, overlay_fps(cv2, np.ascontiguousarray(big[..., ::-1]), rate))
+                cv2.imshow(WINDOW, shown[..., ::-1])
                 key = cv2.waitKey(1) & 0xFF
                 if key in (ord("q"), 27):
                     break
