@@ -14,7 +14,7 @@ from fastmotion import cli
 from fastmotion.inference import animator as animator_module
 from fastmotion.inference import demo as assets_module
 from fastmotion.io import read_image, read_video, write_video
-from tests.inference.standin import SIZE, make_demo_standin, shapes_clip
+from tests.inference.standin import make_demo_standin, shapes_clip
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.environ.get("FASTMOTION_DATA", os.path.join(REPO, "..", "shared", "data"))
@@ -42,8 +42,14 @@ def run(capsys, *argv):
     return code, out, err
 
 
-def _frame_width(demo):
-    return read_video(demo.driving, (read_image(demo.source).shape[0],) * 2, frames=[0]).shape[2]
+def _size(demo) -> int:
+    """The demo model's frame size (64 for the stand-in; the packaged model's from its config)."""
+    from fastmotion import load_config
+    from fastmotion.inference.animator import config_frame_size
+
+    size = config_frame_size(load_config(demo.config)) or read_image(demo.source).shape[:2]
+    assert size[0] == size[1], "the tests assume square demo frames"
+    return size[0]
 
 
 def test_demo_writes_the_video_and_the_contact_sheet(demo, tmp_path, capsys, monkeypatch):
@@ -77,8 +83,9 @@ def test_animate_formats(demo, tmp_path, capsys, ext):
                             "--quiet")
     assert code == 0, err
     assert "frames/s" in stdout
-    frames = read_video(out, (SIZE, SIZE)) if ext == ".png" else read_video(out)
-    assert frames.shape[1:] == (SIZE, SIZE, 3) and len(frames) >= 2
+    size = _size(demo)
+    frames = read_video(out, (size, size)) if ext == ".png" else read_video(out)
+    assert frames.shape[1:] == (size, size, 3) and len(frames) >= 2
 
 
 def test_animate_options_and_the_api_agree(demo, tmp_path, capsys):
@@ -89,20 +96,21 @@ def test_animate_options_and_the_api_agree(demo, tmp_path, capsys):
                        "--side-by-side", "--show-keypoints", "--quiet", "--absolute")
     assert code == 0, err
     strip = read_image(out)
-    width = 3 * SIZE + 2 * 2
-    assert strip.shape[0] == SIZE and strip.shape[1] % width == 0
+    size = _size(demo)
+    width = 3 * size + 2 * 2
+    assert strip.shape[0] == size and strip.shape[1] % width == 0
     plain = tmp_path / "plain.png"
     assert run(capsys, "animate", "--source", demo.source, "--driving", demo.driving, "--out", plain, "--quiet",
                "--absolute")[0] == 0
     animator = fastmotion.Animator.from_checkpoint(demo.config, demo.checkpoint, relative=False)
     animator.set_source(read_image(demo.source))
-    driving = read_video(demo.driving, (SIZE, SIZE))
+    driving = read_video(demo.driving, (size, size))
     expected = animator.animate(driving)
-    got = read_video(plain, (SIZE, SIZE))
+    got = read_video(plain, (size, size))
     assert np.abs(got.astype(int) - expected).max() <= 1
     # the result panel of the side-by-side row is the plain result with keypoints drawn on it
-    row = read_video(out, (SIZE, width))
-    differs = np.abs(row[:, :, -SIZE:].astype(int) - got).max(axis=-1) > 1
+    row = read_video(out, (size, width))
+    differs = np.abs(row[:, :, -size:].astype(int) - got).max(axis=-1) > 1
     assert 0 < differs.mean() < 0.2
 
 
@@ -141,7 +149,7 @@ def test_animate_the_moving_gif_strips(demo, tmp_path, capsys):
     assert code == 0, err
     frames = read_video(out)
     assert frames.shape[0] == 26  # 128x128 frames of the strip, resized to the model's size
-    assert frames.shape[1] == SIZE and "26 frames" in stdout
+    assert frames.shape[1] == _size(demo) and "26 frames" in stdout
 
 
 def test_live_with_a_video_file_for_the_camera(demo, tmp_path, capsys):
@@ -154,8 +162,9 @@ def test_live_with_a_video_file_for_the_camera(demo, tmp_path, capsys):
     assert code == 0, err
     assert "5 frames" in stdout and "frames/s" in stdout
     frames = read_video(out)
-    scale = max(256, SIZE) // SIZE  # enlarged for the frames/s text
-    assert frames.shape == (5, SIZE * scale, (2 * SIZE + 2) * scale, 3)
+    size = _size(demo)
+    height = max(256, size)  # enlarged for the frames/s text
+    assert frames.shape[:2] == (5, height) and abs(frames.shape[2] - (2 * size + 2) * height / size) <= 1
 
 
 def _garbage(path):
