@@ -114,7 +114,10 @@ class Animator:
                  *, device=None, dtype=None, relative: bool = True, adapt_variance: bool = False,
                  movement_scale: Optional[bool] = None, frame_size: Optional[Sequence[int]] = None,
                  cuda_graphs: bool = False, compile: bool = False, channels_last: Optional[bool] = None):
-        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        try:
+            self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}") from None
         self.dtype = resolve_dtype(dtype)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' asked for, but no CUDA device is available here")

@@ -184,6 +184,8 @@ def test_bad_input():
         fastmotion.Animator(fast[0], fast[1], config, device="cpu", dtype="fp16")
     with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device"):
         fastmotion.Animator(fast[0], fast[1], config, device="cpu", cuda_graphs=True)
+    with pytest.raises(ValueError, match="device must be a torch device"):
+        fastmotion.Animator(fast[0], fast[1], config, device="gpu")
     with pytest.raises(ValueError, match="dtype must be one of"):
         fastmotion.Animator(fast[0], fast[1], config, dtype="int8")
     with pytest.raises(ValueError, match="random weights"):
