@@ -16,3 +16,11 @@ def test_profile_kernels_reports_each_providers_kernels(tmp_path, capsys):
         names = [k["name"] for k in results["cpu"]["kernels"]]
         assert "fastmotion::grid_sample_forward" in names and "fastmotion::grid_sample_backward" in names
     assert "grid_sample" in capsys.readouterr().out
+
+
+def test_profile_inference_prints_the_operator_table(capsys):
+    from bench import profile_inference
+
+    assert profile_inference.main(["--config", "taichi", "--size", "64", "--dtype", "fp32", "--rows", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "taichi 64x64 fp32" in out and "ms per frame" in out and "Self CPU" in out

@@ -375,3 +375,39 @@ def write_image(path: PathLike, image) -> str:
 def frame_size(path: PathLike, frame_shape: Optional[Sequence[int]] = None) -> Tuple[int, int]:
     """``(H, W)`` of one frame."""
     return tuple(read_video(path, frame_shape, frames=[0]).shape[1:3])
+
+
+def strip_frame_shape(path: PathLike, preferred: Optional[Sequence[int]] = None) -> Optional[Tuple[int, int]]:
+    """How to split an image file into frames when nobody said: ``preferred`` ``(H, W)`` if the
+    image is a strip of such frames, else square frames if its width is a multiple of its height,
+    else the whole image as one frame. None for anything that is not an image file."""
+    path = os.fspath(path)
+    if video_kind(path) != "strip":
+        return None
+    image = _open_image(path)
+    with image:
+        width, height = image.size
+    if preferred is not None:
+        fh, fw = int(preferred[0]), int(preferred[1])
+        if height == fh and fw > 0 and width % fw == 0:
+            return fh, fw
+    if height > 0 and width % height == 0:
+        return height, height
+    return height, width
+
+
+def video_fps(path: PathLike) -> Optional[float]:
+    """Frames per second stored in a GIF or a container; None where the format has none."""
+    path = os.fspath(path)
+    kind = video_kind(path)
+    if kind == "gif":
+        image = _open_image(path)
+        with image:
+            duration = image.info.get("duration")
+        return 1000.0 / duration if duration else None
+    if kind == "container":
+        av = _container_module(path)
+        with _open_container(path, av) as container:
+            rate = container.streams.video[0].average_rate
+        return float(rate) if rate else None
+    return None

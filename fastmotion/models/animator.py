@@ -70,6 +70,14 @@ class Animator:
         self.kp_initial = None
         return self.kp_source
 
+    @property
+    def source_skips(self):
+        """The generator's encoder maps of the source (``[source, down_1, ...]``), computed by
+        :meth:`set_source`; read-only by convention (decode them with ``generator.decode``)."""
+        if self._source is None:
+            raise RuntimeError("Animator: call set_source(source) first")
+        return self._skips
+
     @torch.no_grad()
     def __call__(self, driving: torch.Tensor, kp_initial: Optional[Dict[str, torch.Tensor]] = None):
         """Animate with driving frames ``(B, C, H, W)`` (B as the source). Returns frames of

@@ -7,7 +7,10 @@
   (which autograd would otherwise keep for the backward).
 - Inference convolutions (no gradient needed) on float32 CPU tensors run as oneDNN convolutions
   with pre-packed weights and the ReLU / residual add fused in (``torch.ops.mkldnn``, the kernels
-  torch.compile's CPU backend uses): no per-call weight reordering, one pass less per op.
+  torch.compile's CPU backend uses): no per-call weight reordering, one pass less per op. Under
+  CPU autocast to bfloat16, on CPUs where oneDNN has bfloat16 convolutions, they run in bfloat16
+  (bfloat16 activations and pre-packed weights, float32 accumulation): CPU autocast
+  itself does not reach these kernels.
 
 Training-side helpers live in :mod:`batchnorm_relu` (BN + ReLU that keeps only its input),
 :mod:`resample2x` (2x up-sampling and pooling, fast on CPU; the pooling keeps only the input's
@@ -36,6 +39,24 @@ _REORDER = getattr(getattr(torch.ops, "mkldnn", None), "_reorder_convolution_wei
 SUBPIXEL_MIN_POSITIONS = 64
 
 
+def _cpu_bf16_autocast() -> bool:
+    return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def _onednn_bf16() -> bool:
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return check is not None and bool(check())
+
+
+def inference_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype an inference convolution of the fast path runs in: bfloat16 under CPU autocast to
+    bfloat16 where oneDNN has bfloat16 convolutions; otherwise ``x``'s."""
+    if (x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and _cpu_bf16_autocast()
+            and _onednn_bf16()):
+        return torch.bfloat16
+    return x.dtype
+
+
 def fast_layout(x: torch.Tensor) -> torch.Tensor:
     """Activation layout of the fast path for inference: channels_last on CPU, where oneDNN's
     inference convolutions run faster in it (markedly for few channels and large images). With
@@ -59,8 +80,18 @@ def cat_channels(parts, fast: bool) -> torch.Tensor:
     parts = list(parts)
     if not fast or parts[0].device.type != "cpu" or torch.is_grad_enabled():  # out= records no autograd
         return torch.cat(parts, dim=1)
+    dtype = parts[0].dtype
+    if any(p.dtype != dtype for p in parts):
+        # bfloat16 inference (the next convolution reads bfloat16): the float32 parts (keypoint
+        # embedding, source image) are rounded here rather than the whole concatenation later
+        if _cpu_bf16_autocast() and any(p.dtype == torch.bfloat16 for p in parts):
+            dtype = torch.bfloat16
+        else:
+            for p in parts[1:]:
+                dtype = torch.promote_types(dtype, p.dtype)
+        parts = [p.to(dtype) for p in parts]
     n, _, h, w = parts[0].shape
-    out = torch.empty((n, sum(p.shape[1] for p in parts), h, w), dtype=parts[0].dtype, device=parts[0].device,
+    out = torch.empty((n, sum(p.shape[1] for p in parts), h, w), dtype=dtype, device=parts[0].device,
                       memory_format=torch.channels_last)
     return torch.cat(parts, dim=1, out=out)
 
@@ -221,7 +252,8 @@ def use_subpixel(conv: nn.Conv2d, x: torch.Tensor, training: bool) -> bool:
 
 
 def _onednn_ok(x: torch.Tensor) -> bool:
-    return (_POINTWISE is not None and _REORDER is not None and x.device.type == "cpu" and x.dtype == torch.float32
+    return (_POINTWISE is not None and _REORDER is not None and x.device.type == "cpu"
+            and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _onednn_bf16()))
             and x.shape[0] > 0 and x.is_contiguous(memory_format=torch.channels_last)
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
@@ -259,6 +291,9 @@ def fused_conv(owner: nn.Module, name: str, conv: nn.Conv2d, x: torch.Tensor, no
             y = F.relu(y, inplace=True)
         return y if residual is None else y.add_(residual)
 
+    dtype = inference_dtype(x)
+    if dtype != x.dtype:
+        x = x.to(dtype)
     onednn = _onednn_ok(x) and not owner.__dict__.get("_fm_no_onednn_" + name, False)
     sources = params + ((norm.running_mean, norm.running_var) if norm is not None else ())
 
@@ -268,13 +303,15 @@ def fused_conv(owner: nn.Module, name: str, conv: nn.Conv2d, x: torch.Tensor, no
             w, b = fold_batchnorm(w, b, norm)
         if subpixel:
             w, b = subpixel_weights(w, b)
+        # bfloat16 inference: bfloat16 weights and bias (oneDNN's fused residual add takes no other bias)
+        w, b = w.to(x.dtype), None if b is None else b.to(x.dtype)
         if onednn:
             w = _REORDER.default(w, list(padding), list(stride), list(conv.dilation), conv.groups, list(x.shape))
         elif x.is_contiguous(memory_format=torch.channels_last):
             w = w.contiguous(memory_format=torch.channels_last)
         return w, b
 
-    key_extra = (tuple(x.shape), onednn, x.is_contiguous(memory_format=torch.channels_last))
+    key_extra = (tuple(x.shape), x.dtype, onednn, x.is_contiguous(memory_format=torch.channels_last))
     w, b = cached_weights(owner, name, sources, compute, key_extra)
     y = None
     if onednn:
@@ -283,7 +320,8 @@ def fused_conv(owner: nn.Module, name: str, conv: nn.Conv2d, x: torch.Tensor, no
                 y = _POINTWISE.default(x, w, b, list(padding), list(stride), list(conv.dilation), conv.groups,
                                        "relu" if relu else "none", [], "")
             else:
-                y = _POINTWISE.binary(x, residual.contiguous(memory_format=torch.channels_last), w, b, list(padding),
+                y = _POINTWISE.binary(x, residual.to(x.dtype).contiguous(memory_format=torch.channels_last), w, b,
+                                      list(padding),
                                       list(stride), list(conv.dilation), conv.groups, "add", 1.0, None, [], None)
         except RuntimeError:  # a configuration oneDNN does not take: plain convolutions from now on
             owner.__dict__["_fm_no_onednn_" + name] = True
@@ -293,13 +331,15 @@ def fused_conv(owner: nn.Module, name: str, conv: nn.Conv2d, x: torch.Tensor, no
         if relu:
             y = F.relu(y, inplace=True)
         if residual is not None:
-            y = y.add_(residual)
+            y = y.add_(residual.to(y.dtype))
     return interleave_phases(y) if subpixel else y
 
 
 def batchnorm_relu(owner: nn.Module, name: str, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``relu(norm(x))``; for eval-mode inference on oneDNN one pass: a depthwise 1x1 convolution
     holding BatchNorm's per-channel scale and shift, with the ReLU fused."""
+    if foldable(norm) and not needs_grad(x, norm.weight, norm.bias) and inference_dtype(x) != x.dtype:
+        x = x.to(inference_dtype(x))
     onednn = (foldable(norm) and not needs_grad(x, norm.weight, norm.bias) and _onednn_ok(x)
               and x.is_contiguous(memory_format=torch.channels_last)
               and not owner.__dict__.get("_fm_no_onednn_" + name, False))
@@ -310,12 +350,12 @@ def batchnorm_relu(owner: nn.Module, name: str, norm: nn.Module, x: torch.Tensor
     channels = x.shape[1]
 
     def compute():
-        eye = torch.ones(channels, 1, 1, 1, dtype=x.dtype, device=x.device)
+        eye = torch.ones(channels, 1, 1, 1, dtype=norm.running_var.dtype, device=x.device)
         w, b = fold_batchnorm(eye, None, norm)
-        return _REORDER.default(w, [0, 0], [1, 1], [1, 1], channels, list(x.shape)), b
+        return _REORDER.default(w.to(x.dtype), [0, 0], [1, 1], [1, 1], channels, list(x.shape)), b.to(x.dtype)
 
     sources = (norm.weight, norm.bias, norm.running_mean, norm.running_var)
-    w, b = cached_weights(owner, name, sources, compute, (tuple(x.shape),))
+    w, b = cached_weights(owner, name, sources, compute, (tuple(x.shape), x.dtype))
     try:
         return _POINTWISE.default(x, w, b, [0, 0], [1, 1], [1, 1], channels, "relu", [], "")
     except RuntimeError:

@@ -16,7 +16,7 @@ from typing import Dict, List
 import torch
 from torch import nn
 
-from fastmotion import ops
+from fastmotion import nvtx, ops
 from fastmotion.models import conv_fusion as cf
 from fastmotion.models import frames as fr
 from fastmotion.models.blocks import Decoder, Encoder, ResBlock
@@ -85,9 +85,11 @@ class MotionTransferGenerator(BackendModule):
             source = skips[0]
         fast = self.fast_path()
         memo = {} if fast else None  # heatmaps shared by the dense motion and the keypoint embedding
-        grid = self.dense_motion_module.flow(source, kp_driving, kp_source, memo)
+        with nvtx.range("dense motion"):
+            grid = self.dense_motion_module.flow(source, kp_driving, kp_source, memo)
         mode = self.interpolation_mode
-        deformed = ops.warp_features(skips, grid, mode, backend=self.ops_backend())
+        with nvtx.range("warp"):
+            deformed = ops.warp_features(skips, grid, mode, backend=self.ops_backend())
         if fast:
             video_deformed = deformed[0]  # skip 0 is the source itself, warped by the same grid
         else:
@@ -106,6 +108,10 @@ class MotionTransferGenerator(BackendModule):
                          for a in deformed]
         else:
             skips = deformed
+        with nvtx.range("decode"):
+            return self._decode(skips, fast, video_deformed)
+
+    def _decode(self, skips, fast, video_deformed):
         prediction = self.video_decoder(skips)
         if fast:  # the same modules; the last 1x1 conv through the fast conv path
             if cf.channels_last_for_autograd(prediction):
