@@ -66,6 +66,13 @@ def test_containers(tmp_path, ext):
     assert item.shape == (3, 3, 16, 16)
     picked = [int(np.abs(got - f[:, None]).mean(axis=(0, 2, 3)).argmin()) for f in np.moveaxis(item, 1, 0)]
     assert picked == sorted(picked) and all(np.abs(item[:, i] - got[:, p]).max() < 1e-6 for i, p in enumerate(picked))
+    # drawn while decoding once: uniform over the frames, with replacement
+    counts = np.zeros(6)
+    for _ in range(100):
+        item = ds[0]["video"].numpy()
+        for f in np.moveaxis(item, 1, 0):
+            counts[int(np.abs(got - f[:, None]).mean(axis=(0, 2, 3)).argmin())] += 1
+    assert counts.sum() == 300 and counts.min() > 25 and counts.max() < 75, counts
 
 
 def test_gray_becomes_rgb_and_alpha_is_dropped(tmp_path):
