@@ -25,6 +25,8 @@ from fastmotion.data.errors import DataError
 from fastmotion.io import video as video_io
 
 TEST_FRACTION = 0.2
+# PIL modes that fastmotion.io.video.to_rgb_uint8 converts itself (others go through PIL's convert).
+_DIRECT_MODES = ("L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L")
 
 
 def seeded_split(names: Sequence[str], seed: int, test_fraction: float = TEST_FRACTION) -> Tuple[List[str], List[str]]:
@@ -111,13 +113,36 @@ class FramesDataset(Dataset):
     def _read(self, path: str) -> np.ndarray:
         if not self.is_train:
             return video_io.read_video(path, self.frame_size)
-        if video_io.video_kind(path) == "container":
+        kind = video_io.video_kind(path)
+        if kind == "container":
             return self._sample_while_decoding(path)
+        if kind == "strip":
+            return self._strip_tiles(path)
         count = video_io.count_frames(path, self.frame_size)
         if count <= 0:
             raise video_io.VideoError(f"{path}: has no frames")
         indices = torch.randint(0, count, (self.num_frames,)).sort().values.tolist()
         return video_io.read_video(path, self.frame_size, frames=indices)
+
+    def _strip_tiles(self, path: str) -> np.ndarray:
+        """Random sorted tiles of a frame strip, converted to RGB tile by tile: converting the whole strip
+        first (as ``read_video`` does) costs a third of the loading time of a 32-frame strip."""
+        image = video_io._open_image(path)
+        with image:
+            try:
+                image.load()
+            except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
+                raise video_io.VideoError(f"{path}: cannot decode ({exc})") from None
+            width, height = image.size
+            tile = video_io._strip_tile_width(path, width, height, self.frame_size)
+            indices = torch.randint(0, width // tile, (self.num_frames,)).sort().values.tolist()
+            frames = {}
+            for i in sorted(set(indices)):
+                frame = image.crop((i * tile, 0, (i + 1) * tile, height))
+                if frame.mode not in _DIRECT_MODES:
+                    frame = frame.convert("RGBA" if "A" in frame.getbands() else "RGB")
+                frames[i] = video_io.to_rgb_uint8(np.asarray(frame), path)
+        return np.stack([frames[i] for i in indices])
 
     def _sample_while_decoding(self, path: str) -> np.ndarray:
         """``num_frames`` frames drawn uniformly with replacement, sorted, in one decoding pass that holds

@@ -234,3 +234,30 @@ def test_missing_empty_or_wrong_root_dir_is_one_sentence(tmp_path):
         FramesDataset(one, image_shape=(8, 8, 4), is_train=False)
     for err in (DataError,):
         assert "\n" not in str(pytest.raises(err, FramesDataset, tmp_path / "nope").value)
+
+
+def test_train_mode_strips_of_every_pixel_format(tmp_path):
+    train, test = _split_dirs(tmp_path)
+    frames = clip(t=4, h=8, w=8, levels=4)
+    strip = np.concatenate(list(frames), axis=1)
+    Image.fromarray(strip[..., 0], mode="L").save(train / "gray.png")
+    Image.fromarray(np.concatenate([strip, np.full(strip.shape[:2] + (1,), 9, np.uint8)], -1), mode="RGBA").save(
+        train / "rgba.png")
+    Image.fromarray(strip).convert("P", palette=Image.Palette.ADAPTIVE, colors=256).save(train / "palette.png")
+    Image.fromarray(strip).save(train / "rgb.jpg", quality=100)
+    for name in ("gray.png", "rgba.png", "palette.png", "rgb.jpg"):
+        (test / name).write_bytes((train / name).read_bytes())
+    train_ds = FramesDataset(tmp_path, image_shape=(8, 8), is_train=True, num_frames=3)
+    test_ds = FramesDataset(tmp_path, image_shape=(8, 8), is_train=False)
+    torch.manual_seed(0)
+    for name in train_ds.images:
+        whole = test_ds[test_ds.images.index(name)]["video"]  # read_video's reading of every frame
+        for _ in range(3):
+            video = train_ds[train_ds.images.index(name)]["video"]
+            assert video.shape == (3, 3, 8, 8)
+            picked = [min(range(4), key=lambda k: float((whole[:, k] - video[:, i]).abs().max())) for i in range(3)]
+            assert picked == sorted(picked)
+            for i, k in enumerate(picked):
+                assert torch.equal(video[:, i], whole[:, k]), name
+    gray = test_ds[test_ds.images.index("gray.png")]["video"]
+    assert torch.equal(gray[0], gray[1]) and torch.equal(gray[0], gray[2])
