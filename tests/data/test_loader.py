@@ -103,3 +103,21 @@ def test_shared_shapes_loader():
     full = test[0]["video"]
     assert full.shape == (3, 32, 64, 64)
     assert np.isfinite(full.numpy()).all()
+
+
+def test_distributed_loader_uses_this_ranks_share(shapes_dir, tmp_path):
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialized in this process")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        ds = FramesDataset(shapes_dir, image_shape=(64, 64), is_train=False)
+        loader = make_loader(ds, 2, shuffle=True, workers=0, seed=1, distributed=True)
+        assert isinstance(loader.sampler, torch.utils.data.distributed.DistributedSampler)
+        loader.sampler.set_epoch(3)
+        names = [n for batch in loader for n in batch["name"]]
+        order = torch.randperm(4, generator=torch.Generator().manual_seed(1 + 3)).tolist()
+        assert names == [ds.images[i] for i in order]  # one rank: every video, in the (seed + epoch) order
+    finally:
+        dist.destroy_process_group()
