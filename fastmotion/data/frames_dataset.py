@@ -114,7 +114,7 @@ class FramesDataset(Dataset):
         if not self.is_train:
             return video_io.read_video(path, self.frame_size)
         kind = video_io.video_kind(path)
-        if kind == "container":
+        if kind in ("container", "gif"):  # counting their frames means decoding them
             return self._sample_while_decoding(path)
         if kind == "strip":
             return self._strip_tiles(path)
@@ -147,7 +147,7 @@ class FramesDataset(Dataset):
     def _sample_while_decoding(self, path: str) -> np.ndarray:
         """``num_frames`` frames drawn uniformly with replacement, sorted, in one decoding pass that holds
         only the kept frames: a container's frame count in its header can be missing or wrong, and
-        counting by decoding would decode the video twice. Slot ``s`` keeps frame ``i`` with probability
+        counting by decoding (always, for a GIF) would decode the video twice. Slot ``s`` keeps frame ``i`` with probability
         ``1 / (i + 1)`` (a reservoir of one per slot), which leaves each slot uniform over the frames."""
         kept: List[Optional[np.ndarray]] = [None] * self.num_frames
         where = [0] * self.num_frames

@@ -236,7 +236,7 @@ def test_missing_empty_or_wrong_root_dir_is_one_sentence(tmp_path):
         assert "\n" not in str(pytest.raises(err, FramesDataset, tmp_path / "nope").value)
 
 
-def test_train_mode_strips_of_every_pixel_format(tmp_path):
+def test_train_clips_of_every_format_are_frames_of_the_video(tmp_path):
     train, test = _split_dirs(tmp_path)
     frames = clip(t=4, h=8, w=8, levels=4)
     strip = np.concatenate(list(frames), axis=1)
@@ -247,6 +247,9 @@ def test_train_mode_strips_of_every_pixel_format(tmp_path):
     Image.fromarray(strip).save(train / "rgb.jpg", quality=100)
     for name in ("gray.png", "rgba.png", "palette.png", "rgb.jpg"):
         (test / name).write_bytes((train / name).read_bytes())
+    for folder in (train, test):  # and the other formats' training clips
+        write_video(folder / "anim.gif", frames)
+        write_frames_folder(folder / "frames", frames)
     train_ds = FramesDataset(tmp_path, image_shape=(8, 8), is_train=True, num_frames=3)
     test_ds = FramesDataset(tmp_path, image_shape=(8, 8), is_train=False)
     torch.manual_seed(0)
