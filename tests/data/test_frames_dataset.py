@@ -187,9 +187,21 @@ def test_bad_video_raises_data_error_naming_the_file(tmp_path, name, write, matc
     assert str(tmp_path / "train" / name) in str(info.value)
 
 
-def test_bad_mp4_names_the_file(tmp_path):
+def _truncated_mp4(path):
+    write_video(path, smooth_clip(t=20, h=16, w=16))
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.9)])
+
+
+@pytest.mark.parametrize("write", [lambda p: p.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64), _truncated_mp4],
+                         ids=["garbage", "truncated"])
+@pytest.mark.parametrize("is_train", [True, False])
+def test_bad_mp4_names_the_file(tmp_path, write, is_train):
     pytest.importorskip("av", reason="PyAV (fastmotion[video]) not installed")
-    ds = _bad_folder(tmp_path, "broken.mp4", lambda p: p.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64))
+    for folder in _split_dirs(tmp_path):
+        write_video(folder / "good.png", clip(t=4, h=8, w=8))
+        write(folder / "broken.mp4")
+    ds = FramesDataset(tmp_path, image_shape=(8, 8, 3), is_train=is_train)
     with pytest.raises(DataError, match="broken.mp4"):
         ds[ds.images.index("broken.mp4")]
 
