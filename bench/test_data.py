@@ -44,7 +44,6 @@ def test_loader_videos_per_second(benchmark, workers):
     start = time.perf_counter()
     benchmark.pedantic(draw, rounds=3, iterations=1)
     elapsed = time.perf_counter() - start
-    del batches
     seconds = benchmark.stats.stats.median
     benchmark.extra_info.update({"workers": workers, "batch_size": BATCH, "batches": BATCHES,
                                  "videos_per_s": BATCH * BATCHES / seconds, "wall_s": elapsed,

@@ -1,6 +1,5 @@
 """FramesDataset reads every format as the original did, splits as the original did, and fails on bad data
 with an error that names the file (or folder)."""
-import os
 
 import numpy as np
 import pytest
