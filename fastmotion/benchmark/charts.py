@@ -1,0 +1,123 @@
+"""PNG charts of a run (matplotlib, the ``plot`` extra): per-op speedup bars and a bandwidth chart."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+COLORS = {"reference": "#9e9e9e", "compile": "#5c6bc0", "native": "#8d6e63", "cpu": "#2e7d32",
+          "triton": "#ef6c00", "cuda": "#c62828"}
+
+
+def _color(provider: str) -> str:
+    return COLORS.get(provider.split("-")[0], "#00838f")
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def _headline_case(rows: list, op: str) -> str:
+    cases = [r for r in rows if r["op"] == op]
+    keyed = [r["case"] for r in cases if r.get("key")]
+    return keyed[0] if keyed else cases[0]["case"]
+
+
+def speedup_chart(rows: list, path: Path, title: str):
+    """One panel per mode: per op (at its headline case), each provider's speedup over eager."""
+    plt = _pyplot()
+    ok = [r for r in rows if r["suite"] == "ops" and r["status"] == "ok" and r.get("speedup_vs_reference")]
+    if plt is None or not ok:
+        return None
+    ops = list(dict.fromkeys(r["op"] for r in ok))
+    cases = {op: _headline_case(ok, op) for op in ops}
+    modes = [m for m in ("fwd", "fwd+bwd") if any(r["mode"] == m for r in ok)]
+    providers = list(dict.fromkeys(r["provider"] for r in ok if r["provider"] != "reference"))
+    fig, axes = plt.subplots(len(modes), 1, figsize=(max(7, 1.5 * len(ops)), 3.4 * len(modes)), squeeze=False)
+    width = 0.8 / max(1, len(providers))
+    for ax, mode in zip(axes[:, 0], modes):
+        for j, provider in enumerate(providers):
+            xs, ys = [], []
+            for i, op in enumerate(ops):
+                match = [r for r in ok if r["op"] == op and r["case"] == cases[op] and r["mode"] == mode
+                         and r["provider"] == provider]
+                if match:
+                    xs.append(i + (j - (len(providers) - 1) / 2) * width)
+                    ys.append(match[0]["speedup_vs_reference"])
+            bars = ax.bar(xs, ys, width, label=provider, color=_color(provider))
+            for bar, y in zip(bars, ys):
+                ax.annotate(f"{y:.1f}x" if y < 10 else f"{y:.0f}x", (bar.get_x() + bar.get_width() / 2, y),
+                            ha="center", va="bottom", fontsize=7)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{mode}: x eager reference")
+        ax.set_xticks(range(len(ops)))
+        ax.set_xticklabels([f"{op}\n{cases[op]}" for op in ops], fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", ncol=len(providers))
+        ax.grid(axis="y", which="both", alpha=0.3)
+    axes[0, 0].set_title(title + " (higher is better; 1x = eager reference)", fontsize=9)
+    fig.tight_layout()
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def bandwidth_chart(rows: list, path: Path, title: str, copy_gbps=None):
+    """Roofline-style: each measured op call as bytes it must move (x) against the GB/s it reached
+    (y), with the plain-copy bandwidth measured in the same run as the ceiling."""
+    plt = _pyplot()
+    ok = [r for r in rows if r["suite"] == "ops" and r["status"] == "ok" and r.get("gbps")]
+    if plt is None or not ok:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for provider in dict.fromkeys(r["provider"] for r in ok):
+        for mode, marker in (("fwd", "o"), ("fwd+bwd", "^")):
+            pts = [r for r in ok if r["provider"] == provider and r["mode"] == mode]
+            if pts:
+                ax.scatter([r["bytes_moved"] / 2**20 for r in pts], [r["gbps"] for r in pts], marker=marker,
+                           color=_color(provider), label=f"{provider} {mode}", alpha=0.8, s=28)
+    best = {}
+    for r in ok:
+        k = (r["op"], r["case"], r["mode"])
+        if k not in best or r["gbps"] > best[k]["gbps"]:
+            best[k] = r
+    for r in best.values():
+        if r["mode"] == "fwd+bwd":
+            ax.annotate(r["op"], (r["bytes_moved"] / 2**20, r["gbps"]), fontsize=6, xytext=(3, 2),
+                        textcoords="offset points")
+    if copy_gbps:
+        ax.axhline(copy_gbps, color="black", linestyle="--", linewidth=1)
+        ax.annotate(f"plain copy {copy_gbps:.1f} GB/s (this run)", (ax.get_xlim()[0], copy_gbps), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("bytes the call must move (MiB)")
+    ax.set_ylabel("effective GB/s")
+    ax.set_title(title + " (higher is better; dashed: copy ceiling)", fontsize=9)
+    ax.grid(which="both", alpha=0.3)
+    ax.legend(fontsize=6, ncol=2, loc="lower right")
+    fig.tight_layout()
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def write_all(out_dir: Path, rows: list, extra: dict) -> list:
+    device, dtype = extra.get("device", ""), extra.get("dtype", "")
+    title = f"fastmotion ops, {device} {dtype}".strip()
+    written = [speedup_chart(rows, Path(out_dir) / "speedup_ops.png", title),
+               bandwidth_chart(rows, Path(out_dir) / "bandwidth_ops.png", title, extra.get("copy_bandwidth_gbps"))]
+    return [p for p in written if p is not None]
