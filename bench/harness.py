@@ -39,14 +39,16 @@ def run(benchmark, fn, device: str, bytes_moved: int, warmup: int = 2, **info):
     median = benchmark.stats.stats.median
     benchmark.extra_info.update(info)
     benchmark.extra_info["device"] = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
-    benchmark.extra_info["bytes_moved"] = int(bytes_moved)
-    benchmark.extra_info["GB/s"] = round(bytes_moved / median / 1e9, 3) if median > 0 else None
+    if bytes_moved:  # whole-model benchmarks pass 0: effective bandwidth means nothing there
+        benchmark.extra_info["bytes_moved"] = int(bytes_moved)
+        benchmark.extra_info["GB/s"] = round(bytes_moved / median / 1e9, 3) if median > 0 else None
     benchmark.extra_info["peak_MB"] = round(peak / 2**20, 3)
     if device == "cuda":
         t = timing.measure(fn, device, rounds=int(os.environ.get("FASTMOTION_BENCH_DEVICE_ROUNDS", "100")))
         benchmark.extra_info["device_median_ms"] = round(t.median * 1e3, 5)
         benchmark.extra_info["device_iqr_ms"] = round((t.q3 - t.q1) * 1e3, 5)
-        benchmark.extra_info["device GB/s"] = round(bytes_moved / t.median / 1e9, 3)
+        if bytes_moved:
+            benchmark.extra_info["device GB/s"] = round(bytes_moved / t.median / 1e9, 3)
 
 
 def _rounds(device: str) -> int:

@@ -108,6 +108,26 @@ def inference_providers(name: str, size: int, batch: int, device: str) -> Dict[s
     return {STREAMING: stream, PER_FRAME: per_frame}
 
 
+def compiled_transfer_loop(name: str, size: int, batch: int, device: str) -> Callable:
+    """The original transfer loop on ``backend="reference"`` with torch.compile'd networks."""
+    from fastmotion.models import normalize_kp
+
+    config, (kp_detector, generator, _) = random_models(name, "reference", False)
+    kp_detector.to(device)
+    generator.to(device)
+    params = config["transfer_params"]["normalization_params"]
+    source, first, driving = _frames(batch, size, device)
+    with torch.no_grad():
+        kp_source, kp_initial = kp_detector(source), kp_detector(first)
+    detect, generate = torch.compile(kp_detector, dynamic=False), torch.compile(generator, dynamic=False)
+
+    def call():
+        with torch.no_grad():
+            kp_norm = normalize_kp(detect(driving), kp_source, kp_initial=kp_initial, **params)
+            return generate(source, kp_norm, kp_source)["video_prediction"]
+    return call
+
+
 def _compare(suite: str, workload: str, comparison: str, fns: Dict[str, Callable], device: str, rounds: int,
              per_item: int, progress=None) -> List[dict]:
     rows = []

@@ -30,6 +30,18 @@ def run(suites: Iterable[str], out: Path, device: str = "cpu", dtype: str = "fp3
     op_names = op_names or list(registry.OPS)
     total = len(ops.plan(op_names, selection, device, compile)) if "ops" in suites else 0
     rows = []
+    paths = []
+
+    def write_report():
+        # after every suite, so that a run cut short (a GPU lease ending) still leaves a report
+        env["load_average_end"] = environment.load_average()
+        stamp = environment.stamp(env)
+        for r in rows:
+            r.update(stamp)
+        extra = {"device": device, "dtype": dtype, "copy_bandwidth_gbps": round(copy_gbps, 2),
+                 "suites": suites, "quick": quick, "tiny": tiny, "threads": torch.get_num_threads()}
+        return report.write(Path(out), env, rows, extra, plot=plot)
+
     with tqdm(total=total or None, desc="fastmotion bench", unit="case", disable=not progress_bar,
               dynamic_ncols=True) as bar:
         def progress(row):
@@ -47,10 +59,5 @@ def run(suites: Iterable[str], out: Path, device: str = "cpu", dtype: str = "fp3
                 rows += export_suite.run(device, quick, tiny, rounds, progress)
             else:
                 raise ValueError(f"unknown suite {suite!r}; expected one of {SUITES}")
-    env["load_average_end"] = environment.load_average()
-    stamp = environment.stamp(env)
-    for r in rows:
-        r.update(stamp)
-    extra = {"device": device, "dtype": dtype, "copy_bandwidth_gbps": round(copy_gbps, 2),
-             "suites": suites, "quick": quick, "tiny": tiny, "threads": torch.get_num_threads()}
-    return report.write(Path(out), env, rows, extra, plot=plot)
+            paths = write_report()
+    return paths

@@ -17,7 +17,7 @@ STEP_QUICK = [("taichi", 64, 2)]
 STEP_TINY = [("shapes", 64, 1)]
 
 
-def _step_call(name: str, size: int, batch: int, backend: Optional[str], device: str):
+def step_call(name: str, size: int, batch: int, backend: Optional[str], device: str):
     from fastmotion.train.step import train_step
 
     config, models = random_models(name, backend, True)
@@ -46,8 +46,8 @@ def run(device: str, quick: bool = False, tiny: bool = False, rounds: Optional[i
     rounds = rounds or (20 if device == "cuda" else 2 if (quick or tiny) else 5)
     rows = []
     for name, size, batch in cases:
-        fns = {"reference (backend=reference)": _step_call(name, size, batch, "reference", device),
-               "fast path": _step_call(name, size, batch, None, device)}
+        fns = {"reference (backend=reference)": step_call(name, size, batch, "reference", device),
+               "fast path": step_call(name, size, batch, None, device)}
         rows += _compare("train", f"training step {name} {size}x{size} batch {batch}",
                          "train_step, no optimizer step", fns, device, rounds, batch, progress)
     add_speedups(rows, group_keys=("suite", "op", "case", "device"))
