@@ -174,7 +174,7 @@ def run(ops: Iterable[str], device: str, dtype: str = "fp32", selection: Selecti
         compile: str = "key", rounds: Optional[int] = None, progress=None, copy_gbps: Optional[float] = None) -> list:
     """Rows (dicts) of the op suite. ``progress(n)`` is told about each finished item."""
     torch_dtype = DTYPES[dtype]
-    rounds = rounds or (100 if device == "cuda" else 10)
+    rounds = rounds or (100 if device == "cuda" else 5 if (selection.quick or selection.tiny) else 10)
     rows = []
     inputs_cache: Dict[tuple, Inputs] = {}
     for spec, case, mode, provider, reason in plan(ops, selection, device, compile):
