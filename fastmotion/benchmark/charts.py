@@ -54,7 +54,9 @@ def speedup_chart(rows: list, path: Path, title: str):
     ops = list(dict.fromkeys(r["op"] for r in ok))
     cases = {op: _headline_case(ok, op) for op in ops}
     modes = [m for m in ("fwd", "fwd+bwd") if any(r["mode"] == m for r in ok)]
-    providers = list(dict.fromkeys(r["provider"] for r in ok if r["provider"] != "reference"))
+    from fastmotion.benchmark.report import _provider_key
+
+    providers = sorted({r["provider"] for r in ok if r["provider"] != "reference"}, key=_provider_key)
     fig, axes = plt.subplots(len(modes), 1, figsize=(max(7, 1.5 * len(ops)), 3.4 * len(modes)), squeeze=False)
     width = 0.8 / max(1, len(providers))
     for ax, mode in zip(axes[:, 0], modes):
@@ -72,10 +74,12 @@ def speedup_chart(rows: list, path: Path, title: str):
                             ha="center", va="bottom", fontsize=7)
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
+        top = max([r["speedup_vs_reference"] for r in ok if r["mode"] == mode] + [1.0])
+        ax.set_ylim(top=top * 4)  # room for the bar labels and the legend above the tallest bar
         ax.set_ylabel(f"{mode}: x eager reference")
         ax.set_xticks(range(len(ops)))
         ax.set_xticklabels([f"{_wrap(op)}\n{cases[op]}" for op in ops], fontsize=7)
-        ax.legend(fontsize=7, loc="upper left", ncol=len(providers))
+        ax.legend(fontsize=7, loc="upper right", ncol=len(providers))
         ax.grid(axis="y", which="both", alpha=0.3)
     axes[0, 0].set_title(title + " (higher is better; 1x = eager reference)", fontsize=9)
     fig.tight_layout()
