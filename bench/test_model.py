@@ -111,3 +111,6 @@ def test_train_step(benchmark, case, precision, provider):
     if benchmark.stats is not None:
         benchmark.extra_info["videos/s"] = round(batch / benchmark.stats.stats.median, 2)
     _record(benchmark, ("train", name, batch, precision), provider == "reference")
+
+
+_models = model_bench.random_models  # the name other bench suites import

@@ -107,3 +107,33 @@ def test_cuda_without_a_gpu_gives_one_line(tmp_path, capsys):
     code, _ = _bench(tmp_path, "ops", "--device", "cuda")
     err = capsys.readouterr().err
     assert code == 1 and "no CUDA device" in err and err.strip().count("\n") == 0
+
+
+def test_pytest_benchmark_files_become_report_rows(tmp_path):
+    """The train / export suites read the Trainer's and exporter's pytest-benchmark files this way."""
+    from fastmotion.benchmark import pytest_suite
+
+    suite = tmp_path / "bench_fake.py"
+    suite.write_text(
+        "import time, pytest\n"
+        "@pytest.mark.parametrize('provider,seconds', [('reference', 0.004), ('fast', 0.001)])\n"
+        "def test_step(benchmark, provider, seconds):\n"
+        "    benchmark.group = 'step'\n"
+        "    benchmark.pedantic(time.sleep, args=(seconds,), rounds=3, iterations=1)\n"
+        "    benchmark.extra_info.update(provider=provider, peak_MB=1.5, videos_per_s=8 / seconds)\n"
+        "def test_gpu_only():\n"
+        "    pytest.skip('CUDA not available')\n")
+    rows = pytest_suite.run(str(suite), "train", "cpu", quick=True, rounds=None, timeout=120)
+    ok = {r["provider"]: r for r in rows if r["status"] == "ok"}
+    assert set(ok) == {"reference", "fast"}
+    assert 3.5 < ok["reference"]["median_ms"] < 40 and ok["fast"]["peak_mb"] == 1.5
+    assert ok["fast"]["speedup_vs_reference"] == pytest.approx(ok["reference"]["median_ms"] / ok["fast"]["median_ms"],
+                                                              rel=1e-2)
+    assert [r["reason"] for r in rows if r["status"] == "skipped"] == ["CUDA not available"]
+
+
+def test_missing_pytest_benchmark_file_says_so():
+    from fastmotion.benchmark import pytest_suite
+
+    (row,) = pytest_suite.run("bench/no_such_suite.py", "export", "cpu", quick=True, rounds=None)
+    assert row["status"] == "skipped" and "not found" in row["reason"]

@@ -1,14 +1,16 @@
 """The training suite: one training iteration of the drop-in Monkey-Net (generator and
 discriminator steps with the original losses, ``fastmotion.train.step.train_step``, no optimizer
-step), ``backend="reference"`` against the fast path, interleaved; and, once the trainer lands,
-a full ``fastmotion.train.Trainer`` iteration (loader included), which this suite reports as not
-run while ``fastmotion.train.Trainer`` cannot be imported."""
+step), ``backend="reference"`` against the fast path, interleaved; and a full
+``fastmotion.train.Trainer`` iteration (loader included): the rows of bench/test_train.py, the
+trainer's own pytest-benchmark suite (reported as not run while ``fastmotion.train.Trainer`` cannot
+be imported, and in --quick runs)."""
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
 
+from fastmotion.benchmark import pytest_suite
 from fastmotion.benchmark.model import _compare, random_models
 from fastmotion.benchmark.ops import add_speedups
 
@@ -38,7 +40,7 @@ def trainer_unavailable() -> Optional[str]:
         from fastmotion.train import Trainer  # noqa: F401
     except ImportError as exc:
         return f"fastmotion.train.Trainer is not importable here ({exc})"
-    return "fastmotion.train.Trainer exists but is not wired into this suite yet (bench/test_train.py times it)"
+    return None
 
 
 def run(device: str, quick: bool = False, tiny: bool = False, rounds: Optional[int] = None, progress=None) -> list:
@@ -51,7 +53,13 @@ def run(device: str, quick: bool = False, tiny: bool = False, rounds: Optional[i
         rows += _compare("train", f"training step {name} {size}x{size} batch {batch}",
                          "train_step, no optimizer step", fns, device, rounds, batch, progress)
     add_speedups(rows, group_keys=("suite", "op", "case", "device"))
-    rows.append({"suite": "train", "op": "Trainer iteration (loader included)", "case": "-", "mode": "train",
-                 "provider": "fastmotion.train.Trainer", "device": device, "dtype": "fp32", "status": "skipped",
-                 "reason": trainer_unavailable()})
+    reason = trainer_unavailable()
+    if reason is None and (quick or tiny):
+        reason = "left out of --quick / --tiny runs: `fastmotion bench train` runs bench/test_train.py"
+    if reason is None:
+        rows += pytest_suite.run("bench/test_train.py", "train", device, quick, rounds)
+    else:
+        rows.append({"suite": "train", "op": "Trainer iteration (loader included)", "case": "-", "mode": "train",
+                     "provider": "fastmotion.train.Trainer", "device": device, "dtype": "fp32", "status": "skipped",
+                     "reason": reason})
     return rows
