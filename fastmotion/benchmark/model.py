@@ -26,7 +26,7 @@ STREAMING = "streaming (source encoded once)"
 PER_FRAME = "per frame, source re-encoded every frame (the original's way of working)"
 # (config, frame size, batch)
 INFERENCE = [("vox", 256, 1), ("taichi", 64, 16)]
-INFERENCE_QUICK = [("taichi", 64, 1)]
+INFERENCE_QUICK = [("shapes", 64, 1)]
 INFERENCE_TINY = [("shapes", 64, 1)]
 
 
@@ -129,7 +129,9 @@ def compiled_transfer_loop(name: str, size: int, batch: int, device: str) -> Cal
 
 
 def _compare(suite: str, workload: str, comparison: str, fns: Dict[str, Callable], device: str, rounds: int,
-             per_item: int, progress=None) -> List[dict]:
+             per_item: int, progress=None, peak: bool = True) -> List[dict]:
+    """Rows of providers doing the same work, timed interleaved; ``peak``: also measure each one's
+    peak memory (one more profiled call; --quick leaves it out of whole-model rows)."""
     rows = []
     times = timing.measure_interleaved(fns, device, rounds)
     for i, (label, fn) in enumerate(fns.items()):
@@ -137,7 +139,7 @@ def _compare(suite: str, workload: str, comparison: str, fns: Dict[str, Callable
         row = {"suite": suite, "op": workload, "case": comparison, "mode": "inference" if suite == "model" else suite,
                "provider": "reference" if i == 0 else label, "label": label, "device": device, "dtype": "fp32",
                "status": "ok", **timing_fields(t), "per_second": round(per_item / t.median, 2),
-               "peak_mb": round(memory.peak_bytes(fn, device) / 2**20, 1)}
+               "peak_mb": round(memory.peak_bytes(fn, device) / 2**20, 1) if peak else None}
         rows.append(row)
         if progress:
             progress(row)
@@ -151,6 +153,7 @@ def run(device: str, quick: bool = False, tiny: bool = False, rounds: Optional[i
     for name, size, batch in cases:
         workload = f"inference {name} {size}x{size} batch {batch}"
         for comparison, fns in inference_providers(name, size, batch, device).items():
-            rows += _compare("model", workload, comparison, fns, device, rounds, batch, progress)
+            rows += _compare("model", workload, comparison, fns, device, rounds, batch, progress,
+                             peak=not (quick or tiny))
     add_speedups(rows, group_keys=("suite", "op", "case", "device"))
     return rows

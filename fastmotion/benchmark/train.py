@@ -15,7 +15,7 @@ from fastmotion.benchmark.model import _compare, random_models
 from fastmotion.benchmark.ops import add_speedups
 
 STEP = [("taichi", 64, 8)]
-STEP_QUICK = [("taichi", 64, 2)]
+STEP_QUICK = [("shapes", 64, 1)]
 STEP_TINY = [("shapes", 64, 1)]
 
 
@@ -51,7 +51,8 @@ def run(device: str, quick: bool = False, tiny: bool = False, rounds: Optional[i
         fns = {"reference (backend=reference)": step_call(name, size, batch, "reference", device),
                "fast path": step_call(name, size, batch, None, device)}
         rows += _compare("train", f"training step {name} {size}x{size} batch {batch}",
-                         "train_step, no optimizer step", fns, device, rounds, batch, progress)
+                         "train_step, no optimizer step", fns, device, rounds, batch, progress,
+                         peak=not (quick or tiny))
     add_speedups(rows, group_keys=("suite", "op", "case", "device"))
     reason = trainer_unavailable()
     if reason is None and (quick or tiny):
