@@ -11,6 +11,23 @@ from fastmotion.benchmark import environment, ops, report, timing
 SUITES = ("ops", "model", "train", "export")
 
 
+def _warn_if_loaded(device: str) -> None:
+    """Several CPU threads on a machine whose cores are busy elsewhere wait on each other at every
+    parallel region (measured: 16-20 ms stalls on calls of tens of microseconds): say so."""
+    import os
+    import sys
+
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return
+    cores = os.cpu_count() or 1
+    if device == "cpu" and torch.get_num_threads() > 1 and load > cores:
+        print(f"fastmotion bench: note: load average {load:.1f} on {cores} cores; with "
+              f"{torch.get_num_threads()} threads the CPU numbers will include waits for busy cores "
+              "(--threads 1 gives steadier ones)", file=sys.stderr)
+
+
 def run(suites: Iterable[str], out: Path, device: str = "cpu", dtype: str = "fp32", quick: bool = False,
         tiny: bool = False, op_names: Optional[list] = None, compile: str = "key", rounds: Optional[int] = None,
         plot: bool = True, command: Optional[str] = None, progress_bar: bool = True) -> list:
@@ -23,6 +40,7 @@ def run(suites: Iterable[str], out: Path, device: str = "cpu", dtype: str = "fp3
     from fastmotion.ops import registry
 
     suites = list(suites)
+    _warn_if_loaded(device)
     env = environment.describe(device, command)
     env["dtype"] = dtype
     copy_gbps = timing.copy_bandwidth(device)
