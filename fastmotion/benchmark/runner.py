@@ -50,15 +50,15 @@ def run(suites: Iterable[str], out: Path, device: str = "cpu", dtype: str = "fp3
     rows = []
     paths = []
 
-    def write_report():
-        # after every suite, so that a run cut short (a GPU lease ending) still leaves a report
+    def write_report(charts=True):
+        # after every suite (every op), so that a run cut short (a GPU lease ending) still leaves a report
         env["load_average_end"] = environment.load_average()
         stamp = environment.stamp(env)
         for r in rows:
             r.update(stamp)
         extra = {"device": device, "dtype": dtype, "copy_bandwidth_gbps": round(copy_gbps, 2),
                  "suites": suites, "quick": quick, "tiny": tiny, "threads": torch.get_num_threads()}
-        return report.write(Path(out), env, rows, extra, plot=plot)
+        return report.write(Path(out), env, rows, extra, plot=plot and charts)
 
     with tqdm(total=total or None, desc="fastmotion bench", unit="case", disable=not progress_bar,
               dynamic_ncols=True) as bar:
@@ -68,7 +68,9 @@ def run(suites: Iterable[str], out: Path, device: str = "cpu", dtype: str = "fp3
 
         for suite in suites:
             if suite == "ops":
-                rows += ops.run(op_names, device, dtype, selection, compile, rounds, progress, copy_gbps)
+                for name in op_names:  # one op at a time, the report (not the charts) rewritten after each
+                    rows += ops.run([name], device, dtype, selection, compile, rounds, progress, copy_gbps)
+                    paths = write_report(charts=False)
             elif suite == "model":
                 rows += model_suite.run(device, quick, tiny, rounds, progress)
             elif suite == "train":
