@@ -198,9 +198,9 @@ def run(ops: Iterable[str], device: str, dtype: str = "fp32", selection: Selecti
                     peak = memory.peak_bytes(call, device)
                 nbytes = spec.bytes_moved(inputs, mode)
                 row.update(status="ok", **timing_fields(t), bytes_moved=int(nbytes),
-                           gbps=round(nbytes / t.median / 1e9, 3), peak_mb=round(peak / 2**20, 3))
+                           gbps=float(f"{nbytes / t.median / 1e9:.4g}"), peak_mb=round(peak / 2**20, 3))
                 if copy_gbps:
-                    row["pct_of_copy_bandwidth"] = round(100 * row["gbps"] / copy_gbps, 1)
+                    row["pct_of_copy_bandwidth"] = float(f"{100 * row['gbps'] / copy_gbps:.3g}")
             except Exception as exc:  # noqa: BLE001 - one failing provider must not hide the others
                 row.update(status="failed", reason=f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
         rows.append(row)
