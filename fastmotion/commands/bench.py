@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", default="fp32", metavar="DTYPE", help="fp32, fp16 or bf16 inputs of the op suite "
                    "(default fp32)")
     p.add_argument("--quick", action="store_true", help="one batch-1 shape per op, few rounds, no torch.compile "
-                   "(under 2 minutes on a 2-core CPU)")
+                   "(seconds to minutes on a small CPU: see docs/performance.md)")
     p.add_argument("--tiny", action="store_true", help="the smallest sizes: checks that the suites run "
                    "(numbers are dispatch-bound)")
     p.add_argument("--out", default="bench-results", metavar="DIR", help="output folder (default: bench-results)")
@@ -36,8 +36,10 @@ def add_parser(sub) -> None:
 
 
 def _choice(value, name, choices):
+    from fastmotion.cli import CommandError
+
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        raise CommandError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
