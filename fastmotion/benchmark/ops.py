@@ -172,7 +172,7 @@ def plan(ops: Iterable[str], selection: Selection, device: str, compile: str) ->
 
 def run(ops: Iterable[str], device: str, dtype: str = "fp32", selection: Selection = Selection(),
         compile: str = "key", rounds: Optional[int] = None, progress=None, copy_gbps: Optional[float] = None) -> list:
-    """Rows (dicts) of the op suite. ``progress(n)`` is told about each finished item."""
+    """Rows (dicts) of the op suite; ``progress(row)`` is called with each finished row."""
     torch_dtype = DTYPES[dtype]
     rounds = rounds or (100 if device == "cuda" else 5 if (selection.quick or selection.tiny) else 10)
     rows = []
