@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from fastmotion import nvtx, ops
+from fastmotion.config.validate import INTERPOLATION_MODES
 from fastmotion.models import conv_fusion as cf
 from fastmotion.models import frames as fr
 from fastmotion.models.blocks import Decoder, Encoder, ResBlock
@@ -25,9 +26,6 @@ from fastmotion.models.dense_motion import DenseMotionModule, IdentityDeformatio
 from fastmotion.models.input_size import HourglassSize, check_size
 from fastmotion.models.module_backend import BackendModule
 from fastmotion.models.movement_embedding import MovementEmbeddingModule
-
-INTERPOLATION_MODES = ("nearest", "trilinear", "bilinear")
-
 
 class MotionTransferGenerator(BackendModule):
     """Given a source image and source / driving keypoints, reconstructs the driving frame."""
