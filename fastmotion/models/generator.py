@@ -27,6 +27,7 @@ from fastmotion.models.input_size import HourglassSize, check_size
 from fastmotion.models.module_backend import BackendModule
 from fastmotion.models.movement_embedding import MovementEmbeddingModule
 
+
 class MotionTransferGenerator(BackendModule):
     """Given a source image and source / driving keypoints, reconstructs the driving frame."""
 
