@@ -62,6 +62,15 @@ def test_size_error_with_scale_factor_and_non_square_input():
     assert out["video_prediction"].shape == (1, 3, 64, 64)
 
 
+def test_dense_motion_module_size_error():
+    _, gen, _ = networks(VOX)
+    with pytest.raises(ValueError, match=re.escape("DenseMotionModule: source_image height and width must each be a "
+                                                   "multiple of 8 (2**num_blocks, num_blocks=3) after scaling by "
+                                                   "scale_factor=0.25 (rounded down), got 16x16; the nearest valid "
+                                                   "size is 32x32")):
+        gen.dense_motion_module(images(1, 16), keypoints(1), keypoints(1))
+
+
 def test_discriminator_size_error():
     _, _, disc = networks()
     with pytest.raises(ValueError, match=re.escape("Discriminator: x height and width must each be at least 29 "
