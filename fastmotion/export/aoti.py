@@ -1,0 +1,42 @@
+"""AOTInductor packages of the three graphs: ``torch.export`` then
+``torch._inductor.aoti_compile_and_package``, one ``<graph>.pt2`` each. A package runs from
+Python (``torch._inductor.aoti_load_package``) or from C++ without Python
+(``torch::inductor::AOTIModelPackageLoader``). Compiling generates and builds C++ (CPU) or
+Triton/CUDA (GPU) code for the machine it runs on: minutes for a large model on a few cores."""
+from __future__ import annotations
+
+import os
+from typing import Dict
+
+import torch
+
+from fastmotion.export import graphs as gr
+
+
+def write_aoti(model, folder: str, dtype: str, dynamic_batch: bool, prepare, dynamic_shapes, log) -> Dict[str, dict]:
+    mods, examples, names = prepare(model, dtype)
+    out = {}
+    for name in gr.GRAPHS:
+        inputs, outputs = names[name]
+        log(f"  {name}: torch.export + AOTInductor compile")
+        with torch.no_grad():
+            program = torch.export.export(mods[name], examples[name],
+                                          dynamic_shapes=dynamic_shapes(name, len(inputs), dynamic_batch))
+            path = torch._inductor.aoti_compile_and_package(program, package_path=os.path.join(folder, f"{name}.pt2"))
+            results = mods[name](*examples[name])
+        results = results if isinstance(results, tuple) else (results,)
+        batch = "batch" if dynamic_batch else None
+        out[name] = {
+            "file": os.path.basename(path),
+            "inputs": [_info(n, t, batch) for n, t in zip(inputs, examples[name])],
+            "outputs": [_info(n, t, batch) for n, t in zip(outputs, results)],
+            "device": "cpu",
+        }
+    return out
+
+
+def _info(name, tensor, batch):
+    shape = list(tensor.shape)
+    if batch:
+        shape[0] = batch
+    return {"name": name, "shape": shape, "dtype": str(tensor.dtype).replace("torch.", "")}
