@@ -13,10 +13,10 @@ import torch
 from fastmotion.export import graphs as gr
 
 
-def write_aoti(model, folder: str, dtype: str, dynamic_batch: bool, prepare, dynamic_shapes, log) -> Dict[str, dict]:
+def write_aoti(model, folder: str, dtype: str, dynamic_batch: bool, prepare, dynamic_shapes, which, log) -> Dict[str, dict]:
     mods, examples, names = prepare(model, dtype)
     out = {}
-    for name in gr.GRAPHS:
+    for name in which:
         inputs, outputs = names[name]
         log(f"  {name}: torch.export + AOTInductor compile")
         with torch.no_grad():

@@ -21,6 +21,5 @@ def require(module: str, purpose: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingDependency(f"{purpose} needs the '{module}' package, which is not installed "
-                                f"({type(exc).__name__}: {exc}); install it with: {INSTALL.get(module, 'pip install ' + module)}"
-                                ) from exc
+        raise MissingDependency(f"{purpose} needs the '{module}' package, which is not installed; install it "
+                                f"with: {INSTALL.get(module, 'pip install ' + module)}") from exc

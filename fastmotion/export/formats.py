@@ -133,12 +133,13 @@ def _shape_of(value_info) -> List:
     return [d.dim_param if d.dim_param else d.dim_value for d in dims]
 
 
-def _write_onnx(model: ExportModel, folder: str, opset: int, dtype: str, dynamic_batch: bool) -> Dict[str, dict]:
+def _write_onnx(model: ExportModel, folder: str, opset: int, dtype: str, dynamic_batch: bool,
+                which: Sequence[str]) -> Dict[str, dict]:
     onnx = require("onnx", "ONNX export")
     require("onnxscript", "ONNX export (torch.onnx's dynamo exporter)")
     mods, examples, names = _prepare(model, dtype)
     graphs = {}
-    for name in gr.GRAPHS:
+    for name in which:
         inputs, outputs = names[name]
         path = os.path.join(folder, f"{name}.onnx")
         with _quiet():
@@ -156,7 +157,7 @@ def _write_onnx(model: ExportModel, folder: str, opset: int, dtype: str, dynamic
 
 def export(out, format: str = "onnx", config=None, checkpoint=None, *, opset: int = DEFAULT_OPSET,
            dtype: str = "fp32", dynamic_batch: bool = False, frame_size: Optional[Sequence[int]] = None,
-           kp_detector=None, generator=None, log=None) -> dict:
+           kp_detector=None, generator=None, graphs: Sequence[str] = gr.GRAPHS, log=None) -> dict:
     """Export the three graphs of streaming inference into the folder ``out`` (written atomically).
 
     Args:
@@ -171,6 +172,8 @@ def export(out, format: str = "onnx", config=None, checkpoint=None, *, opset: in
             TensorRT: float32 ONNX, engines built with the FP16 flag).
         dynamic_batch: a dynamic batch dimension (1 to 64) instead of batch 1.
         frame_size: ``(H, W)``; default the config's.
+        graphs: which graphs to write (default all three; a subset is for tests and inspection:
+            the animators need all three).
         log: callable for progress lines (default: silent).
 
     Returns the manifest (also written as ``manifest.json``).
@@ -178,6 +181,9 @@ def export(out, format: str = "onnx", config=None, checkpoint=None, *, opset: in
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     check_dtype(dtype)
+    graphs = tuple(graphs)
+    if not graphs or any(g not in gr.GRAPHS for g in graphs):
+        raise ValueError(f"graphs must be a non-empty subset of {gr.GRAPHS}, got {graphs!r}")
     if not isinstance(dynamic_batch, bool):
         raise ValueError(f"dynamic_batch must be True or False, got {dynamic_batch!r}")
     if format in ("onnx", "tensorrt"):
@@ -193,15 +199,15 @@ def export(out, format: str = "onnx", config=None, checkpoint=None, *, opset: in
         f"{', dynamic batch' if dynamic_batch else ''})")
     with atomic_dir(out) as tmp:
         if format == "onnx":
-            graphs = _write_onnx(model, tmp, opset, dtype, dynamic_batch)
+            graphs = _write_onnx(model, tmp, opset, dtype, dynamic_batch, graphs)
             manifest = _manifest("onnx", model, dtype, dynamic_batch, graphs, {"opset": opset})
         elif format == "aoti":
             from fastmotion.export.aoti import write_aoti
-            graphs = write_aoti(model, tmp, dtype, dynamic_batch, _prepare, _dynamic_shapes, log)
+            graphs = write_aoti(model, tmp, dtype, dynamic_batch, _prepare, _dynamic_shapes, graphs, log)
             manifest = _manifest("aoti", model, dtype, dynamic_batch, graphs)
         else:
             from fastmotion.export.tensorrt import build_engines
-            graphs = _write_onnx(model, tmp, opset, "fp32", dynamic_batch)
+            graphs = _write_onnx(model, tmp, opset, "fp32", dynamic_batch, graphs)
             graphs = build_engines(tmp, graphs, fp16=dtype == "fp16", dynamic_batch=dynamic_batch,
                                    max_batch=MAX_BATCH, log=log)
             manifest = _manifest("tensorrt", model, dtype, dynamic_batch, graphs, {"opset": opset})

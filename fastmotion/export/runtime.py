@@ -39,6 +39,9 @@ class ExportedAnimator:
                 self.format == "onnx" and self.manifest.get("format") == "tensorrt"):
             raise ValueError(f"{type(self).__name__}: {folder} holds a {self.manifest.get('format')!r} export, "
                              f"not {self.format!r}")
+        missing = [g for g in GRAPHS if g not in self.manifest.get("graphs", {})]
+        if missing:
+            raise ValueError(f"{type(self).__name__}: {folder} holds no {', '.join(missing)} graph (export all three)")
         params = self.manifest.get("normalization_params") or {}
         self.motion = RelativeMotion(
             move_location=bool(relative),
@@ -116,12 +119,12 @@ class OnnxRuntimeAnimator(ExportedAnimator):
         providers = providers or ["CPUExecutionProvider"]
         self.sessions = {name: ort.InferenceSession(os.path.join(self.folder, self.manifest["graphs"][name]["file"]),
                                                     options, providers=providers) for name in GRAPHS}
-        self._inputs = {name: [i.name for i in s.get_inputs()] for name, s in self.sessions.items()}
-        self._dtype = torch.float16 if self.manifest.get("dtype") == "fp16" and self.manifest["format"] == "onnx" \
-            else torch.float32
+        dtypes = {"tensor(float16)": torch.float16, "tensor(double)": torch.float64}
+        self._inputs = {name: [(i.name, dtypes.get(i.type, torch.float32)) for i in s.get_inputs()]
+                        for name, s in self.sessions.items()}
 
     def run(self, graph, inputs):
-        feed = {n: t.detach().to("cpu", self._dtype).contiguous().numpy() for n, t in zip(self._inputs[graph], inputs)}
+        feed = {n: t.detach().to("cpu", dtype).contiguous().numpy() for (n, dtype), t in zip(self._inputs[graph], inputs)}
         return [torch.from_numpy(a) for a in self.sessions[graph].run(None, feed)]
 
 

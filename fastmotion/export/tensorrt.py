@@ -45,8 +45,8 @@ def build_engines(folder: str, graphs: Dict[str, dict], fp16: bool, dynamic_batc
     log = log or (lambda line: None)
     logger = trt.Logger(trt.Logger.WARNING)
     out = {}
-    for name in GRAPHS:
-        entry = dict(graphs[name])
+    for name, entry in graphs.items():
+        entry = dict(entry)
         builder = trt.Builder(logger)
         network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
         parser = trt.OnnxParser(network, logger)
@@ -56,6 +56,8 @@ def build_engines(folder: str, graphs: Dict[str, dict], fp16: bool, dynamic_batc
         config = builder.create_builder_config()
         if fp16:
             config.set_flag(trt.BuilderFlag.FP16)
+        else:  # float32 means float32: no TF32 tensor-core rounding in convolutions and matmuls
+            config.clear_flag(trt.BuilderFlag.TF32)
         if dynamic_batch:
             profile = builder.create_optimization_profile()
             for i in range(network.num_inputs):
