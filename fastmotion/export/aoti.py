@@ -13,8 +13,13 @@ import torch
 from fastmotion.export import graphs as gr
 
 
-def write_aoti(model, folder: str, dtype: str, dynamic_batch: bool, prepare, dynamic_shapes, which, log) -> Dict[str, dict]:
+def write_aoti(model, folder: str, dtype: str, dynamic_batch: bool, prepare, dynamic_shapes, which, log,
+               device=torch.device("cpu")) -> Dict[str, dict]:
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} asked for, but no CUDA device is available here")
     mods, examples, names = prepare(model, dtype)
+    mods = {k: m.to(device) for k, m in mods.items()}
+    examples = {k: tuple(t.to(device) for t in v) for k, v in examples.items()}
     out = {}
     for name in which:
         inputs, outputs = names[name]
@@ -30,7 +35,7 @@ def write_aoti(model, folder: str, dtype: str, dynamic_batch: bool, prepare, dyn
             "file": os.path.basename(path),
             "inputs": [_info(n, t, batch) for n, t in zip(inputs, examples[name])],
             "outputs": [_info(n, t, batch) for n, t in zip(outputs, results)],
-            "device": "cpu",
+            "device": str(device),
         }
     return out
 

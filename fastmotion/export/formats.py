@@ -157,7 +157,7 @@ def _write_onnx(model: ExportModel, folder: str, opset: int, dtype: str, dynamic
 
 def export(out, format: str = "onnx", config=None, checkpoint=None, *, opset: int = DEFAULT_OPSET,
            dtype: str = "fp32", dynamic_batch: bool = False, frame_size: Optional[Sequence[int]] = None,
-           kp_detector=None, generator=None, graphs: Sequence[str] = gr.GRAPHS, log=None) -> dict:
+           kp_detector=None, generator=None, graphs: Sequence[str] = gr.GRAPHS, device="cpu", log=None) -> dict:
     """Export the three graphs of streaming inference into the folder ``out`` (written atomically).
 
     Args:
@@ -172,6 +172,7 @@ def export(out, format: str = "onnx", config=None, checkpoint=None, *, opset: in
             TensorRT: float32 ONNX, engines built with the FP16 flag).
         dynamic_batch: a dynamic batch dimension (1 to 64) instead of batch 1.
         frame_size: ``(H, W)``; default the config's.
+        device: where AOTInductor compiles for (``'cpu'`` or a CUDA device; aoti only).
         graphs: which graphs to write (default all three; a subset is for tests and inspection:
             the animators need all three).
         log: callable for progress lines (default: silent).
@@ -203,7 +204,8 @@ def export(out, format: str = "onnx", config=None, checkpoint=None, *, opset: in
             manifest = _manifest("onnx", model, dtype, dynamic_batch, graphs, {"opset": opset})
         elif format == "aoti":
             from fastmotion.export.aoti import write_aoti
-            graphs = write_aoti(model, tmp, dtype, dynamic_batch, _prepare, _dynamic_shapes, graphs, log)
+            graphs = write_aoti(model, tmp, dtype, dynamic_batch, _prepare, _dynamic_shapes, graphs, log,
+                                torch.device(device))
             manifest = _manifest("aoti", model, dtype, dynamic_batch, graphs)
         else:
             from fastmotion.export.tensorrt import build_engines

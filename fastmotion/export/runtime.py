@@ -139,7 +139,8 @@ class AOTIAnimator(ExportedAnimator):
                                                                              self.manifest["graphs"][name]["file"]))
                         for name in GRAPHS}
         self._dtype = torch.float16 if self.manifest.get("dtype") == "fp16" else torch.float32
+        self._device = {name: torch.device(self.manifest["graphs"][name].get("device", "cpu")) for name in GRAPHS}
 
     def run(self, graph, inputs):
-        out = self.runners[graph](*[t.to(self._dtype).contiguous() for t in inputs])
+        out = self.runners[graph](*[t.to(self._device[graph], self._dtype).contiguous() for t in inputs])
         return list(out) if isinstance(out, (tuple, list)) else [out]
