@@ -8,7 +8,7 @@ INSTALL = {
     "onnx": EXPORT_EXTRA,
     "onnxruntime": EXPORT_EXTRA,
     "onnxscript": EXPORT_EXTRA,
-    "tensorrt": "pip install tensorrt (NVIDIA's wheel; needs a CUDA GPU and driver)",
+    "tensorrt": "pip install fastmotion[tensorrt] (NVIDIA's tensorrt wheel; needs a CUDA GPU and driver)",
 }
 
 

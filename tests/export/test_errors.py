@@ -77,7 +77,7 @@ def test_tensorrt_without_tensorrt_or_a_gpu_says_what_is_missing(tmp_path, capsy
         pytest.skip("tensorrt and a GPU are present: the error path does not apply (tests/export/test_tensorrt.py)")
     code, _, err = _cli(capsys, "export", "--format", "tensorrt", "--out", tmp_path / "x")
     assert code == 1 and err.count("\n") == 1
-    assert ("pip install tensorrt" in err) if not have_trt else ("CUDA GPU" in err)
+    assert ("pip install fastmotion[tensorrt]" in err) if not have_trt else ("CUDA GPU" in err)
     assert not (tmp_path / "x").exists()
 
 

@@ -7,7 +7,7 @@ import torch
 import fastmotion.export as fx
 from tests.export.helpers import narrow_config, networks, smallest_size
 
-trt = pytest.importorskip("tensorrt", reason="tensorrt is not installed (pip install tensorrt; needs a CUDA GPU)")
+trt = pytest.importorskip("tensorrt", reason="tensorrt is not installed (pip install fastmotion[tensorrt]; needs a CUDA GPU)")
 pytest.importorskip("onnxscript", reason="onnxscript is not installed (pip install fastmotion[export])")
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT needs a CUDA GPU; none here")]
