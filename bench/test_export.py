@@ -14,7 +14,10 @@ the keypoint normalisation and the per-frame generator, with the source encoded 
   takes minutes on a few cores: ``FASTMOTION_BENCH_AOTI=0`` leaves the row out.
 
 Ratios (medians of the same run) are in ``extra_info`` and printed. Weights are random (BatchNorm
-statistics randomized, as bench/test_model.py).
+statistics randomized, as bench/test_model.py, seeded: the same every run).
+``FASTMOTION_BENCH_EXPORT_DIR``: keep the exports there and reuse them in later runs (the AOTI
+compile of vox takes minutes); ``FASTMOTION_BENCH_THREADS``: threads for every provider (torch and
+onnxruntime; set OMP_NUM_THREADS to the same for the AOTI package).
 """
 import copy
 import os
@@ -41,6 +44,18 @@ def _load() -> str:
         return "n/a"
 
 
+def _export(folder, fmt, setup, **kwargs):
+    out = os.path.join(folder, fmt)
+    if os.path.isfile(os.path.join(out, "manifest.json")):
+        manifest = fx.read_manifest(out)
+        if manifest["frame_size"] == list(kwargs["frame_size"]) and manifest["dtype"] == "fp32":
+            setup[f"{fmt} export"] = f"reused {out}"
+            return
+    start = time.perf_counter()
+    fx.export(out, fmt, **kwargs)
+    setup[f"{fmt} export s"] = round(time.perf_counter() - start, 1)
+
+
 def _providers(name, size, device, folder):
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install fastmotion[export])")
     pytest.importorskip("onnxscript", reason="onnxscript is not installed (pip install fastmotion[export])")
@@ -50,15 +65,16 @@ def _providers(name, size, device, folder):
     source, first, driving = (torch.rand((1, 3, size, size), generator=g) for _ in range(3))
     providers, setup = {}, {}
 
-    start = time.perf_counter()
-    fx.export(os.path.join(folder, "onnx"), "onnx", config=config, kp_detector=kp, generator=gen,
-              frame_size=(size, size))
-    setup["onnx export s"] = round(time.perf_counter() - start, 1)
+    threads = os.environ.get("FASTMOTION_BENCH_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+    _export(folder, "onnx", setup, config=config, kp_detector=kp, generator=gen, frame_size=(size, size))
     import onnxruntime
     cuda_ort = device == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     setup["onnxruntime provider"] = "CUDAExecutionProvider" if cuda_ort else "CPUExecutionProvider"
     ort_providers = [setup["onnxruntime provider"]]
-    ort_chain = fx.OnnxRuntimeAnimator(os.path.join(folder, "onnx"), providers=ort_providers)
+    ort_chain = fx.OnnxRuntimeAnimator(os.path.join(folder, "onnx"), providers=ort_providers,
+                                       threads=int(threads) if threads else None)
     ort_chain.set_source(source)
     ort_chain(first)
     providers[ORT] = lambda: ort_chain(driving)
@@ -77,10 +93,8 @@ def _providers(name, size, device, folder):
     providers[FAST] = lambda: fast(driving.to(device))
 
     if os.environ.get("FASTMOTION_BENCH_AOTI", "1") != "0":
-        start = time.perf_counter()
-        fx.export(os.path.join(folder, "aoti"), "aoti", config=config, kp_detector=kp, generator=gen,
-                  frame_size=(size, size), device=device)
-        setup["aoti export s"] = round(time.perf_counter() - start, 1)
+        _export(folder, "aoti", setup, config=config, kp_detector=kp, generator=gen, frame_size=(size, size),
+                device=device)
         aoti_chain = fx.AOTIAnimator(os.path.join(folder, "aoti"))
         aoti_chain.set_source(source.to(device))
         aoti_chain(first.to(device))
@@ -92,7 +106,8 @@ def _providers(name, size, device, folder):
 def test_exported_per_frame_latency(benchmark, case, tmp_path):
     name, size = case
     device = harness.devices()[0]
-    providers, setup = _providers(name, size, device, str(tmp_path))
+    folder = os.environ.get("FASTMOTION_BENCH_EXPORT_DIR") or str(tmp_path)
+    providers, setup = _providers(name, size, device, os.path.join(folder, f"{name}-{size}-{device}"))
     outputs = {label: fn().float().cpu() for label, fn in providers.items()}
     rounds = int(os.environ.get("FASTMOTION_BENCH_ROUNDS", "50" if device == "cuda" else "10"))
     load_before = _load()

@@ -10,7 +10,6 @@ from typing import Dict
 
 import torch
 
-from fastmotion.export import graphs as gr
 
 
 def write_aoti(model, folder: str, dtype: str, dynamic_batch: bool, prepare, dynamic_shapes, which, log,

@@ -104,10 +104,12 @@ class TensorRTAnimator(ExportedAnimator):
                                        "or TensorRT version? rebuild with `fastmotion export --format tensorrt`)")
                 self.engines[name] = engine
                 self.contexts[name] = engine.create_execution_context()
-                names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-                self._names[name] = (
-                    [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT],
-                    [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT])
+                # inputs and outputs by name, in the manifest's (the ONNX graph's) order
+                self._names[name] = ([i["name"] for i in entry["inputs"]], [o["name"] for o in entry["outputs"]])
+                io = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
+                if not set(self._names[name][0] + self._names[name][1]) <= io:
+                    raise RuntimeError(f"TensorRTAnimator: {entry['engine']} does not have the inputs and outputs "
+                                       "its manifest names; rebuild the export")
 
     def run(self, graph: str, inputs) -> List[torch.Tensor]:
         engine, context = self.engines[graph], self.contexts[graph]
