@@ -10,6 +10,11 @@ from typing import Dict
 
 import torch
 
+# Freezing: the weights become constants of the compiled graph, so Inductor folds the BatchNorms into
+# the convolutions and pre-packs the weights for oneDNN (CPU). Measured on the 2-core dev VM, shapes
+# config 64x64, per-frame generator, best of 5: 144 ms without, 56 ms with (eager reference 374 ms).
+INDUCTOR_CONFIGS = {"freezing": True}
+
 
 
 def write_aoti(model, folder: str, dtype: str, dynamic_batch: bool, prepare, dynamic_shapes, which, log,
@@ -26,7 +31,8 @@ def write_aoti(model, folder: str, dtype: str, dynamic_batch: bool, prepare, dyn
         with torch.no_grad():
             program = torch.export.export(mods[name], examples[name],
                                           dynamic_shapes=dynamic_shapes(name, len(inputs), dynamic_batch))
-            path = torch._inductor.aoti_compile_and_package(program, package_path=os.path.join(folder, f"{name}.pt2"))
+            path = torch._inductor.aoti_compile_and_package(program, package_path=os.path.join(folder, f"{name}.pt2"),
+                                                            inductor_configs=INDUCTOR_CONFIGS)
             results = mods[name](*examples[name])
         results = results if isinstance(results, tuple) else (results,)
         batch = "batch" if dynamic_batch else None
