@@ -97,10 +97,6 @@ def _prepare(model: ExportModel, dtype: str):
     return mods, examples, names
 
 
-def _tensor_info(name, shape, dtype) -> dict:
-    return {"name": name, "shape": list(shape), "dtype": str(dtype).replace("torch.", "")}
-
-
 def _manifest(fmt: str, model: ExportModel, dtype: str, dynamic_batch: bool, graphs: Dict[str, dict],
               extra: Optional[dict] = None) -> dict:
     config = model.config
@@ -201,7 +197,9 @@ def export(out, format: str = "onnx", config=None, checkpoint=None, *, opset: in
     with atomic_dir(out) as tmp:
         if format == "onnx":
             graphs = _write_onnx(model, tmp, opset, dtype, dynamic_batch, graphs)
-            manifest = _manifest("onnx", model, dtype, dynamic_batch, graphs, {"opset": opset})
+            # from opset 20 GridSample says 'linear', which TensorRT's parser reads as nearest
+            manifest = _manifest("onnx", model, dtype, dynamic_batch, graphs,
+                                 {"opset": opset, "tensorrt_compatible": opset <= MAX_BILINEAR_OPSET})
         elif format == "aoti":
             from fastmotion.export.aoti import write_aoti
             graphs = write_aoti(model, tmp, dtype, dynamic_batch, _prepare, _dynamic_shapes, graphs, log,
@@ -212,7 +210,8 @@ def export(out, format: str = "onnx", config=None, checkpoint=None, *, opset: in
             graphs = _write_onnx(model, tmp, opset, "fp32", dynamic_batch, graphs)
             graphs = build_engines(tmp, graphs, fp16=dtype == "fp16", dynamic_batch=dynamic_batch,
                                    max_batch=MAX_BATCH, log=log)
-            manifest = _manifest("tensorrt", model, dtype, dynamic_batch, graphs, {"opset": opset})
+            manifest = _manifest("tensorrt", model, dtype, dynamic_batch, graphs,
+                                 {"opset": opset, "tensorrt_compatible": True})
         write_json(os.path.join(tmp, MANIFEST), manifest)
     return manifest
 

@@ -200,3 +200,19 @@ def test_fp16_export_within_twice_pytorch_half_error(exported):
         for g, h, e, dtype in zip(got, torch_half, exact, declared):
             assert str(g.dtype) == f"torch.{dtype}"  # the keypoints' softmax and moments come out in float32
             assert _max_err(g, e) <= 2 * _max_err(h, e) + 2e-3, f"{graph}: {_max_err(g, e):.2e} vs {_max_err(h, e):.2e}"
+
+
+@pytest.mark.parametrize("opset, mode", [(16, "bilinear"), (20, "linear")])
+def test_other_opsets_spell_gridsample_as_their_spec_says(exported, opset, mode):
+    """Opset 16 (GridSample's first) works; opset 20 spells the mode 'linear' (correct ONNX, read right by
+    onnxruntime) and the manifest marks it as not for TensorRT, whose parser reads it as nearest."""
+    folder, kp_detector, generator, _ = exported("shapes", opset=opset, graphs=("frame_generator",))
+    manifest = fx.read_manifest(folder)
+    assert manifest["opset"] == opset and manifest["tensorrt_compatible"] == (opset <= 19)
+    model = onnx.load(os.path.join(folder, "frame_generator.onnx"))
+    assert {_attr(n, "mode") for n in model.graph.node if n.op_type == "GridSample"} == {mode}
+    size = tuple(manifest["frame_size"])
+    inputs, expected = _pytorch_outputs(kp_detector, generator, _frames(1, size, 9), _frames(1, size, 10))[
+        "frame_generator"]
+    got = run_session(onnx_session(os.path.join(folder, "frame_generator.onnx")), inputs)
+    assert _max_err(got[0], expected[0]) <= FP32_TOL
