@@ -216,3 +216,26 @@ def test_other_opsets_spell_gridsample_as_their_spec_says(exported, opset, mode)
         "frame_generator"]
     got = run_session(onnx_session(os.path.join(folder, "frame_generator.onnx")), inputs)
     assert _max_err(got[0], expected[0]) <= FP32_TOL
+
+
+def test_the_demo_model_exports_and_reproduces_its_animator(tmp_path, monkeypatch):
+    """The default export: the built-in demo model (config + checkpoint) when installed, else a
+    stand-in with the same layout (tests/inference/standin.py) — the checkpoint-loading path."""
+    from fastmotion.inference import demo
+    from tests.inference.standin import make_demo_standin, shapes_clip
+    if not all(os.path.isfile(os.path.join(demo.PACKAGED_DIR, f)) for f in demo.FILES.values()):
+        monkeypatch.setenv(demo.ENV_VAR, make_demo_standin(str(tmp_path / "standin")))
+    else:
+        monkeypatch.delenv(demo.ENV_VAR, raising=False)
+    manifest = fx.export(tmp_path / "demo")
+    assert manifest["model"] == "the built-in demo model" and not manifest["random_weights"]
+    animator = Animator.from_checkpoint(device="cpu")
+    size = tuple(manifest["frame_size"])
+    assert size == animator.frame_size
+    clip = torch.from_numpy(shapes_clip(4, size=size[0])).permute(0, 3, 1, 2).float() / 255
+    animator.set_source(clip[0])
+    expected = animator.animate(clip[1:])
+    chain = fx.OnnxRuntimeAnimator(tmp_path / "demo")
+    chain.set_source(clip[:1])
+    got = torch.cat([chain(clip[i:i + 1]) for i in range(1, 4)])
+    assert _max_err(got, expected) <= FP32_TOL
