@@ -13,13 +13,13 @@ import torch
 from torch.utils.data import Sampler
 
 
-class EpochSampler(Sampler):
+class ResumableSampler(Sampler):
     def __init__(self, size: int, batch_size: int, seed: int = 0, shuffle: bool = True, rank: int = 0,
                  world_size: int = 1):
         if batch_size < 1:
-            raise ValueError(f"EpochSampler: batch_size must be >= 1, got {batch_size}")
+            raise ValueError(f"ResumableSampler: batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
-            raise ValueError(f"EpochSampler: rank must be in [0, {world_size}), got {rank}")
+            raise ValueError(f"ResumableSampler: rank must be in [0, {world_size}), got {rank}")
         self.size, self.batch_size, self.seed, self.shuffle = int(size), int(batch_size), int(seed), shuffle
         self.rank, self.world_size = rank, world_size
         self.epoch, self.start_batch = 0, 0

@@ -29,7 +29,7 @@ from fastmotion.checkpoint import load_checkpoint, save_checkpoint
 from fastmotion.models.build import build_models
 from fastmotion.train import distributed as fmdist
 from fastmotion.train.losses import discriminator_loss_names, generator_loss_names
-from fastmotion.train.sampler import EpochSampler
+from fastmotion.train.sampler import ResumableSampler
 from fastmotion.train.step import train_step
 
 NETWORKS = ("kp_detector", "generator", "discriminator")
@@ -172,6 +172,12 @@ class Trainer:
         self.seed = int(seed)
         self.progress = progress and self.process.is_main
         self.names = generator_loss_names(tp["loss_weights"]) + discriminator_loss_names()
+        blocks = int((self.config["model_params"].get("discriminator_params") or {}).get("num_blocks", 4))
+        rec = tp["loss_weights"].get("reconstruction")
+        if isinstance(rec, (list, tuple)) and len(rec) != blocks + 1:
+            raise TrainingError(f"train_params.loss_weights.reconstruction has {len(rec)} weights; the discriminator "
+                                f"has {blocks} blocks, so it needs {blocks + 1} (one per feature map)")
+        self.gradient_hook = None  # called with the trainer after gradients are averaged, before the steps
 
         self.dataset = dataset
         try:
@@ -207,7 +213,7 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.iteration = 0, 0, 0
         if checkpoint is not None:
             self._resume(checkpoint)
-        self.sampler = EpochSampler(size, self.local_batch, seed=self.seed, shuffle=True,
+        self.sampler = ResumableSampler(size, self.local_batch, seed=self.seed, shuffle=True,
                                     rank=self.process.rank, world_size=world)
         if self.sampler.batches_per_epoch == 0:
             raise TrainingError(f"the training set has {size} videos, fewer than one batch ({self.batch_size})")
@@ -286,9 +292,11 @@ class Trainer:
         out = train_step(m["kp_detector"], m["generator"], m["discriminator"], source, driving, self.train_params,
                          forward_context=self._autocast, scaler=self.scaler if self.scaler.is_enabled() else None,
                          return_terms=True, return_generated=want_picture)
-        for name, opt in self.optimizers.items():
-            net = self.models[name[len("optimizer_"):]]
+        for net in self.models.values():
             fmdist.average_gradients(net.parameters())
+        if self.gradient_hook is not None:
+            self.gradient_hook(self)
+        for opt in self.optimizers.values():
             self.scaler.step(opt)
             opt.zero_grad(set_to_none=True)
         self.scaler.update()
