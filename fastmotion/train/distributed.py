@@ -68,11 +68,11 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and active()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
+        all_reduce = _differentiable_all_reduce
 
         self._check_input_dim(x)
         c = x.shape[1]
-        xf = x.float()
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # half inputs: statistics in float32
         count = torch.full((1,), xf.numel() // c, dtype=xf.dtype, device=xf.device)
         # Two passes (mean, then centred squares): no cancellation in E[x^2] - E[x]^2.
         sums = all_reduce(torch.cat([xf.sum((0, 2, 3)), count]))
@@ -89,10 +89,21 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
                 self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype), factor)
         scale = torch.rsqrt(var + self.eps)
         if self.affine:
-            out = centred * (scale * self.weight.float()).view(1, c, 1, 1) + self.bias.float().view(1, c, 1, 1)
+            out = centred * (scale * self.weight.to(xf.dtype)).view(1, c, 1, 1) + self.bias.to(xf.dtype).view(1, c, 1, 1)
         else:
             out = centred * scale.view(1, c, 1, 1)
         return out.to(x.dtype)
+
+
+def _differentiable_all_reduce(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over the processes; the gradient of each input is the sum of the gradients of the output."""
+    import warnings
+
+    from torch.distributed.nn.functional import all_reduce
+
+    with warnings.catch_warnings():  # deprecated in favour of a private module; same math
+        warnings.simplefilter("ignore", FutureWarning)
+        return all_reduce(tensor)
 
 
 def convert_sync_batchnorm(module: nn.Module, device_type: str) -> nn.Module:
@@ -102,8 +113,11 @@ def convert_sync_batchnorm(module: nn.Module, device_type: str) -> nn.Module:
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     for name, child in list(module.named_children()):
         if type(child) is nn.BatchNorm2d:
+            like = next(iter(child.parameters()), None)
+            like = like if like is not None else next(iter(child.buffers()), None)
+            factory = {} if like is None else dict(device=like.device, dtype=like.dtype)
             sync = SyncBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
-                                   child.track_running_stats, device=child.weight.device if child.affine else None)
+                                   child.track_running_stats, **factory)
             sync.load_state_dict(child.state_dict())
             sync.train(child.training)
             setattr(module, name, sync)
