@@ -101,8 +101,10 @@ def run(args) -> int:
     except DataError as exc:
         raise CommandError(str(exc)) from exc
     if trainer.process.is_main:
+        skipped = getattr(getattr(train_set, "dataset", train_set), "skipped", 0)
+        note = f"; skipped {skipped} unreadable video load(s) (--skip-bad)" if skipped else ""
         print(f"{result.stopped}: {result.iteration} iterations, epoch {result.epoch}, "
-              f"{result.videos_per_second:.2f} videos/s; checkpoint {result.checkpoint}")
+              f"{result.videos_per_second:.2f} videos/s; checkpoint {result.checkpoint}{note}")
     return 0
 
 
