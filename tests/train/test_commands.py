@@ -165,3 +165,35 @@ def test_reconstruct_bad_input_is_one_line(tmp_path, capsys, config_file):
                          (["--checkpoint", other, "--data", root], "does not match the networks")]:
         code, out, err = run(capsys, "reconstruct", "--config", config_file, "--out", tmp_path / "r", *argv)
         assert code == 1 and len(err.strip().splitlines()) == 1 and expect in err, err
+
+
+def test_sigterm_saves_and_exits_zero(tmp_path, config_file):
+    """A scheduler's SIGTERM (or Ctrl-C) stops `fastmotion train` after the current iteration, with a
+    checkpoint of that iteration and exit code 0."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = synthetic_root(tmp_path, train=4, test=1)
+    log_dir = tmp_path / "log"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "fastmotion", "train", "--config", str(config_file), "--data", root,
+                             "--log-dir", str(log_dir), "--epochs", "1000", "--batch-size", "2", "--workers", "0",
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        log = log_dir / "log.txt"
+        deadline = time.time() + 120
+        while not (log.is_file() and log.read_text().strip()):  # the first iteration is done
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "no iteration within 120 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "received SIGTERM" in out + err
+    state = load_checkpoint(log_dir / "checkpoint.pth.tar").resume
+    assert state["iteration"] >= 1 and state["epoch"] < 1000
