@@ -71,9 +71,13 @@ class TrainLogger:
         self.file.flush()
         self.pending = []
 
-    def message(self, text: str) -> None:
+    def message(self, text: str, last: bool = False) -> None:
+        """A line on stderr (above the bar); ``last``: the bar is closed first."""
         if not self.enabled:
             return
+        if last and self.bar is not None:
+            self.bar.close()
+            self.bar = None
         if self.bar is not None:
             self.bar.write(text, file=sys.stderr)
         else:

@@ -339,9 +339,11 @@ class Trainer:
                 self._end_epoch()
             path = self.save()
             if stopped == "finished":
-                logger.message(f"finished {self.num_epochs} epochs ({self.iteration} iterations); saved {path}")
+                logger.message(f"finished {self.num_epochs} epochs ({self.iteration} iterations); saved {path}",
+                               last=True)
             else:
-                logger.message(f"stopped ({stopped}) at epoch {self.epoch}, iteration {self.iteration}; saved {path}")
+                logger.message(f"stopped ({stopped}) at epoch {self.epoch}, iteration {self.iteration}; saved {path}",
+                               last=True)
         elapsed = time.perf_counter() - start
         return TrainResult(epoch=self.epoch, iteration=self.iteration, stopped=stopped, checkpoint=path, losses=losses,
                            videos_per_second=done_videos / max(elapsed, 1e-9))

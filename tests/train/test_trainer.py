@@ -160,3 +160,17 @@ def test_test_split_dataset_item_shape(tmp_path):
     root = synthetic_root(tmp_path, train=4)
     item = FramesDataset(root, image_shape=(32, 32, 3), is_train=True)[0]
     assert item["video"].shape == (3, 2, 32, 32) and item["video"].dtype == torch.float32
+
+
+def test_tensorboard_scalars(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard not installed (the 'tensorboard' extra)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = train_config()
+    root = synthetic_root(tmp_path, train=4)
+    result = Trainer(config, train_set(root, config), str(tmp_path / "log"), epochs=1, batch_size=2, progress=False,
+                     picture_every=0).fit()
+    events = EventAccumulator(str(tmp_path / "log" / "tensorboard"))
+    events.Reload()
+    assert {"loss/gen_gan", "loss/disc_gan", "videos_per_second", "lr"} <= set(events.Tags()["scalars"])
+    assert [e.value for e in events.Scalars("loss/gen_gan")] == pytest.approx([d["gen_gan"] for d in result.losses])
