@@ -174,3 +174,22 @@ def test_tensorboard_scalars(tmp_path):
     events.Reload()
     assert {"loss/gen_gan", "loss/disc_gan", "videos_per_second", "lr"} <= set(events.Tags()["scalars"])
     assert [e.value for e in events.Scalars("loss/gen_gan")] == pytest.approx([d["gen_gan"] for d in result.losses])
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.environ.get("FASTMOTION_DATA", os.path.join(REPO, "..", "shared", "data"))
+
+
+def test_loss_falls_on_the_original_shapes_data(tmp_path):
+    """The first 8 training videos of the original's shapes data (64x64 strips), its augmentations."""
+    root = os.path.join(DATA, "shapes")
+    if not os.path.isdir(root):
+        pytest.skip(f"the original shapes data is not at {os.path.normpath(root)} (set FASTMOTION_DATA)")
+    config = train_config(lr=2e-3, milestones=(100,))
+    shapes = FramesDataset(root, image_shape=(64, 64, 3), is_train=True,
+                           augmentation_params={"flip_param": {"horizontal_flip": True, "time_flip": True}})
+    dataset = torch.utils.data.Subset(shapes, range(8))
+    result = Trainer(config, dataset, str(tmp_path / "log"), epochs=8, batch_size=4, progress=False,
+                     picture_every=0).fit()
+    rec = [rec_loss(d) for d in result.losses]
+    assert np.mean(rec[-4:]) < 0.7 * np.mean(rec[:4]), rec
