@@ -62,6 +62,17 @@ def _cf_setup_context(ctx, inputs, output):
     ctx.has_correction = correction is not None
 
 
+def _cf_backward_reference(ctx, grad):
+    """compose_flow's gradients by the reference's differentiable math (double backward)."""
+    mask_logits, kp_shift = ctx.saved_tensors
+    def flow(logits, shift):
+        return [ref.compose_flow(logits.to(_acc_dtype(logits.dtype)), shift).to(logits.dtype)]
+
+    grad_logits, grad_shift = _eager.reference_vjp(flow, [mask_logits, kp_shift], [grad])
+    grad_corr = grad.permute(0, 3, 1, 2) if ctx.has_correction and ctx.needs_input_grad[2] else None
+    return grad_logits, grad_shift, grad_corr
+
+
 def _cf_backward_with(backward_op):
     def backward(ctx, grad):
         mask_logits, kp_shift = ctx.saved_tensors
@@ -71,7 +82,7 @@ def _cf_backward_with(backward_op):
         if ctx.has_correction and ctx.needs_input_grad[2]:
             grad_corr = grad.permute(0, 3, 1, 2)
         return grad_logits, grad_shift, grad_corr
-    return backward
+    return _eager.differentiable_backward(backward, _cf_backward_reference)
 
 
 def _sw_fake_forward(source, kp_shift):
@@ -90,6 +101,15 @@ def _sw_setup_context(ctx, inputs, output):
     ctx.save_for_backward(source, kp_shift)
 
 
+def _sw_backward_reference(ctx, grad):
+    """shifted_warps' gradients by the reference's differentiable math (double backward)."""
+    source, kp_shift = ctx.saved_tensors
+    def warps(src, shift):
+        return [ref.shifted_warps(src.to(_acc_dtype(src.dtype)), shift).to(src.dtype)]
+
+    return tuple(_eager.reference_vjp(warps, [source, kp_shift], [grad]))
+
+
 def _sw_backward_with(backward_op):
     def backward(ctx, grad):
         source, kp_shift = ctx.saved_tensors
@@ -98,7 +118,7 @@ def _sw_backward_with(backward_op):
             return None, None
         gs, gk = backward_op(grad.contiguous(), source, kp_shift, need_source, need_shift)
         return (gs if need_source else None), (gk if need_shift else None)
-    return backward
+    return _eager.differentiable_backward(backward, _sw_backward_reference)
 
 
 _cf_backward_cpp = _cf_backward_with(lambda *a: torch.ops.fastmotion.compose_flow_backward(*a))
