@@ -80,7 +80,17 @@ def _needs_grad(args: Sequence) -> bool:
     return False
 
 
-def _graph_wanted(ctx, grads: Sequence) -> bool:
+def builds_graph(ctx, grads: Sequence) -> bool:
+    """Whether an op's backward must itself be differentiable: a graph of it is being built
+    (``create_graph=True``, torch.func transforms: grad mode is on inside the backward) and a saved
+    input or an incoming gradient requires grad.
+
+    Every op's backward starts with ``if torch.is_grad_enabled() and builds_graph(ctx, grads)``
+    and then computes its gradients with the reference's differentiable math (``reference_vjp``)
+    instead of the fused kernels, whose results carry no graph (a second derivative through them
+    would be silently zero). A first-order backward pays one ``torch.is_grad_enabled()`` for it
+    (the check is inlined there rather than wrapped: a wrapper's extra Python frame cost ~1 us).
+    """
     for g in grads:
         if isinstance(g, torch.Tensor):
             if g.requires_grad:
@@ -88,25 +98,6 @@ def _graph_wanted(ctx, grads: Sequence) -> bool:
         elif isinstance(g, (list, tuple)) and any(isinstance(t, torch.Tensor) and t.requires_grad for t in g):
             return True
     return any(t is not None and t.requires_grad for t in ctx.saved_tensors)
-
-
-def differentiable_backward(fast: Callable, reference: Callable) -> Callable:
-    """An op's autograd formula that is itself differentiable.
-
-    ``fast(ctx, *grads)``: the fused backward kernels; their results carry no graph, so a second
-    derivative through them would be silently zero. ``reference(ctx, *grads)``: the same
-    gradients computed from the saved inputs with the reference's differentiable math (see
-    ``reference_vjp``). The reference runs only while a graph of the backward is being built
-    (``create_graph=True``, ``torch.func`` transforms: grad mode is on inside the backward and a
-    saved input or an incoming gradient requires grad); a first-order backward costs one
-    ``torch.is_grad_enabled()`` more than the kernels alone.
-    """
-    def backward(ctx, *grads):
-        if torch.is_grad_enabled() and _graph_wanted(ctx, grads):
-            return reference(ctx, *grads)
-        return fast(ctx, *grads)
-
-    return backward
 
 
 def reference_vjp(fn: Callable, inputs: Sequence, grads: Sequence) -> list:

@@ -75,6 +75,8 @@ def _cf_backward_reference(ctx, grad):
 
 def _cf_backward_with(backward_op):
     def backward(ctx, grad):
+        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad,)):
+            return _cf_backward_reference(ctx, grad)
         mask_logits, kp_shift = ctx.saved_tensors
         grad_logits = grad_shift = grad_corr = None
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
@@ -82,7 +84,7 @@ def _cf_backward_with(backward_op):
         if ctx.has_correction and ctx.needs_input_grad[2]:
             grad_corr = grad.permute(0, 3, 1, 2)
         return grad_logits, grad_shift, grad_corr
-    return _eager.differentiable_backward(backward, _cf_backward_reference)
+    return backward
 
 
 def _sw_fake_forward(source, kp_shift):
@@ -112,13 +114,15 @@ def _sw_backward_reference(ctx, grad):
 
 def _sw_backward_with(backward_op):
     def backward(ctx, grad):
+        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad,)):
+            return _sw_backward_reference(ctx, grad)
         source, kp_shift = ctx.saved_tensors
         need_source, need_shift = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if not (need_source or need_shift):
             return None, None
         gs, gk = backward_op(grad.contiguous(), source, kp_shift, need_source, need_shift)
         return (gs if need_source else None), (gk if need_shift else None)
-    return _eager.differentiable_backward(backward, _sw_backward_reference)
+    return backward
 
 
 _cf_backward_cpp = _cf_backward_with(lambda *a: torch.ops.fastmotion.compose_flow_backward(*a))

@@ -83,7 +83,11 @@ def _backward_reference(ctx, grad):
 
 
 def _backward_with(backward_op):
-    return _eager.differentiable_backward(lambda ctx, grad: _grads(ctx, backward_op, grad), _backward_reference)
+    def backward(ctx, grad):
+        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad,)):
+            return _backward_reference(ctx, grad)
+        return _grads(ctx, backward_op, grad)
+    return backward
 
 
 _backward_cpp = _backward_with(lambda *a: torch.ops.fastmotion.gaussian_heatmaps_backward(*a))

@@ -99,12 +99,14 @@ def _backward_reference(ctx, grad_output):
 
 def _make_backward(backward_op):
     def backward(ctx, grad_output):
+        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad_output,)):
+            return _backward_reference(ctx, grad_output)
         input, grid = ctx.saved_tensors
         need_input, need_grid = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         gin, ggrid = backward_op(grad_output, input, grid, *ctx.args, need_input, need_grid)
         return (gin if need_input else None), (ggrid if need_grid else None), None, None, None
 
-    return _eager.differentiable_backward(backward, _backward_reference)
+    return backward
 
 
 _backward_cpp = _make_backward(lambda *a: torch.ops.fastmotion.grid_sample_backward(*a))

@@ -77,8 +77,10 @@ def _backward_reference(ctx, grad_mean, grad_var, grad_raw, grad_lse):
 
 def _backward_with(backward_op):
     def backward(ctx, grad_mean, grad_var, grad_raw, grad_lse):
+        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad_mean, grad_var)):
+            return _backward_reference(ctx, grad_mean, grad_var, grad_raw, grad_lse)
         return backward_op(*_grads(ctx, grad_mean, grad_var), *ctx.args), None, None, None
-    return _eager.differentiable_backward(backward, _backward_reference)
+    return backward
 
 
 _backward_cpp = _backward_with(lambda *a: torch.ops.fastmotion.heatmap_moments_backward(*a))

@@ -76,7 +76,7 @@ def _backward_reference(ctx, grads):
 def _backward_with(backward_op, needs=_registered_needs):
     """The autograd formula; ``needs(ctx)`` -> (features need gradients, grid needs one)."""
     def backward(ctx, grads):
-        if torch.is_grad_enabled() and _eager._graph_wanted(ctx, grads):
+        if torch.is_grad_enabled() and _eager.builds_graph(ctx, grads):
             return _backward_reference(ctx, grads)
         saved = ctx.saved_tensors
         features, grid = list(saved[:ctx.num_features]), saved[ctx.num_features]

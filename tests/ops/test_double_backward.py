@@ -2,7 +2,7 @@
 
 The fused backward kernels return gradients without a graph; while a graph of the backward is
 being built (create_graph=True, torch.func) the ops compute their backward with the reference's
-differentiable math instead (fastmotion/ops/_eager.py: differentiable_backward). Checked with
+differentiable math instead (fastmotion/ops/_eager.py: builds_graph). Checked with
 gradgradcheck in float64 (numerical second derivatives of the op itself: a silently zero or
 detached first-order gradient fails), on inputs tiny enough for the Triton interpreter.
 """
