@@ -171,3 +171,26 @@ def test_first_order_backward_stays_on_the_kernels(monkeypatch):
     mean, var = heatmap_moments(x, 0.5, backend="cpu")
     torch.autograd.grad(mean.sum() + var.sum(), x, create_graph=True)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("op", ["heatmap_moments", "grid_sample", "shifted_warps"])
+def test_registered_ops_double_backward(op):
+    """The torch.library ops (what torch.compile traces) share the same differentiable formula."""
+    from fastmotion import backends
+
+    impls = {"heatmap_moments": heatmap_module.IMPLS, "grid_sample": grid_sample_module.IMPLS,
+             "shifted_warps": dense_motion.SHIFT_IMPLS}[op]
+    if backends.unavailable_reason("cpu", "cpu", impls["cpu"].cpp_op):
+        pytest.skip("the cpu backend is not built")
+    g = torch.Generator().manual_seed(12)
+    if op == "heatmap_moments":
+        inputs = [_rand(g, 2, 3, 4)]
+        fn = lambda x: torch.ops.fastmotion.heatmap_moments_forward(x, 0.5, 0, 0.0)[:2]  # noqa: E731
+    elif op == "grid_sample":
+        inputs = [_rand(g, 1, 2, 3, 4), _rand(g, 1, 3, 3, 2, scale=0.6)]
+        fn = lambda x, grid: torch.ops.fastmotion.grid_sample_forward(x, grid, 0, 0, True)  # noqa: E731
+    else:
+        shift = _rand(g, 1, 3, 2, scale=0.2)
+        inputs = [_rand(g, 1, 2, 3, 4), shift]
+        fn = lambda x, s: torch.ops.fastmotion.shifted_warps_forward(x, s)  # noqa: E731
+    assert torch.autograd.gradgradcheck(fn, [t.requires_grad_() for t in inputs], eps=1e-6, atol=1e-5, rtol=1e-4)
