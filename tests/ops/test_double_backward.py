@@ -100,8 +100,8 @@ def _inputs(name, device):
 def test_gradgradcheck(name, backend, device):
     _, _, fn = CASES[name]
     inputs = _inputs(name, device)
-    assert torch.autograd.gradgradcheck(lambda *t: fn(list(t), backend), inputs, eps=1e-6, atol=1e-5,
-                                        rtol=1e-4)
+    assert torch.autograd.gradgradcheck(lambda *t: fn(list(t), backend), inputs, eps=1e-6, atol=1e-5, rtol=1e-4,
+                                        fast_mode=True)
 
 
 @pytest.mark.parametrize("name,backend,device", [p for p in PARAMS if p.values[1] != "reference"])
@@ -193,4 +193,5 @@ def test_registered_ops_double_backward(op):
         shift = _rand(g, 1, 3, 2, scale=0.2)
         inputs = [_rand(g, 1, 2, 3, 4), shift]
         fn = lambda x, s: torch.ops.fastmotion.shifted_warps_forward(x, s)  # noqa: E731
-    assert torch.autograd.gradgradcheck(fn, [t.requires_grad_() for t in inputs], eps=1e-6, atol=1e-5, rtol=1e-4)
+    assert torch.autograd.gradgradcheck(fn, [t.requires_grad_() for t in inputs], eps=1e-6, atol=1e-5,
+                                        rtol=1e-4, fast_mode=True)
