@@ -110,7 +110,7 @@ def reference_vjp(fn: Callable, inputs: Sequence, grads: Sequence) -> list:
     ``autograd.grad`` gives silently wrong second derivatives)."""
     wanted = [i for i, t in enumerate(inputs) if isinstance(t, torch.Tensor) and t.requires_grad]
     result = [None] * len(inputs)
-    if not wanted:
+    if not wanted or all(g is None for g in grads):
         return result
     keep = None
 
