@@ -266,7 +266,8 @@ def heatmap_moments_forward(logits: torch.Tensor, temperature: float, var_mode: 
         return mean, var, var_raw, lse
     block = _block(h * w)
     wrap_triton(heatmap_moments_fwd_kernel)[(rows,)](
-        logits, mean, var, var_raw, lse, h * w, w, **_scalars(h, w, temperature, clip, acc), BLOCK=block, ACC=_tl_acc(acc), VAR_MODE=var_mode, num_warps=8 if block >= 2048 else 4)
+        logits, mean, var, var_raw, lse, h * w, w, **_scalars(h, w, temperature, clip, acc), BLOCK=block,
+        ACC=_tl_acc(acc), VAR_MODE=var_mode, num_warps=8 if block >= 2048 else 4)
     return mean, var, var_raw, lse
 
 
@@ -283,5 +284,6 @@ def heatmap_moments_backward(grad_mean, grad_var, logits, mean, var_raw, lse, te
     block = min(1024, triton.next_power_of_2(max(hw, 16)))
     wrap_triton(heatmap_moments_bwd_kernel)[(rows, triton.cdiv(hw, block))](
         logits, grad, mean.contiguous(), var_raw.contiguous(), lse.contiguous(), grad_mean.contiguous(),
-        grad_var.contiguous(), hw, w, **_scalars(h, w, temperature, clip, mean.dtype), BLOCK=block, ACC=_tl_acc(mean.dtype), VAR_MODE=var_mode, num_warps=4)
+        grad_var.contiguous(), hw, w, **_scalars(h, w, temperature, clip, mean.dtype), BLOCK=block,
+        ACC=_tl_acc(mean.dtype), VAR_MODE=var_mode, num_warps=4)
     return grad

@@ -37,8 +37,8 @@ def _impls(module, name="IMPLS"):
 
 IMPLS = {"heatmap_moments": _impls("heatmap_moments"), "render_gaussians": _impls("gaussian"),
          "keypoint_heatmap_embedding": _impls("gaussian"), "grid_sample": _impls("grid_sample"),
-         "compose_flow": _impls("dense_motion", "COMPOSE_IMPLS"), "shifted_warps": _impls("dense_motion", "SHIFT_IMPLS"),
-         "warp_features": _impls("warp_features")}
+         "compose_flow": _impls("dense_motion", "COMPOSE_IMPLS"),
+         "shifted_warps": _impls("dense_motion", "SHIFT_IMPLS"), "warp_features": _impls("warp_features")}
 
 
 # ---- random tensors ----
