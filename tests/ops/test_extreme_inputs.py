@@ -168,6 +168,19 @@ def test_cpu_ops_expanded_inputs_match_reference():
                                    rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(warp_features([src], grid, "bilinear", backend="cpu")[0],
                                    ref_warp.warp_features([src], grid, "bilinear")[0], rtol=1e-12, atol=1e-12)
+        # grid / shift gradients only: the expanded map is read through its strides
+        small = (grid[:, :3, :4] * 0.9).clone()
+        for mode in ("bilinear", "nearest"):
+            gr = small.clone().requires_grad_()
+            weight = torch.randn(2, 3, 5, 7, generator=g, dtype=torch.float64)
+            (a,) = torch.autograd.grad((warp_features([src], gr, mode, backend="cpu")[0] * weight).sum(), gr)
+            (b,) = torch.autograd.grad((ref_warp.warp_features([src], gr, mode)[0] * weight).sum(), gr)
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"warp_features {mode}, base {base}")
+        sh = (shift + 0.013).requires_grad_()
+        weight = torch.randn(2, 3, 3, 5, 7, generator=g, dtype=torch.float64)
+        (a,) = torch.autograd.grad((shifted_warps(src, sh, backend="cpu") * weight).sum(), sh)
+        (b,) = torch.autograd.grad((ref_warp.shifted_warps(src, sh) * weight).sum(), sh)
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"shifted_warps, base {base}")
 
 
 # ---- the reference accepts the mixed dtypes the fused backends accept ----
