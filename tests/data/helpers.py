@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from fastmotion.io.video import write_image, write_video
+from fastmotion.io.video import write_image
 
 SHARED_DATA = os.path.normpath(os.environ.get("FASTMOTION_SHARED_DATA", os.path.join(
     os.path.dirname(__file__), "..", "..", "..", "shared", "data")))
@@ -45,7 +45,3 @@ def write_frames_folder(folder, frames):
 def as_video_tensor_numpy(frames):
     """``(T, H, W, 3)`` uint8 -> the dataset's ``(3, T, H, W)`` float in [0, 1], computed with numpy."""
     return np.transpose(frames.astype(np.float32) / 255.0, (3, 0, 1, 2))
-
-
-def write_strip(path, frames):
-    return write_video(path, frames)

@@ -1,6 +1,5 @@
 """FramesDataset reads every format as the original did, splits as the original did, and fails on bad data
 with an error that names the file (or folder)."""
-import os
 
 import numpy as np
 import pytest
@@ -66,6 +65,13 @@ def test_containers(tmp_path, ext):
     assert item.shape == (3, 3, 16, 16)
     picked = [int(np.abs(got - f[:, None]).mean(axis=(0, 2, 3)).argmin()) for f in np.moveaxis(item, 1, 0)]
     assert picked == sorted(picked) and all(np.abs(item[:, i] - got[:, p]).max() < 1e-6 for i, p in enumerate(picked))
+    # drawn while decoding once: uniform over the frames, with replacement
+    counts = np.zeros(6)
+    for _ in range(100):
+        item = ds[0]["video"].numpy()
+        for f in np.moveaxis(item, 1, 0):
+            counts[int(np.abs(got - f[:, None]).mean(axis=(0, 2, 3)).argmin())] += 1
+    assert counts.sum() == 300 and counts.min() > 25 and counts.max() < 75, counts
 
 
 def test_gray_becomes_rgb_and_alpha_is_dropped(tmp_path):
@@ -180,9 +186,21 @@ def test_bad_video_raises_data_error_naming_the_file(tmp_path, name, write, matc
     assert str(tmp_path / "train" / name) in str(info.value)
 
 
-def test_bad_mp4_names_the_file(tmp_path):
+def _truncated_mp4(path):
+    write_video(path, smooth_clip(t=20, h=16, w=16))
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.9)])
+
+
+@pytest.mark.parametrize("write", [lambda p: p.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64), _truncated_mp4],
+                         ids=["garbage", "truncated"])
+@pytest.mark.parametrize("is_train", [True, False])
+def test_bad_mp4_names_the_file(tmp_path, write, is_train):
     pytest.importorskip("av", reason="PyAV (fastmotion[video]) not installed")
-    ds = _bad_folder(tmp_path, "broken.mp4", lambda p: p.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64))
+    for folder in _split_dirs(tmp_path):
+        write_video(folder / "good.png", clip(t=4, h=8, w=8))
+        write(folder / "broken.mp4")
+    ds = FramesDataset(tmp_path, image_shape=(8, 8, 3), is_train=is_train)
     with pytest.raises(DataError, match="broken.mp4"):
         ds[ds.images.index("broken.mp4")]
 
@@ -227,3 +245,33 @@ def test_missing_empty_or_wrong_root_dir_is_one_sentence(tmp_path):
         FramesDataset(one, image_shape=(8, 8, 4), is_train=False)
     for err in (DataError,):
         assert "\n" not in str(pytest.raises(err, FramesDataset, tmp_path / "nope").value)
+
+
+def test_train_clips_of_every_format_are_frames_of_the_video(tmp_path):
+    train, test = _split_dirs(tmp_path)
+    frames = clip(t=4, h=8, w=8, levels=4)
+    strip = np.concatenate(list(frames), axis=1)
+    Image.fromarray(strip[..., 0], mode="L").save(train / "gray.png")
+    Image.fromarray(np.concatenate([strip, np.full(strip.shape[:2] + (1,), 9, np.uint8)], -1), mode="RGBA").save(
+        train / "rgba.png")
+    Image.fromarray(strip).convert("P", palette=Image.Palette.ADAPTIVE, colors=256).save(train / "palette.png")
+    Image.fromarray(strip).save(train / "rgb.jpg", quality=100)
+    for name in ("gray.png", "rgba.png", "palette.png", "rgb.jpg"):
+        (test / name).write_bytes((train / name).read_bytes())
+    for folder in (train, test):  # and the other formats' training clips
+        write_video(folder / "anim.gif", frames)
+        write_frames_folder(folder / "frames", frames)
+    train_ds = FramesDataset(tmp_path, image_shape=(8, 8), is_train=True, num_frames=3)
+    test_ds = FramesDataset(tmp_path, image_shape=(8, 8), is_train=False)
+    torch.manual_seed(0)
+    for name in train_ds.images:
+        whole = test_ds[test_ds.images.index(name)]["video"]  # read_video's reading of every frame
+        for _ in range(3):
+            video = train_ds[train_ds.images.index(name)]["video"]
+            assert video.shape == (3, 3, 8, 8)
+            picked = [min(range(4), key=lambda k: float((whole[:, k] - video[:, i]).abs().max())) for i in range(3)]
+            assert picked == sorted(picked)
+            for i, k in enumerate(picked):
+                assert torch.equal(video[:, i], whole[:, k]), name
+    gray = test_ds[test_ds.images.index("gray.png")]["video"]
+    assert torch.equal(gray[0], gray[1]) and torch.equal(gray[0], gray[2])
