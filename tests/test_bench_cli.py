@@ -1,6 +1,7 @@
 """`fastmotion bench`: a small run writes a valid results.json and report.md whose numbers are
 consistent with each other; bad arguments give one line and exit code 1."""
 import json
+import sys
 
 import pytest
 import torch
@@ -71,8 +72,16 @@ def test_charts_are_written_when_matplotlib_is_installed(tmp_path):
     assert "![speedup_ops](speedup_ops.png)" in (out / "report.md").read_text()
 
 
-def test_suites_that_cannot_run_say_why(tmp_path):
-    code, out = _bench(tmp_path, "export", "--device", "cpu")
+def test_suites_that_cannot_run_say_why(tmp_path, monkeypatch):
+    """The export suite is left out of --quick runs, and reported as not run where fastmotion.export
+    cannot be imported (simulated: a None entry in sys.modules makes the import fail)."""
+    code, out = _bench(tmp_path / "quick", "export", "--device", "cpu", "--quick")
+    assert code == 0
+    (row,) = json.loads((out / "results.json").read_text())["rows"]
+    assert row["status"] == "skipped" and "--quick" in row["reason"]
+
+    monkeypatch.setitem(sys.modules, "fastmotion.export", None)
+    code, out = _bench(tmp_path / "missing", "export", "--device", "cpu")
     assert code == 0
     (row,) = json.loads((out / "results.json").read_text())["rows"]
     assert row["status"] == "skipped" and "fastmotion.export" in row["reason"]
