@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastmotion.models import conv_fusion as cf
+from fastmotion.models import policy
 from fastmotion.models.conv3d_layout import FrameConv2d, spatial_kernel
 from fastmotion.models.module_backend import BackendModule
 from fastmotion.models.resample2x import avg_pool_2x2, upsample_nearest_2x
@@ -92,7 +93,7 @@ class DownBlock(BackendModule):
             out = self.norm(out)
             out = F.relu(out)
             return self.pool(out)
-        image = x.shape[1] <= 4 and cf.channels_last_for_autograd(x)
+        image = x.shape[1] <= policy.CHANNELS_LAST_IMAGE_MAX_CHANNELS and cf.channels_last_for_autograd(x)
         x = x.contiguous(memory_format=torch.channels_last) if image else cf.fast_layout(x)
         out = cf.fused_conv(self, "conv", self.conv, x, norm=self.norm, relu=True, lean_relu=True)
         if tuple(self.pool.kernel_size) in ((2, 2), 2) and self.pool.stride in (None, (2, 2), 2):

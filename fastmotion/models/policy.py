@@ -1,4 +1,5 @@
-"""When the models' fast path rewrites a layer: the rewrites switch, in one place.
+"""When the models rewrite a layer: the rewrites switch, and the CPU-tuned thresholds of where
+each rewrite pays off, in one place.
 
 Two switches (DESIGN.md): the op backend (``backend=``: which kernels run the fastmotion ops)
 and the model rewrites (BatchNorm folded into convolutions, sub-pixel up-sampling convolutions,
@@ -45,3 +46,37 @@ def rewrites_on(rewrites: Optional[bool], backend: Optional[str]) -> bool:
     if requested is not None:
         return requested
     return (backend or backends.requested_backend()) != "reference"
+
+
+# ---- CPU-tuned thresholds of the rewrites ------------------------------------------------------
+# Each was set by timing the rewrite against the layer it replaces, side by side, on the 2-core
+# dev CPU; the command under it re-measures (another machine may move a threshold: compare with
+# the constant changed, or the rewrites off with FASTMOTION_REWRITES=0). The numbers are in
+# docs/performance.md.
+
+# Sub-pixel up-sampling convolutions under autograd (conv_fusion.use_subpixel): the phase weights
+# are rebuilt for every step and kept for the backward, and at 4x4 the padded phase outputs are
+# 25/16 of the plain ones, so it lost there; it wins from 8x8 maps with enough positions.
+#   python -m pytest bench/test_model.py -k "train_step and fp32"
+SUBPIXEL_MIN_SIDE = 8
+SUBPIXEL_MIN_POSITIONS = 64  # N * H * W of the low-resolution input (and at least Cout)
+
+# 3x3 convolutions as im2col + one GEMM in training (gemm_conv.applies): at the hourglass
+# bottlenecks (4x4 maps, 512-2048 channels) a convolution is bound by its weights, and oneDNN's
+# forward + backward there was slower than one GEMM (and rounded worse).
+#   python -m pytest bench/test_model.py -k "train_step and fp32"
+GEMM_CONV_MAX_POSITIONS = 16  # H * W
+GEMM_CONV_MIN_IN_CHANNELS = 256
+
+# 2x nearest up-sampling of NCHW CPU tensors where the compiled kernel is missing (resample2x):
+# ATen's kernel runs far below memory speed on narrow maps, where repeating each element along W
+# then H is several times faster; from 64 columns on ATen's kernel is the faster one.
+#   python -m pytest bench/test_resample2x.py -k nchw
+REPEAT_UPSAMPLE_MAX_WIDTH = 63
+
+# Layout under autograd on CPU: NCHW (channels_last made the training step slower: convolution
+# backward and the gradients' layout conversions), except where channels_last paid off: the
+# convolutions of images with this few channels (the encoders' inputs) and the generator's
+# refinement blocks (conv_fusion.channels_last_for_autograd).
+#   python -m pytest bench/test_model.py -k "train_step and fp32"
+CHANNELS_LAST_IMAGE_MAX_CHANNELS = 4
