@@ -227,11 +227,6 @@ def interleave_phases(out: torch.Tensor) -> torch.Tensor:
     return _interleave(out)
 
 
-def subpixel_conv(x: torch.Tensor, weight4: torch.Tensor, bias4) -> torch.Tensor:
-    """``conv3x3(upsample2x(x))`` from the phase weights of :func:`subpixel_weights`."""
-    return interleave_phases(F.conv2d(x, weight4, bias4, padding=1))
-
-
 def use_subpixel(conv: nn.Conv2d, x: torch.Tensor, training: bool) -> bool:
     """Sub-pixel pays off unless the phase weights (4x the outputs of a 2x2 kernel) outweigh the
     activations: for inference the weights are derived once (cached), so always; with autograd
