@@ -16,7 +16,7 @@ import torch
 
 def profile_frame(config_name: str, size: int, dtype: str, rows: int, warmup: int = 2):
     import fastmotion
-    from bench.test_model import _models
+    from fastmotion.benchmark.model import random_models as _models
 
     config, (kp_detector, generator, _) = _models(config_name, None, False)
     animator = fastmotion.Animator(copy.deepcopy(kp_detector), copy.deepcopy(generator), config, dtype=dtype,

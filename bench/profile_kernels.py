@@ -19,109 +19,26 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fastmotion import backends, reference  # noqa: E402
-from fastmotion.ops import (compose_flow, grid_sample, heatmap_moments, render_gaussians,  # noqa: E402
-                            shifted_warps, warp_features)
-from fastmotion.reference import gaussian as ref_gaussian  # noqa: E402
-from fastmotion.reference import warp as ref_warp  # noqa: E402
-
-# provider -> (backend, FASTMOTION_GRID_SAMPLE_SCATTER)
-VARIANTS = {"cuda-tile": ("cuda", "tile"), "triton-gather": ("triton", "gather")}
-
-
-def _smooth_grid(n, h, w, device):
-    ys, xs = torch.linspace(-1, 1, h, device=device), torch.linspace(-1, 1, w, device=device)
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    base = torch.stack([gx, gy], -1).expand(n, h, w, 2)
-    phase = torch.arange(n, device=device, dtype=torch.float32).view(n, 1, 1, 1)
-    return (base + 0.05 * torch.sin(3.0 * base.flip(-1) + phase)).contiguous()
+from fastmotion.benchmark import ops as bench_ops  # noqa: E402
+from fastmotion.benchmark.timing import sync as _sync  # noqa: E402
+from fastmotion.ops import registry  # noqa: E402
 
 
 def cases(device, small):
-    """op -> (shape label, inputs, {provider: fn(*inputs) -> tensor or list})."""
-    g = torch.Generator().manual_seed(0)
-
-    def rand(*shape, scale=1.0):
-        return (torch.randn(*shape, generator=g) * scale).to(device)
-
-    n = 2 if small else 32
-    side = 16 if small else 64
+    """op -> (case label, spec, inputs, providers), at each op's headline shape (``small``: its
+    call-overhead size, a quick check of the script)."""
     out = {}
-    c = 4 if small else 64
-    x, grid = rand(n, c, side, side), _smooth_grid(n, side, side, device)
-    out["grid_sample"] = (f"{n}x{c}x{side}x{side}", [x, grid], {
-        "torch": lambda a, b: F.grid_sample(a, b, align_corners=True),
-        **{p: (lambda a, b, p=p: grid_sample(a, b, "bilinear", "zeros", True, backend=VARIANTS.get(p, (p,))[0]))
-           for p in ("cpu", "cuda", "cuda-tile", "triton", "triton-gather")},
-    })
-    k1 = 11
-    src, shift = rand(n, 3, side, side), rand(n, k1, 2, scale=0.2)
-    out["shifted_warps"] = (f"{n}x3x{side}x{side} K+1={k1}", [src, shift], {
-        "reference": ref_warp.shifted_warps,
-        **{p: (lambda a, b, p=p: shifted_warps(a, b, backend=p)) for p in ("cpu", "cuda", "triton")},
-    })
-    logits, corr = rand(n, k1, side, side), rand(n, 2, side, side, scale=0.05)
-    out["compose_flow"] = (f"{n}x{k1}x{side}x{side}", [logits, shift, corr], {
-        "reference": ref_warp.compose_flow,
-        **{p: (lambda a, b, d, p=p: compose_flow(a, b, d, backend=p)) for p in ("cpu", "cuda", "triton")},
-    })
-    hm = rand(n, 10, side, side)
-    out["heatmap_moments"] = (f"{n}x10x{side}x{side}", [hm], {
-        "reference": lambda a: torch.cat([t.flatten() for t in reference.heatmap_moments(a, 0.1, "matrix", 0.001)]),
-        **{p: (lambda a, p=p: torch.cat([t.flatten() for t in heatmap_moments(a, 0.1, clip_variance=0.001,
-                                                                                  backend=p)]))
-           for p in ("cpu", "cuda", "triton")},
-    })
-    a = rand(n, 10, 2, 2, scale=0.2)
-    mean, var = rand(n, 10, 2, scale=0.5), a @ a.transpose(-1, -2) + 0.01 * torch.eye(2, device=device)
-    out["render_gaussians"] = (f"{n}x10x{side}x{side}", [mean, var], {
-        "reference": lambda m, v: ref_gaussian.render_gaussians(m, v, (side, side)),
-        **{p: (lambda m, v, p=p: render_gaussians(m, v, (side, side), backend=p)) for p in ("cpu", "cuda", "triton")},
-    })
-    chans = (3, 8, 16) if small else (3, 64, 128, 256, 512, 1024)
-    skips = [rand(n if small else 16, ch, side >> i, side >> i) for i, ch in enumerate(chans)]
-    wgrid = _smooth_grid(skips[0].shape[0], side, side, device)
-    out["warp_features"] = (f"taichi skips N={skips[0].shape[0]}", [wgrid, *skips], {
-        "reference": lambda gr, *fs: ref_warp.warp_features(list(fs), gr, "nearest"),
-        **{p: (lambda gr, *fs, p=p: warp_features(list(fs), gr, "nearest", backend=p))
-           for p in ("cpu", "cuda", "triton")},
-    })
+    for spec in registry.OPS.values():
+        case = registry.Case("tiny", spec.tiny) if small else next(c for c in spec.cases if c.key)
+        inputs = bench_ops.make_inputs(spec, case.size, device)
+        out[spec.name] = (case.label, spec, inputs, [p for p in bench_ops.providers(spec) if p != "compile"])
     return out
 
 
-def _runnable(provider, device, op):
-    import importlib
-    module, table = {"grid_sample": ("grid_sample", "IMPLS"), "shifted_warps": ("dense_motion", "SHIFT_IMPLS"),
-                     "compose_flow": ("dense_motion", "COMPOSE_IMPLS"), "heatmap_moments": ("heatmap_moments", "IMPLS"),
-                     "render_gaussians": ("gaussian", "IMPLS"), "warp_features": ("warp_features", "IMPLS")}[op]
-    impls = getattr(importlib.import_module(f"fastmotion.ops.{module}"), table)
-    backend = VARIANTS.get(provider, (provider,))[0]
-    if backend in ("torch", "reference"):
-        return None
-    if backend not in impls:
-        return f"{backend} not implemented"
-    if backend == "triton" and device == "cpu":
-        return "triton on CPU only runs interpreted"
-    return backends.unavailable_reason(backend, device, impls[backend].cpp_op)
-
-
-def _sync(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def profile_case(fn, inputs, device, iters):
-    inputs = [t.detach().requires_grad_() for t in inputs]
-
-    def step():
-        out = fn(*inputs)
-        outs = out if isinstance(out, (list, tuple)) else [out]
-        return torch.autograd.grad(outs, inputs, [torch.ones_like(o) for o in outs], allow_unused=True)
-
+def profile_case(step, device, iters):
     for _ in range(3):
         step()
     _sync(device)
@@ -160,28 +77,19 @@ def main(argv=None) -> int:
     name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
     print(f"# forward + backward, {args.iters} calls back to back, {name}; {what} time per call")
     results = []
-    for op, (shape, inputs, providers) in cases(device, args.small).items():
+    for op, (shape, spec, inputs, providers) in cases(device, args.small).items():
         if args.only and op != args.only:
             continue
-        for provider, fn in providers.items():
-            reason = _runnable(provider, device, op)
-            if reason:
+        for provider in providers:
+            if bench_ops.skip_reason(spec, provider, device, mode="fwd+bwd"):
                 continue
-            scatter = VARIANTS.get(provider, (None, None))[1]
-            previous = os.environ.get("FASTMOTION_GRID_SAMPLE_SCATTER")
-            if scatter:
-                os.environ["FASTMOTION_GRID_SAMPLE_SCATTER"] = scatter
+            env = spec.variants[provider][1] if provider in spec.variants else {}
             try:
-                r = profile_case(fn, inputs, device, args.iters)
+                with bench_ops.environment(env):
+                    r = profile_case(bench_ops.make_call(spec, inputs, provider, "fwd+bwd"), device, args.iters)
             except Exception as exc:  # one failing provider must not hide the others' numbers
                 print(f"{op} {shape} {provider}: FAILED {type(exc).__name__}: {exc}")
                 continue
-            finally:
-                if scatter:
-                    if previous is None:
-                        os.environ.pop("FASTMOTION_GRID_SAMPLE_SCATTER", None)
-                    else:
-                        os.environ["FASTMOTION_GRID_SAMPLE_SCATTER"] = previous
             results.append({"op": op, "shape": shape, "provider": provider, "device": name, **r})
             print(f"{op} {shape} {provider}: wall {r['wall_us_per_call']:.1f} us/call, "
                   f"{what} {r['device_us_per_call']:.1f} us/call")

@@ -17,7 +17,7 @@ so that load from other processes on a shared machine hits all of them alike:
 Targets (ratios of medians, same run): fastmotion fp32 >= 3x the original per-frame path and
 >= 2x the cached reference; bf16 >= 1.5x fp32 with PSNR >= 35 dB. The pytest-benchmark row is
 fastmotion fp32 (timed again after the interleaved rounds); everything else is in
-``extra_info``. Weights are random (BatchNorm statistics randomized, as bench/test_model.py).
+``extra_info``. Weights are random (BatchNorm statistics randomized: fastmotion.benchmark.model.random_models).
 """
 import copy
 import os
@@ -29,7 +29,7 @@ import torch
 
 import fastmotion
 from bench import harness
-from bench.test_model import _models
+from fastmotion.benchmark.model import random_models as _models
 from fastmotion.inference.animator import cpu_has_bf16
 from fastmotion.models import Animator as StreamingAnimator
 from fastmotion.models import normalize_kp

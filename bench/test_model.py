@@ -1,40 +1,41 @@
-"""Whole-model benchmarks of the drop-in Monkey-Net: backend="reference" (the original's math)
-against the fast path (fused ops + model-level rewrites), time and peak memory.
+"""Whole-model benchmarks of the drop-in Monkey-Net, like for like (the same providers as
+``fastmotion bench model``, from fastmotion.benchmark.model):
 
-- inference: keypoints of one driving frame + the generator, per frame, as the original
-  transfer.py runs it (source keypoints detected once per video). ``reference``: the original
-  flow on backend="reference"; ``fast``: :class:`fastmotion.models.Animator` (source encoded once,
-  fast path); ``fast-nocache``: the original flow on the fast path (no source caching).
-  Configs: vox (256x256, scale_factor 0.25) batch 1 and taichi (64x64) batch 16.
-- train: one training iteration's forward + backward (generator step and discriminator step
-  with the original losses, :func:`fastmotion.train.step.train_step` without optimizer steps) at
-  taichi batch 8.
+- inference, ``streaming (source encoded once)``: ``fastmotion.models.Animator`` on
+  ``backend="reference"`` against the same class on the fast path (fused ops + model rewrites), and
+  at batch 1 the user-facing ``fastmotion.Animator`` (fp32; bf16 on CPUs with bf16; bf16 and
+  fp16 + CUDA graphs on CUDA);
+- inference, ``per frame, source re-encoded every frame (the original's way of working)``: the
+  original ``transfer.py`` loop on ``backend="reference"`` against the same loop on the fast path;
+- train: one training iteration's forward + backward (generator and discriminator steps with the
+  original losses, :func:`fastmotion.train.step.train_step` without optimizer steps) at taichi
+  batch 8, in float32 and on CUDA under fp16 / bf16 autocast (the reference under the same autocast).
 
-Precision: float32, and on CUDA float16 / bfloat16 autocast (``torch.autocast``, as mixed-precision
-training and half inference run); the reference runs under the same autocast. ``extra_info``
-holds frames per second (``fps``) for inference.
-
-Weights are random (no checkpoints are downloaded); BatchNorm statistics are randomised so that
-eval mode is not trivial. ``extra_info`` holds peak memory and, for the fast providers, the
-ratios to the reference measured in the same session (medians and minima). ``compile`` (torch.compile of the
-reference model) is opt-in with FASTMOTION_BENCH_MODEL_COMPILE=1: compiling the whole model
-takes minutes on a small CPU.
+``extra_info`` holds the ratio to the reference row of the same comparison measured in this session
+(medians and minima; the minima are the steadier figure on a shared, noisy machine), frames or
+videos per second and peak memory. Weights are random (BatchNorm statistics randomised).
+``compile`` (torch.compile of the reference transfer loop) is opt-in with
+FASTMOTION_BENCH_MODEL_COMPILE=1: compiling the whole model takes minutes on a small CPU.
 """
 import contextlib
+import functools
 import os
 
 import pytest
 import torch
 
-import fastmotion
 from bench import harness
-from fastmotion.models import Animator, build_models, normalize_kp
-from fastmotion.train.step import train_step
+from fastmotion.benchmark import model as model_bench
+from fastmotion.benchmark import train as train_bench
 
-INFERENCE = [("vox", 1, 256), ("taichi", 16, 64)]
-TRAIN = [("taichi", 8, 64)]
 _reference_stats = {}
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+STREAMING_PROVIDERS = ["reference (models.Animator, backend=reference)", "fast path (models.Animator)",
+                       "fastmotion.Animator fp32", "fastmotion.Animator bf16", "fastmotion.Animator fp16 + CUDA graphs"]
+PER_FRAME_PROVIDERS = ["reference (original transfer loop, backend=reference)", "fast path (same loop)",
+                       "compile (torch.compile of the reference loop)"]
+COMPARISONS = [(model_bench.STREAMING, p) for p in STREAMING_PROVIDERS] + \
+              [(model_bench.PER_FRAME, p) for p in PER_FRAME_PROVIDERS]
 
 
 def _precision(precision, device):
@@ -48,122 +49,68 @@ def _precision(precision, device):
     return torch.autocast(device, dtype=dtype)
 
 
-def _models(name, backend, train):
-    torch.manual_seed(0)
-    config = fastmotion.load_config(name)
-    models = build_models(config, backend=backend)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in models:
-            for m in module.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) * 0.2 - 0.1)
-                    m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-        w = models.generator.dense_motion_module.hourglass.decoder.conv.weight
-        w.copy_(torch.randn(w.shape, generator=gen) * 0.01)
-    for m in models:
-        m.train(train)
-    return config, models
+@functools.lru_cache(maxsize=2)
+def _inference(name, size, batch, device):
+    providers = model_bench.inference_providers(name, size, batch, device)
+    if os.environ.get("FASTMOTION_BENCH_MODEL_COMPILE") == "1":
+        providers[model_bench.PER_FRAME][PER_FRAME_PROVIDERS[2]] = model_bench.compiled_transfer_loop(
+            name, size, batch, device)
+    return providers
 
 
-def _skip_reason(provider):
-    if provider == "compile" and os.environ.get("FASTMOTION_BENCH_MODEL_COMPILE") != "1":
-        return "set FASTMOTION_BENCH_MODEL_COMPILE=1 (compiling the whole model takes minutes)"
-    return harness.provider_skip_reason("compile" if provider == "compile" else "reference", harness.devices()[0])
-
-
-def _param_bytes(*modules):
-    return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
-
-
-def _record(benchmark, key, provider):
-    """Ratios to the reference of the same session: on medians and on minima (best of the rounds;
-    the steadier figure on a shared, noisy machine)."""
+def _record(benchmark, key, is_reference):
+    """Ratios to the reference of the same comparison in this session, on medians and on minima."""
     if benchmark.stats is None:  # --benchmark-disable
         return
     median, fastest = benchmark.stats.stats.median, benchmark.stats.stats.min
-    if provider == "reference":
+    if is_reference:
         _reference_stats[key] = (median, fastest, benchmark.extra_info["peak_MB"])
     elif key in _reference_stats:
         ref_time, ref_min, ref_peak = _reference_stats[key]
-        benchmark.extra_info["time_vs_reference"] = round(median / ref_time, 3)
         benchmark.extra_info["speedup_vs_reference"] = round(ref_time / median, 3)
-        benchmark.extra_info["time_vs_reference_min"] = round(fastest / ref_min, 3)
         benchmark.extra_info["speedup_vs_reference_min"] = round(ref_min / fastest, 3)
         if ref_peak:
             benchmark.extra_info["peak_vs_reference"] = round(benchmark.extra_info["peak_MB"] / ref_peak, 3)
 
 
-@pytest.mark.parametrize("provider", ["reference", "fast", "fast-nocache", "compile"])
-@pytest.mark.parametrize("precision", list(PRECISIONS))
-@pytest.mark.parametrize("case", INFERENCE, ids=lambda c: f"{c[0]}-b{c[1]}")
-def test_inference(benchmark, case, precision, provider):
-    reason = _skip_reason(provider)
-    if reason:
-        pytest.skip(reason)
-    name, batch, size = case
+@pytest.mark.parametrize("comparison,provider", COMPARISONS, ids=[f"{c.split()[0]}-{p.split(' (')[0]}"
+                                                                  for c, p in COMPARISONS])
+@pytest.mark.parametrize("case", model_bench.INFERENCE, ids=lambda c: f"{c[0]}-{c[1]}-b{c[2]}")
+def test_inference(benchmark, case, comparison, provider):
+    name, size, batch = case
     device = harness.devices()[0]
-    autocast = _precision(precision, device)
-    config, (kp_detector, generator, _) = _models(name, None if provider.startswith("fast") else "reference", False)
-    kp_detector.to(device)
-    generator.to(device)
-    params = config["transfer_params"]["normalization_params"]
-    gen = torch.Generator().manual_seed(2)
-    source = torch.rand((batch, 3, size, size), generator=gen).to(device)
-    first, driving = (torch.rand((batch, 3, size, size), generator=gen).to(device) for _ in range(2))
-
-    if provider == "fast":
-        animator = Animator(kp_detector, generator, params)
-        with autocast:
-            animator.set_source(source)
-            animator(first)  # the initial driving pose
-
-        def call():
-            with autocast:
-                return animator(driving)["video_prediction"]
-    else:
-        with torch.no_grad(), autocast:
-            kp_source, kp_initial = kp_detector(source), kp_detector(first)
-        detect, generate = kp_detector, generator
-        if provider == "compile":
-            detect, generate = harness.compiled(kp_detector), harness.compiled(generator)
-
-        def call():
-            with torch.no_grad(), autocast:  # the original transfer loop
-                kp_driving = detect(driving)
-                kp_norm = normalize_kp(kp_driving, kp_source, kp_initial=kp_initial, **params)
-                return generate(source, kp_norm, kp_source)["video_prediction"]
-
-    benchmark.group = f"model inference {name} batch {batch} {precision} {device}"
-    bytes_moved = _param_bytes(kp_detector, generator) + 3 * source.numel() * source.element_size()
-    harness.run(benchmark, call, device, bytes_moved, model=name, provider=provider, batch=batch,
-                precision=precision, mode="inference", threads=torch.get_num_threads())
+    if provider.startswith("compile") and os.environ.get("FASTMOTION_BENCH_MODEL_COMPILE") != "1":
+        pytest.skip("set FASTMOTION_BENCH_MODEL_COMPILE=1 (compiling the whole model takes minutes)")
+    fns = _inference(name, size, batch, device)[comparison]
+    if provider not in fns:
+        pytest.skip(f"{provider} does not run here ({device}, batch {batch})")
+    benchmark.group = f"model inference {name} {size}x{size} batch {batch} {comparison} {device}"
+    harness.run(benchmark, fns[provider], device, 0, model=name, provider=provider, batch=batch,
+                comparison=comparison, threads=torch.get_num_threads())
     if benchmark.stats is not None:
-        benchmark.extra_info["fps"] = round(batch / benchmark.stats.stats.median, 2)
-    _record(benchmark, ("inference", name, batch, precision), provider)
+        benchmark.extra_info["frames/s"] = round(batch / benchmark.stats.stats.median, 2)
+    _record(benchmark, (name, size, batch, comparison), provider == next(iter(fns)))
 
 
 @pytest.mark.parametrize("provider", ["reference", "fast"])
 @pytest.mark.parametrize("precision", list(PRECISIONS))
-@pytest.mark.parametrize("case", TRAIN, ids=lambda c: f"{c[0]}-b{c[1]}")
+@pytest.mark.parametrize("case", train_bench.STEP, ids=lambda c: f"{c[0]}-b{c[2]}")
 def test_train_step(benchmark, case, precision, provider):
-    name, batch, size = case
+    name, size, batch = case
     device = harness.devices()[0]
     autocast = _precision(precision, device)
-    config, models = _models(name, None if provider == "fast" else "reference", True)
-    models = [m.to(device) for m in models]
-    gen = torch.Generator().manual_seed(3)
-    source = torch.rand((batch, 3, 1, size, size), generator=gen).to(device)
-    video = torch.rand((batch, 3, 1, size, size), generator=gen).to(device)
-    train_params = config["train_params"]
+    step = train_bench.step_call(name, size, batch, "reference" if provider == "reference" else None, device)
 
     def call():
-        for m in models:
-            m.zero_grad(set_to_none=True)
         with autocast:
-            return train_step(*models, source, video, train_params)
+            return step()
 
     benchmark.group = f"model train step {name} batch {batch} {precision} {device}"
-    harness.run(benchmark, call, device, 3 * _param_bytes(*models), model=name, provider=provider, batch=batch,
-                precision=precision, mode="train", threads=torch.get_num_threads())
-    _record(benchmark, ("train", name, batch, precision), provider)
+    harness.run(benchmark, call, device, 0, model=name, provider=provider, batch=batch, precision=precision,
+                mode="train", threads=torch.get_num_threads())
+    if benchmark.stats is not None:
+        benchmark.extra_info["videos/s"] = round(batch / benchmark.stats.stats.median, 2)
+    _record(benchmark, ("train", name, batch, precision), provider == "reference")
+
+
+_models = model_bench.random_models  # the name other bench suites import

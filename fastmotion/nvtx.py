@@ -1,6 +1,9 @@
-"""NVTX ranges around the stages of a frame (keypoints, dense motion, warp, decode), for Nsight
-Systems timelines. Off unless ``FASTMOTION_NVTX=1``: then ``range(name)`` is a shared no-op
-context and costs one attribute check per stage.
+"""NVTX ranges for Nsight Systems timelines: around the stages of a frame (keypoints, dense
+motion, warp, decode) and around op launches (every timed call of ``fastmotion bench`` and the
+pytest-benchmark op suites is marked ``<op> <provider> <mode>``). Off by default
+(``FASTMOTION_NVTX=1``, read at import, turns it on); off, ``range(name)`` returns one shared
+no-op context and costs one attribute check;
+bench/test_call_overhead.py measures it (providers ``<backend>`` against ``<backend>+nvtx``).
 
 Uses the ``nvtx`` package when installed, else ``torch.cuda.nvtx`` (which needs a CUDA build).
 """
