@@ -8,7 +8,7 @@ from fastmotion import backends
 from fastmotion.models import conv_fusion as cf
 from fastmotion.models import policy
 from tests.models.helpers import build, copy_weights, tiny_config
-from tests.models.test_backends import relative_err, run_models
+from tests.models.test_backends import assert_same_math_float64, run_models
 
 CONFIG, SIZE = tiny_config("taichi"), 32
 
@@ -49,11 +49,7 @@ def test_each_mix_of_switches_computes_the_original(backend, rewrites, train, mo
     out, grads, chosen, rewritten = _run_recording(mixed, train, monkeypatch)
     assert chosen_ref == {"reference"} and not rewritten_ref
     assert chosen == {backend} and rewritten == rewrites
-    for key in out_ref:
-        assert relative_err(out[key], out_ref[key]) < 1e-9, key
-    assert grads.keys() == grad_ref.keys()
-    for key in grad_ref:
-        assert relative_err(grads[key], grad_ref[key]) < 1e-8, key
+    assert_same_math_float64(out, grads, out_ref, grad_ref)
 
 
 def test_rewrites_follow_the_backend_unless_set(monkeypatch):
