@@ -14,7 +14,7 @@ they were; writing goes to a temporary file that is renamed over the target at t
 from __future__ import annotations
 
 import os
-import pickle
+import re
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -85,14 +85,34 @@ def _problems(name: str, module: nn.Module, state: Dict[str, Any]) -> list:
     return out
 
 
+def _unreadable_cause(path: str, exc: BaseException) -> str:
+    """Why ``torch.load`` could not read ``path``, in words (not torch's advice to turn off safe
+    loading, which does not help a file that is truncated or not a checkpoint at all)."""
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if unsafe:
+        return (f"it stores a Python object of type {unsafe.group(1)}, which safe loading does not run; "
+                "weights_only=False loads it, if you trust where the file came from")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if zipfile.is_zipfile(path) or head.startswith(b"PK"):
+        return "the file is truncated or corrupt (its zip archive cannot be read)"
+    if not head.startswith(b"\x80"):  # a pickle (torch's legacy format) starts with its protocol opcode
+        return f"it is not a PyTorch checkpoint (neither a zip archive nor a pickle; it starts with {head[:12]!r})"
+    return "the file is truncated or corrupt (its pickle cannot be read)"
+
+
 def _read(path, map_location, weights_only: bool) -> dict:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load_checkpoint: no checkpoint file at {path!r}")
+    if os.path.getsize(path) == 0:
+        raise RuntimeError(f"load_checkpoint: cannot read {path!r}: the file is empty (0 bytes)")
     try:
         data = torch.load(path, map_location=map_location, weights_only=weights_only)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise RuntimeError(f"load_checkpoint: cannot read {path!r} (corrupt or not a torch checkpoint): {exc}") from exc
+    except OSError as exc:
+        raise RuntimeError(f"load_checkpoint: cannot read {path!r}: {exc.strerror or exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a bad file
+        raise RuntimeError(f"load_checkpoint: cannot read {path!r}: {_unreadable_cause(path, exc)}") from None
     if not isinstance(data, dict) or not any(k in data for k in NETWORKS):
         found = sorted(data)[:10] if isinstance(data, dict) else type(data).__name__
         raise RuntimeError(f"load_checkpoint: {path!r} is not a Monkey-Net checkpoint: expected keys {NETWORKS}, "
@@ -261,16 +281,21 @@ def save_checkpoint(path, *, kp_detector: Optional[nn.Module] = None, generator:
                           "config": None if config is None else dict(config)}
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    tmp = None
     try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
         with os.fdopen(fd, "wb") as f:
             torch.save(data, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(exc, OSError):  # full disk, read-only or missing folder: name the target, not the temp file
+            message = (f"save_checkpoint: cannot write {path!r}: {exc.strerror or exc} "
+                       "(the previous file, if any, is unchanged)")
+            raise (OSError(exc.errno, message) if exc.errno is not None else OSError(message)) from None
         raise
     return path

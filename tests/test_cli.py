@@ -33,3 +33,34 @@ def test_use_backend_rejects_unknown_name():
     with pytest.raises(ValueError, match="use_backend"):
         with backends.use_backend("gpu"):
             pass
+
+
+def _info(env_value=None, **popen):
+    import os
+
+    env = dict(os.environ)
+    env.pop("FASTMOTION_BACKEND", None)
+    if env_value is not None:
+        env["FASTMOTION_BACKEND"] = env_value
+    return subprocess.Popen([sys.executable, "-m", "fastmotion.cli", "info"], env=env, text=True, **popen)
+
+
+def test_info_reports_a_bad_backend_setting_without_traceback():
+    proc = _info("bogus", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" not in err and "Traceback" not in out
+    assert err.strip().splitlines() == [err.strip()]  # one line
+    assert "FASTMOTION_BACKEND" in err and "'bogus'" in err
+    assert "backend    invalid:" in out and "'bogus'" in out
+    assert "reference  usable" in out  # the rest of the diagnosis is still printed
+
+
+def test_info_into_a_closed_pipe_is_quiet():
+    """`fastmotion info | head -1`: the reader goes away before the output is written."""
+    proc = _info(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the child (still importing torch) writes anything
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert proc.returncode == 0, err
+    assert err == ""

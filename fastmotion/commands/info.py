@@ -32,8 +32,17 @@ def run(args) -> int:
         print(f"extension  not loaded: {err}")
     else:
         print(f"extension  {module.__file__} (CUDA kernels compiled: {'yes' if module.with_cuda else 'no'})")
-    requested = backends.requested_backend()
-    print(f"backend    {requested or 'auto'} ({backends.ENV_VAR}={os.environ.get(backends.ENV_VAR, '')!r})")
+    env_value = os.environ.get(backends.ENV_VAR, "")
+    try:
+        requested = backends.requested_backend()
+    except ValueError as exc:  # the diagnostic command reports a bad setting instead of stopping at it
+        requested, bad_setting = None, str(exc)
+    else:
+        bad_setting = None
+    if bad_setting is None:
+        print(f"backend    {requested or 'auto'} ({backends.ENV_VAR}={env_value!r})")
+    else:
+        print(f"backend    invalid: {bad_setting}; every model and op call fails until it is fixed or unset")
     print()
     print(f"{'backend':<10} {'CPU tensors':<14} CUDA tensors")
     notes = []
@@ -50,4 +59,7 @@ def run(args) -> int:
     if notes:
         print("\nwhy not:")
         print("\n".join(notes))
+    if bad_setting is not None:
+        print(f"fastmotion info: error: {bad_setting}", file=sys.stderr)
+        return 1
     return 0

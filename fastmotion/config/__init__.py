@@ -1,7 +1,8 @@
 """The original Monkey-Net YAML configs, shipped with fastmotion and loadable by name or path.
 
 ``load_config("taichi")`` reads the packaged copy; ``load_config("path/to/any.yaml")`` reads
-an original (or edited) config file unchanged.
+an original (or edited) config file unchanged. Model parameters are checked on loading
+(:mod:`fastmotion.config.validate`).
 """
 from __future__ import annotations
 
@@ -39,4 +40,7 @@ def load_config(name_or_path) -> Dict[str, Any]:
             raise ValueError(f"load_config: {path!r} is not valid YAML: {exc}") from exc
     if not isinstance(config, dict) or not isinstance(config.get("model_params"), dict):
         raise ValueError(f"load_config: {path!r} is not a Monkey-Net config (no 'model_params' mapping)")
+    from fastmotion.config.validate import validate_model_params
+
+    validate_model_params(config, f"load_config: {path!r}")
     return config

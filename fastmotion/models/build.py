@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Mapping, NamedTuple
 
+from fastmotion.config.validate import validate_model_params
+
 from fastmotion.models.discriminator import Discriminator
 from fastmotion.models.generator import MotionTransferGenerator
 from fastmotion.models.keypoint_detector import KPDetector
@@ -27,6 +29,7 @@ def build_models(config: Mapping, backend=None, rewrites=None) -> MonkeyNet:
     :mod:`fastmotion.models.policy`)."""
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a mapping (a loaded YAML config), got {type(config).__name__}")
+    validate_model_params(config)
     params = config.get("model_params", config)
     common = _section(params, "common_params")
     kw = dict(backend=backend)

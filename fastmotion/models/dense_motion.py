@@ -13,6 +13,7 @@ from torch import nn
 from fastmotion import ops
 from fastmotion.models import frames as fr
 from fastmotion.models.blocks import Hourglass, SameBlock
+from fastmotion.models.input_size import HourglassSize, check_size
 from fastmotion.models.module_backend import BackendModule
 from fastmotion.models.movement_embedding import MovementEmbeddingModule, kp_shift
 from fastmotion.reference.grid import make_coordinate_grid
@@ -81,6 +82,9 @@ class DenseMotionModule(BackendModule):
         op = type(self).__name__
         source, kp_d, kp_s, d = prepare_source_inputs(source_image, kp_driving, kp_source, op, self.num_channels,
                                                       self.num_kp)
+        fr.check_dtype(source, "source_image", op, self)
+        check_size(source, "source_image", op,
+                   [HourglassSize(len(self.hourglass.encoder.down_blocks), self.scale_factor)])
         return grid_to_video(self.flow(fr.repeat_frames(source, d or 1), kp_d, kp_s), d)
 
 

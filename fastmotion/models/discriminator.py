@@ -12,6 +12,7 @@ from torch import nn
 
 from fastmotion.models import frames as fr
 from fastmotion.models.conv3d_layout import FrameConv2d
+from fastmotion.models.input_size import PooledConvSize, check_size
 from fastmotion.models.module_backend import BackendModule
 from fastmotion.models.movement_embedding import optional_embedding
 from fastmotion.models.resample2x import avg_pool_2x2
@@ -21,6 +22,8 @@ class VideoInstanceNorm(nn.InstanceNorm2d):
     """InstanceNorm2d on frames that can normalise over the frames of a video jointly."""
 
     def forward(self, x, frames_per_video=None):
+        if x.shape[0] == 0:  # ATen's instance_norm fails on an empty batch
+            return x.clone()
         if not frames_per_video or frames_per_video == 1:
             return super().forward(x)
         n, c, h, w = x.shape
@@ -69,6 +72,9 @@ class Discriminator(BackendModule):
 
     def feature_maps(self, frames, kp_driving, kp_source, frames_per_video=None):
         """Feature maps of frames ``(N, C, H, W)`` with keypoints ``(N, K, 2)`` (maps 1.. as frames)."""
+        op = type(self).__name__
+        fr.check_dtype(frames, "x", op, self)
+        check_size(frames, "x", op, self.input_size_rules())
         x = fr.downsample(frames, self.scale_factor)
         if self.kp_embedding is not None:
             out = torch.cat([x, self.kp_embedding.embed(x, kp_driving, kp_source)], dim=1)
@@ -80,6 +86,9 @@ class Discriminator(BackendModule):
             maps.append(out)
         maps.append(self.conv(out))
         return maps
+
+    def input_size_rules(self):
+        return [PooledConvSize(len(self.down_blocks), self.down_blocks[0].conv.kernel_size[-1], self.scale_factor)]
 
     def forward(self, x, kp_driving, kp_source):
         """Video ``(B, C, D, H, W)`` + keypoints ``(B, D, K, 2)`` -> ``[x, (B, C_i, D, h_i, w_i)...]``;

@@ -20,7 +20,22 @@ def check_image(x, name: str, op: str, channels: Optional[int] = None) -> bool:
         raise TypeError(f"{op}: {name} must be a floating-point tensor, got dtype {x.dtype}")
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"{op}: {name} must have {channels} channels (dim 1), got shape {tuple(x.shape)}")
+    if x.dim() == 5 and x.shape[2] == 0:
+        raise ValueError(f"{op}: {name} is a video with no frames (D = 0 in (B, C, D, H, W), shape "
+                         f"{tuple(x.shape)}); pass at least one frame")
     return x.dim() == 5
+
+
+def check_dtype(x: torch.Tensor, name: str, op: str, module: torch.nn.Module) -> None:
+    """Images must have the dtype of the network's parameters (a float64 image into a float32
+    network would fail deep inside, or silently compute in another precision); under autocast
+    on ``x``'s device any floating dtype goes, as autocast casts per op."""
+    param = next(module.parameters(), None)
+    if param is None or x.dtype == param.dtype or torch.is_autocast_enabled(x.device.type):
+        return
+    raise TypeError(f"{op}: {name} has dtype {x.dtype} but the network's parameters are {param.dtype}; convert "
+                    f"the images with .to({param.dtype}) (or the network with .to({x.dtype}), or run under "
+                    "torch.autocast)")
 
 
 def video_to_frames(x: torch.Tensor) -> Tuple[torch.Tensor, Optional[int]]:
@@ -58,6 +73,8 @@ def check_kp(kp, name: str, op: str, video: bool, num_kp: Optional[int] = None,
     if mean.dim() != dims or mean.shape[-1] != 2:
         raise ValueError(f"{op}: {name}['mean'] must be {layout} for a {dims + 1}-D image input, "
                          f"got shape {tuple(mean.shape)}")
+    if video and mean.shape[1] == 0:
+        raise ValueError(f"{op}: {name}['mean'] has no frames (D = 0 in {layout}); pass at least one frame")
     if num_kp is not None and mean.shape[-2] != num_kp:
         raise ValueError(f"{op}: {name}['mean'] has {mean.shape[-2]} keypoints, the module expects {num_kp}")
     if batch is not None and mean.shape[0] != batch:

@@ -17,15 +17,15 @@ import torch
 from torch import nn
 
 from fastmotion import nvtx, ops
+from fastmotion.config.validate import INTERPOLATION_MODES
 from fastmotion.models import conv_fusion as cf
 from fastmotion.models import frames as fr
 from fastmotion.models.blocks import Decoder, Encoder, ResBlock
 from fastmotion.models.conv3d_layout import FrameConv2d
 from fastmotion.models.dense_motion import DenseMotionModule, IdentityDeformation, prepare_source_inputs
+from fastmotion.models.input_size import HourglassSize, check_size
 from fastmotion.models.module_backend import BackendModule
 from fastmotion.models.movement_embedding import optional_embedding
-
-INTERPOLATION_MODES = ("nearest", "trilinear", "bilinear")
 
 
 class MotionTransferGenerator(BackendModule):
@@ -65,7 +65,18 @@ class MotionTransferGenerator(BackendModule):
 
     def encode_source(self, source: torch.Tensor) -> List[torch.Tensor]:
         """Encoder skips of source frames ``(B, C, H, W)``: ``[source, down_1, down_2, ...]``."""
+        op = type(self).__name__
+        fr.check_dtype(source, "source_image", op, self)
+        check_size(source, "source_image", op, self.input_size_rules())
         return self.appearance_encoder(source)
+
+    def input_size_rules(self):
+        """The appearance hourglass at full size and the dense motion hourglass at its scale."""
+        rules = [HourglassSize(len(self.appearance_encoder.down_blocks))]
+        dense = self.dense_motion_module
+        if isinstance(dense, DenseMotionModule):
+            rules.append(HourglassSize(len(dense.hourglass.encoder.down_blocks), dense.scale_factor))
+        return rules
 
     def decode(self, skips: List[torch.Tensor], kp_driving, kp_source) -> Dict[str, torch.Tensor]:
         """Predict frames from the source's encoder skips and frame keypoints ``(N, K, 2)``, where

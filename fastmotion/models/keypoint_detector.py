@@ -11,6 +11,7 @@ import torch
 from fastmotion import ops
 from fastmotion.models import frames as fr
 from fastmotion.models.blocks import Hourglass
+from fastmotion.models.input_size import HourglassSize, check_size
 from fastmotion.models.module_backend import BackendModule
 
 
@@ -33,6 +34,9 @@ class KPDetector(BackendModule):
 
     def detect(self, frames):
         """Keypoints of frames ``(N, C, H, W)``: mean ``(N, K, 2)``, var ``(N, K, 2, 2)``."""
+        op = type(self).__name__
+        fr.check_dtype(frames, "x", op, self)
+        check_size(frames, "x", op, self.input_size_rules())
         heatmap = self.predictor(fr.downsample(frames, self.scale_factor))
         if heatmap.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled(heatmap.device.type):
             # Under autocast the original's softmax ran in float32 (autocast's float32 list), and so
@@ -41,6 +45,9 @@ class KPDetector(BackendModule):
         mean, var = ops.heatmap_moments(heatmap, self.temperature, self.kp_variance, self.clip_variance,
                                         backend=self.ops_backend())
         return {"mean": mean} if var is None else {"mean": mean, "var": var}
+
+    def input_size_rules(self):
+        return [HourglassSize(len(self.predictor.encoder.down_blocks), self.scale_factor)]
 
     def forward(self, x):
         """Video ``(B, C, D, H, W)`` -> mean ``(B, D, K, 2)``, var ``(B, D, K, 2, 2)``;

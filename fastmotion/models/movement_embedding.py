@@ -81,7 +81,7 @@ class MovementEmbeddingModule(BackendModule):
             if self.use_deformed_source_image:
                 parts.append(ops.shifted_warps(source, shift, backend=self.ops_backend()))
         out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
-        return out.reshape(n, -1, h, w)
+        return out.reshape(n, out.shape[1] * out.shape[2], h, w)  # explicit: n may be 0
 
     def _heatmap(self, kp_driving, kp_source, size, memo):
         background = bool(self.add_bg_feature_map)

@@ -1,6 +1,7 @@
 """Checkpoints: the original format (Conv3d weights, DataParallel prefixes, optimizer states),
 fastmotion's own, atomic writes and clear errors that leave the models untouched."""
 import os
+import re
 
 import pytest
 import torch
@@ -180,3 +181,65 @@ def test_config_by_packaged_name(tmp_path):
     path = ckpt.save_checkpoint(tmp_path / "shapes.pth.tar", generator=models[1], fmt="original")
     loaded = fastmotion.load_checkpoint(path, "shapes")
     assert_same_weights(models[1], loaded.generator)
+
+
+def test_unreadable_files_name_the_file_and_the_cause(tmp_path):
+    """Empty, text, truncated and unsafe files: the path and what is wrong, in one line, without
+    torch's advice to turn off safe loading."""
+    empty = tmp_path / "empty.pth.tar"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.pth.tar"
+    text.write_text("epoch 3 loss 0.21\n" * 20)
+    good = tmp_path / "good.pth.tar"
+    torch.save(original_dict(build(CONFIG)), good)
+    truncated = tmp_path / "truncated.pth.tar"
+    truncated.write_bytes(good.read_bytes()[:4096])
+    cases = [(empty, "the file is empty"), (text, "it is not a PyTorch checkpoint .*starts with b'epoch 3"),
+             (truncated, "the file is truncated or corrupt")]
+    for path, cause in cases:
+        with pytest.raises(RuntimeError, match=f"cannot read '{re.escape(str(path))}': {cause}") as info:
+            fastmotion.load_checkpoint(path, CONFIG)
+        message = str(info.value)
+        assert "\n" not in message and "Weights only load failed" not in message
+        assert info.value.__cause__ is None  # torch's own error (and advice) is not chained on
+        assert info.value.__context__ is None or info.value.__suppress_context__
+
+
+class NotATensor:
+    pass
+
+
+def test_unsafe_object_is_named(tmp_path):
+    path = tmp_path / "objects.pth.tar"
+    torch.save({"kp_detector": NotATensor()}, path)
+    with pytest.raises(RuntimeError, match=f"stores a Python object of type {__name__}.NotATensor") as info:
+        fastmotion.load_checkpoint(path, CONFIG)
+    assert "Weights only load failed" not in str(info.value)
+
+
+def test_full_disk_names_the_target_and_the_cause(tmp_path, monkeypatch):
+    import errno
+
+    models = build(CONFIG)
+    path = tmp_path / "c.pth.tar"
+    ckpt.save_checkpoint(path, kp_detector=models[0], epoch=1)
+    original = path.read_bytes()
+
+    def full_disk(obj, f, *args, **kwargs):
+        f.write(b"part of a checkpoint")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=f"cannot write '{re.escape(str(path))}': No space left on device") as info:
+        ckpt.save_checkpoint(path, kp_detector=models[0], epoch=2)
+    assert info.value.errno == errno.ENOSPC
+    assert path.read_bytes() == original
+    assert os.listdir(tmp_path) == ["c.pth.tar"]
+
+
+def test_unwritable_folder_names_the_target(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    target = blocker / "c.pth.tar"
+    with pytest.raises(OSError, match=f"cannot write '{re.escape(str(target))}'"):
+        ckpt.save_checkpoint(target, kp_detector=build(CONFIG)[0])
