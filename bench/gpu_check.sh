@@ -9,7 +9,8 @@
 # Knobs: BUDGET, TEST_TIMEOUT, BENCH_TIMEOUT, OVERHEAD_TIMEOUT, PROFILE_TIMEOUT (seconds);
 #   BENCH_SUITES (default all), BENCH_ARGS (extra `fastmotion bench` flags, default --compile key),
 #   BENCH_DEVICE (default cuda), TEST_SELECT (pytest -k, default "cuda or gpu"), SKIP_BUILD=1,
-#   SKIP_TESTS=1 (to try the later steps on a machine without a GPU: BENCH_DEVICE=cpu).
+#   SKIP_TESTS=1 (to try the later steps on a machine without a GPU: BENCH_DEVICE=cpu),
+#   WITH_EXPORT=1 (then bench/gpu_export_check.sh: TensorRT tests and exported latency, in what is left).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-results}"
@@ -68,4 +69,8 @@ timeout "$(limit "${PROFILE_TIMEOUT:-45}")" "$PY" bench/profile_kernels.py ${PRO
     > "$OUT/kernels.txt" 2>&1
 echo "profile exit code: $?"
 grep -v USDT "$OUT/kernels.txt" | head -60
+if [ "${WITH_EXPORT:-0}" = 1 ]; then
+    stamp "export checks (bench/gpu_export_check.sh)"
+    OUT="$OUT" TEST_TIMEOUT="$(limit 150)" BENCH_TIMEOUT="$(limit 300)" bash bench/gpu_export_check.sh
+fi
 stamp "done"

@@ -41,6 +41,7 @@ class Checkpoint:
     it: Optional[int] = None
     optimizer_states: Dict[str, dict] = field(default_factory=dict)
     config: Optional[dict] = None
+    resume: Optional[dict] = None  # the trainer's resume state (fastmotion checkpoints written by it)
 
 
 def _strip_data_parallel(state: Mapping[str, Any]) -> Dict[str, Any]:
@@ -227,7 +228,8 @@ def load_checkpoint(path, config=None, *, kp_detector: Optional[nn.Module] = Non
     return Checkpoint(kp_detector=given["kp_detector"] if "kp_detector" in present else None,
                       generator=given["generator"] if "generator" in present else None,
                       discriminator=given["discriminator"] if "discriminator" in present else None,
-                      epoch=data.get("epoch"), it=data.get("it"), optimizer_states=converted, config=config)
+                      epoch=data.get("epoch"), it=data.get("it"), optimizer_states=converted, config=config,
+                      resume=meta.get("resume") if meta is not None else None)
 
 
 def _original_optimizer_state(optimizer: torch.optim.Optimizer, network: Optional[nn.Module]) -> dict:
@@ -253,12 +255,15 @@ def _original_optimizer_state(optimizer: torch.optim.Optimizer, network: Optiona
 def save_checkpoint(path, *, kp_detector: Optional[nn.Module] = None, generator: Optional[nn.Module] = None,
                     discriminator: Optional[nn.Module] = None,
                     optimizers: Optional[Mapping[str, torch.optim.Optimizer]] = None, epoch: Optional[int] = None,
-                    it: Optional[int] = None, config: Optional[Mapping] = None, fmt: str = "fastmotion") -> str:
+                    it: Optional[int] = None, config: Optional[Mapping] = None, fmt: str = "fastmotion",
+                    resume: Optional[Mapping] = None) -> str:
     """Write a checkpoint atomically (temporary file + rename); returns the path.
 
     ``fmt="original"`` writes exactly the original's keys (readable by the original code);
     ``fmt="fastmotion"`` adds the ``'fastmotion'`` entry with the config, so
     :func:`load_checkpoint` needs no config. ``optimizers``: ``{'optimizer_generator': opt, ...}``.
+    ``resume``: the trainer's extra state (schedulers, GradScaler, position, RNG), kept in the
+    ``'fastmotion'`` entry and returned as ``Checkpoint.resume``.
     """
     if fmt not in ("original", "fastmotion"):
         raise ValueError(f"save_checkpoint: fmt must be 'original' or 'fastmotion', got {fmt!r}")
@@ -279,6 +284,8 @@ def save_checkpoint(path, *, kp_detector: Optional[nn.Module] = None, generator:
 
         data[META_KEY] = {"format": FORMAT, "version": FORMAT_VERSION, "fastmotion_version": __version__,
                           "config": None if config is None else dict(config)}
+        if resume is not None:
+            data[META_KEY]["resume"] = dict(resume)
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     tmp = None

@@ -37,6 +37,8 @@ from torch.library import wrap_triton
 
 DET_EPS = 1e-12  # smallest determinant used when inverting a covariance (reference: DET_EPS)
 _DET_EPS = tl.constexpr(DET_EPS)
+FAR_QUAD = 2000.0  # a quadratic form above this on every pixel renders exp(-1000) = 0 (gaussian.h)
+_FAR_QUAD = tl.constexpr(FAR_QUAD)
 FWD_BLOCK = 1024  # pixels per forward tile
 BWD_BLOCK = 512  # pixels per backward tile (10-24 accumulators per pixel lane)
 MODE_FIXED, MODE_SINGLE, MODE_MATRIX = 0, 1, 2
@@ -77,7 +79,17 @@ def _keypoint(mean_ptr, var_ptr, m_off, v_off, fixed_hi, fixed_lo, MODE: tl.cons
         pa = v00 / tl.where(s2 < eps, eps, s2)
         pb = v01
         pc = pa
-    return mx, my, pa, pb, pc, v00, v01, v10, v11
+    # A finite keypoint so far off the grid that its heatmap is 0 is moved to where it still is 0
+    # but the quadratic form does not overflow (GaussQuad::far_keypoint_scale in gaussian.h).
+    far = tl.maximum(tl.abs(mx), tl.abs(my))
+    hb = 0.5 * pb
+    hd = 0.5 * (pa - pc)
+    lmax = 0.5 * (pa + pc) + tl.sqrt(hd * hd + hb * hb)
+    lmin = tl.where(lmax > 0.0, (pa * pc - hb * hb) / tl.where(lmax > 0.0, lmax, 1.0), 0.0)
+    reach = 2.0 + tl.sqrt(tl.full([], _FAR_QUAD, ACC) / tl.where(lmin > 0.0, lmin, 1.0))
+    move = (far > 2.0) & (far - far == 0.0) & (lmin > 0.0) & (far > reach)
+    scale = tl.where(move, reach / tl.where(move, far, 1.0), 1.0)
+    return mx * scale, my * scale, pa, pb, pc, v00, v01, v10, v11
 
 
 @triton.jit

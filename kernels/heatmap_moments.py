@@ -12,7 +12,9 @@ The detector's epilogue (clipping the covariance by its smallest singular value,
 one launch forward and one backward (the unfused epilogue cost ~15 tiny launches each way).
 
 Float scalar arguments are cast to the accumulation type on entry: torch.compile (inductor)
-passes Python floats as fp64, which would otherwise turn the loop-carried state fp64.
+passes Python floats as fp64, which would otherwise turn the loop-carried state fp64. Triton
+itself passes Python floats as fp32, so each goes as two fp32 halves (_split / _join) that add
+up to its fp64 value in a fp64 kernel.
 
 Backward: dL/dl_i = (1/T) p_i (f(g_i) - fbar) where f is a quadratic in the pixel coordinate
 and fbar follows from the forward's outputs (see csrc/include/fastmotion/heatmap_moments.h),
@@ -20,6 +22,8 @@ so it is one elementwise pass: read the logits once, write the gradient once, wi
 recomputed from the saved log-sum-exp (nothing of size H*W saved).
 """
 from __future__ import annotations
+
+import struct
 
 import torch
 import triton
@@ -37,6 +41,13 @@ def _axis_coord(idx, size_m1, on):
 
 
 @triton.jit
+def _join(hi, lo, ACC: tl.constexpr):
+    # A float scalar passed as two float32 halves (Triton passes Python floats as float32): their
+    # sum in ACC is the float64 value to ~2^-48 (see _split).
+    return tl.cast(hi, ACC) + tl.cast(lo, ACC)
+
+
+@triton.jit
 def _smallest_singular(a, b, c, d):
     # The original's formula (radicand clamped at 0); also returns the pieces its gradient needs.
     s1 = a * a + b * b + c * c + d * d
@@ -48,19 +59,19 @@ def _smallest_singular(a, b, c, d):
 
 
 @triton.jit
-def heatmap_moments_fwd_kernel(logits_ptr, mean_ptr, var_ptr, raw_ptr, lse_ptr, HW, W, inv_t, w_m1, h_m1,
-                               x_on, y_on, eps_hw, ex2, ey2, clip, BLOCK: tl.constexpr, ACC: tl.constexpr,
-                               VAR_MODE: tl.constexpr):
+def heatmap_moments_fwd_kernel(logits_ptr, mean_ptr, var_ptr, raw_ptr, lse_ptr, HW, W, inv_t, inv_t_lo, w_m1, h_m1,
+                               x_on, y_on, eps_hw, eps_hw_lo, ex2, ex2_lo, ey2, ey2_lo, clip, clip_lo,
+                               BLOCK: tl.constexpr, ACC: tl.constexpr, VAR_MODE: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
-    inv_t = tl.cast(inv_t, ACC)
+    inv_t = _join(inv_t, inv_t_lo, ACC)
     w_m1 = tl.cast(w_m1, ACC)
     h_m1 = tl.cast(h_m1, ACC)
     x_on = tl.cast(x_on, ACC)
     y_on = tl.cast(y_on, ACC)
-    eps_hw = tl.cast(eps_hw, ACC)
-    ex2 = tl.cast(ex2, ACC)
-    ey2 = tl.cast(ey2, ACC)
-    clip = tl.cast(clip, ACC)
+    eps_hw = _join(eps_hw, eps_hw_lo, ACC)
+    ex2 = _join(ex2, ex2_lo, ACC)
+    ey2 = _join(ey2, ey2_lo, ACC)
+    clip = _join(clip, clip_lo, ACC)
     base = logits_ptr + row * HW
     neg_inf = float("-inf")
     zero = tl.zeros([BLOCK], dtype=ACC)
@@ -108,6 +119,9 @@ def heatmap_moments_fwd_kernel(logits_ptr, mean_ptr, var_ptr, raw_ptr, lse_ptr, 
         run_cyy = run_cyy * a + blk_cyy * b + f * ddy * ddy
         run_sum = tot
         run_max = new_max
+    # an all -inf row has no softmax: NaN mean (and var), as the reference's 0/0
+    run_mx = tl.where(run_sum == 0.0, float("nan"), run_mx)
+    run_my = tl.where(run_sum == 0.0, float("nan"), run_my)
     inv = 1.0 / run_sum
     vxx = run_cxx * inv + eps_hw * (ex2 + run_mx * run_mx)
     vxy = run_cxy * inv + eps_hw * (run_mx * run_my)
@@ -132,19 +146,19 @@ def heatmap_moments_fwd_kernel(logits_ptr, mean_ptr, var_ptr, raw_ptr, lse_ptr, 
 
 @triton.jit
 def heatmap_moments_bwd_kernel(logits_ptr, grad_ptr, mean_ptr, raw_ptr, lse_ptr, gmean_ptr, gvar_ptr,
-                               HW, W, inv_t, w_m1, h_m1, x_on, y_on, eps_hw, ex2, ey2, clip,
-                               BLOCK: tl.constexpr, ACC: tl.constexpr, VAR_MODE: tl.constexpr):
+                               HW, W, inv_t, inv_t_lo, w_m1, h_m1, x_on, y_on, eps_hw, eps_hw_lo, ex2, ex2_lo, ey2,
+                               ey2_lo, clip, clip_lo, BLOCK: tl.constexpr, ACC: tl.constexpr, VAR_MODE: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     chunk = tl.program_id(1)
-    inv_t = tl.cast(inv_t, ACC)
+    inv_t = _join(inv_t, inv_t_lo, ACC)
     w_m1 = tl.cast(w_m1, ACC)
     h_m1 = tl.cast(h_m1, ACC)
     x_on = tl.cast(x_on, ACC)
     y_on = tl.cast(y_on, ACC)
-    eps_hw = tl.cast(eps_hw, ACC)
-    ex2 = tl.cast(ex2, ACC)
-    ey2 = tl.cast(ey2, ACC)
-    clip = tl.cast(clip, ACC)
+    eps_hw = _join(eps_hw, eps_hw_lo, ACC)
+    ex2 = _join(ex2, ex2_lo, ACC)
+    ey2 = _join(ey2, ey2_lo, ACC)
+    clip = _join(clip, clip_lo, ACC)
     mx = tl.load(mean_ptr + row * 2).to(ACC)
     my = tl.load(mean_ptr + row * 2 + 1).to(ACC)
     va = tl.load(raw_ptr + row * 4).to(ACC)
@@ -181,13 +195,12 @@ def heatmap_moments_bwd_kernel(logits_ptr, grad_ptr, mean_ptr, raw_ptr, lse_ptr,
         g01 = g00
         g10 = g00
         g11 = g00
-    gv_var = g00 * va + g01 * vb + g10 * vc + g11 * vd
-    c = 1.0 - eps_hw
+    # f - fbar in coordinates centred on the mean (see MomentGradRow in heatmap_moments.h)
     qxy = g01 + g10
-    ax = gmx - c * (2.0 * g00 * mx + qxy * my)
-    ay = gmy - c * (qxy * mx + 2.0 * g11 * my)
-    m_gv_m = g00 * mx * mx + qxy * mx * my + g11 * my * my
-    fbar = gmx * mx + gmy * my + gv_var - c * m_gv_m - eps_hw * (g00 * ex2 + g11 * ey2)
+    ax = gmx + eps_hw * (2.0 * g00 * mx + qxy * my)
+    ay = gmy + eps_hw * (qxy * mx + 2.0 * g11 * my)
+    fbar = (g00 * (va - eps_hw * (ex2 + mx * mx)) + g01 * (vb - eps_hw * (mx * my))
+            + g10 * (vc - eps_hw * (mx * my)) + g11 * (vd - eps_hw * (ey2 + my * my)))
 
     offs = chunk * BLOCK + tl.arange(0, BLOCK)
     valid = offs < HW
@@ -195,7 +208,9 @@ def heatmap_moments_bwd_kernel(logits_ptr, grad_ptr, mean_ptr, raw_ptr, lse_ptr,
     x = _axis_coord((offs % W).to(ACC), w_m1, x_on)
     y = _axis_coord((offs // W).to(ACC), h_m1, y_on)
     p = tl.exp(l - lse)
-    f = ax * x + ay * y + g00 * x * x + qxy * x * y + g11 * y * y
+    dx = x - mx
+    dy = y - my
+    f = ax * dx + ay * dy + g00 * dx * dx + qxy * dx * dy + g11 * dy * dy
     grad = p * (f - fbar) * inv_t
     tl.store(grad_ptr + row * HW + offs, grad.to(grad_ptr.dtype.element_ty), mask=valid)
 
@@ -204,11 +219,25 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _grid_constants(h: int, w: int):
+def _split(x: float, acc: torch.dtype):
+    """``x`` as (hi, lo) float32 halves for a float64 kernel (hi + lo == x to ~2^-48 relative;
+    a float32 kernel gets (x, 0): the same rounding as before)."""
+    if acc != torch.float64:
+        return x, 0.0
+    hi = struct.unpack("f", struct.pack("f", x))[0] if abs(x) < 3.4e38 else x
+    return hi, x - hi
+
+
+def _scalars(h: int, w: int, temperature: float, clip: float, acc: torch.dtype):
+    """The kernels' float arguments: grid constants, 1 / temperature and clip."""
     ex2 = (w + 1) / (3.0 * (w - 1)) if w > 1 else 0.0
     ey2 = (h + 1) / (3.0 * (h - 1)) if h > 1 else 0.0
-    return dict(w_m1=float(max(w - 1, 1)), h_m1=float(max(h - 1, 1)), x_on=1.0 if w > 1 else 0.0,
-                y_on=1.0 if h > 1 else 0.0, eps_hw=HEATMAP_EPS * h * w, ex2=ex2, ey2=ey2)
+    out = dict(w_m1=float(max(w - 1, 1)), h_m1=float(max(h - 1, 1)), x_on=1.0 if w > 1 else 0.0,
+               y_on=1.0 if h > 1 else 0.0)
+    for name, value in (("inv_t", 1.0 / temperature), ("eps_hw", HEATMAP_EPS * h * w), ("ex2", ex2), ("ey2", ey2),
+                        ("clip", float(clip))):
+        out[name], out[name + "_lo"] = _split(value, acc)
+    return out
 
 
 def _block(hw: int) -> int:
@@ -237,8 +266,8 @@ def heatmap_moments_forward(logits: torch.Tensor, temperature: float, var_mode: 
         return mean, var, var_raw, lse
     block = _block(h * w)
     wrap_triton(heatmap_moments_fwd_kernel)[(rows,)](
-        logits, mean, var, var_raw, lse, h * w, w, 1.0 / temperature, **_grid_constants(h, w), clip=float(clip),
-        BLOCK=block, ACC=_tl_acc(acc), VAR_MODE=var_mode, num_warps=8 if block >= 2048 else 4)
+        logits, mean, var, var_raw, lse, h * w, w, **_scalars(h, w, temperature, clip, acc), BLOCK=block,
+        ACC=_tl_acc(acc), VAR_MODE=var_mode, num_warps=8 if block >= 2048 else 4)
     return mean, var, var_raw, lse
 
 
@@ -255,6 +284,6 @@ def heatmap_moments_backward(grad_mean, grad_var, logits, mean, var_raw, lse, te
     block = min(1024, triton.next_power_of_2(max(hw, 16)))
     wrap_triton(heatmap_moments_bwd_kernel)[(rows, triton.cdiv(hw, block))](
         logits, grad, mean.contiguous(), var_raw.contiguous(), lse.contiguous(), grad_mean.contiguous(),
-        grad_var.contiguous(), hw, w, 1.0 / temperature, **_grid_constants(h, w), clip=float(clip),
-        BLOCK=block, ACC=_tl_acc(mean.dtype), VAR_MODE=var_mode, num_warps=4)
+        grad_var.contiguous(), hw, w, **_scalars(h, w, temperature, clip, mean.dtype), BLOCK=block,
+        ACC=_tl_acc(mean.dtype), VAR_MODE=var_mode, num_warps=4)
     return grad

@@ -1,6 +1,10 @@
 """The GPU session's scripts must not rot between GPU sessions: bench/profile_kernels.py runs
 here on small shapes and reports the kernels it is meant to find."""
 import json
+import os
+import subprocess
+
+import pytest
 
 from bench import profile_kernels
 from fastmotion import backends
@@ -58,3 +62,11 @@ def test_compare_script_pairs_bench_rows_with_pytest_benchmark_rows(tmp_path, ca
     assert compare.main([str(tmp_path / "cli.json"), str(tmp_path / "pb.json")]) == 0
     out = capsys.readouterr().out
     assert "0.80" in out and "1 cases; median ratio 0.80; 0 within 10%" in out
+
+
+@pytest.mark.parametrize("script", ["bench/gpu_check.sh", "bench/gpu_export_check.sh"])
+def test_gpu_scripts_parse(script):
+    """The GPU scripts only run on a lent GPU machine: at least keep them valid bash here."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(["bash", "-n", os.path.join(root, script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

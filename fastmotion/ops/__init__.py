@@ -2,6 +2,11 @@
 
 Every op takes a keyword-only ``backend=`` ('reference' | 'cpu' | 'cuda' | 'triton');
 see :mod:`fastmotion.backends` for how the default is chosen.
+
+Every op is twice differentiable on every backend (gradient penalties, torch.func hessians):
+the first-order backward runs the fused kernels; while a graph of the backward is being built
+(``create_graph=True``, torch.func) it runs the reference's differentiable math instead
+(:func:`fastmotion.ops._eager.builds_graph`).
 """
 from fastmotion.ops.dense_motion import compose_flow, shifted_warps
 from fastmotion.ops.gaussian import keypoint_heatmap_embedding, render_gaussians

@@ -80,6 +80,59 @@ def _needs_grad(args: Sequence) -> bool:
     return False
 
 
+def builds_graph(ctx, grads: Sequence) -> bool:
+    """Whether an op's backward must itself be differentiable: a graph of it is being built
+    (``create_graph=True``, torch.func transforms: grad mode is on inside the backward) and a saved
+    input or an incoming gradient requires grad.
+
+    Every op's backward starts with ``if torch.is_grad_enabled() and builds_graph(ctx, grads)``
+    and then computes its gradients with the reference's differentiable math (``reference_vjp``)
+    instead of the fused kernels, whose results carry no graph (a second derivative through them
+    would be silently zero). A first-order backward pays one ``torch.is_grad_enabled()`` for it
+    (the check is inlined there rather than wrapped: a wrapper's extra Python frame cost ~1 us).
+    """
+    for g in grads:
+        if isinstance(g, torch.Tensor):
+            if g.requires_grad:
+                return True
+        elif isinstance(g, (list, tuple)) and any(isinstance(t, torch.Tensor) and t.requires_grad for t in g):
+            return True
+    return any(t is not None and t.requires_grad for t in ctx.saved_tensors)
+
+
+def reference_vjp(fn: Callable, inputs: Sequence, grads: Sequence) -> list:
+    """Gradients of ``fn(*inputs)`` (the reference's outputs, a sequence; None entries skipped)
+    given ``grads`` (one per output, None for none), with respect to each of ``inputs`` that
+    requires grad (None for the others), recorded so that they can be differentiated again.
+
+    ``torch.func.vjp`` rather than ``torch.autograd.grad``: it composes with regular autograd
+    (create_graph) and with the torch.func transforms alike (under jacrev(grad(...)) an inner
+    ``autograd.grad`` gives silently wrong second derivatives)."""
+    wanted = [i for i, t in enumerate(inputs) if isinstance(t, torch.Tensor) and t.requires_grad]
+    result = [None] * len(inputs)
+    if not wanted or all(g is None for g in grads):
+        return result
+    keep = None
+
+    def of_wanted(*tensors):
+        nonlocal keep
+        args = list(inputs)
+        for i, t in zip(wanted, tensors):
+            args[i] = t
+        outs = fn(*args)
+        if keep is None:
+            keep = [k for k, (o, g) in enumerate(zip(outs, grads)) if o is not None and g is not None]
+        return tuple(outs[k] for k in keep)
+
+    _, pullback = torch.func.vjp(of_wanted, *[inputs[i] for i in wanted])
+    if not keep:
+        return result
+    got = pullback(tuple(grads[k] for k in keep))
+    for i, g in zip(wanted, got):
+        result[i] = g
+    return result
+
+
 def fused_op(name: str, forward: Callable, setup_context: Callable, backward: Callable,
              traced: Callable, tensor_args: int | None = None, transforms: bool = True) -> Callable:
     """The eager entry of one fused op.

@@ -62,8 +62,21 @@ def _cf_setup_context(ctx, inputs, output):
     ctx.has_correction = correction is not None
 
 
+def _cf_backward_reference(ctx, grad):
+    """compose_flow's gradients by the reference's differentiable math (double backward)."""
+    mask_logits, kp_shift = ctx.saved_tensors
+    def flow(logits, shift):
+        return [ref.compose_flow(logits.to(_acc_dtype(logits.dtype)), shift).to(logits.dtype)]
+
+    grad_logits, grad_shift = _eager.reference_vjp(flow, [mask_logits, kp_shift], [grad])
+    grad_corr = grad.permute(0, 3, 1, 2) if ctx.has_correction and ctx.needs_input_grad[2] else None
+    return grad_logits, grad_shift, grad_corr
+
+
 def _cf_backward_with(backward_op):
     def backward(ctx, grad):
+        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad,)):
+            return _cf_backward_reference(ctx, grad)
         mask_logits, kp_shift = ctx.saved_tensors
         grad_logits = grad_shift = grad_corr = None
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
@@ -90,8 +103,19 @@ def _sw_setup_context(ctx, inputs, output):
     ctx.save_for_backward(source, kp_shift)
 
 
+def _sw_backward_reference(ctx, grad):
+    """shifted_warps' gradients by the reference's differentiable math (double backward)."""
+    source, kp_shift = ctx.saved_tensors
+    def warps(src, shift):
+        return [ref.shifted_warps(src.to(_acc_dtype(src.dtype)), shift).to(src.dtype)]
+
+    return tuple(_eager.reference_vjp(warps, [source, kp_shift], [grad]))
+
+
 def _sw_backward_with(backward_op):
     def backward(ctx, grad):
+        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad,)):
+            return _sw_backward_reference(ctx, grad)
         source, kp_shift = ctx.saved_tensors
         need_source, need_shift = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if not (need_source or need_shift):

@@ -62,8 +62,35 @@ def _grads(ctx, backward_op, grad):
             None, None, None, None, None, None)
 
 
-def _backward_cpp(ctx, grad):
-    return _grads(ctx, torch.ops.fastmotion.gaussian_heatmaps_backward, grad)
+def _reference_forward(mean_d, var_d, mean_s, var_s, fixed_var, height, width, norm_const, norm_sum, background):
+    """What the fused op computes, by the reference's math (the kernels' leading dims as they are)."""
+    kp_variance = fixed_var if var_d is None else ("matrix" if var_d.shape[-1] == 2 else "single")
+    kp_source = None if mean_s is None else {"mean": mean_s, "var": var_s}
+    return ref.keypoint_heatmap_embedding({"mean": mean_d, "var": var_d}, kp_source, (height, width),
+                                          "sum" if norm_sum else norm_const,
+                                          "gaussian" if mean_s is None else "difference", background, kp_variance)
+
+
+def _backward_reference(ctx, grad):
+    """The keypoints' gradients by the reference's differentiable math (double backward)."""
+    fixed_var, norm_const, norm_sum, background = ctx.args
+
+    def heatmaps(md, vd, ms, vs):
+        return [_reference_forward(md, vd, ms, vs, fixed_var, grad.shape[-2], grad.shape[-1], norm_const, norm_sum,
+                                   background)]
+
+    return (*_eager.reference_vjp(heatmaps, ctx.saved_tensors, [grad]), None, None, None, None, None, None)
+
+
+def _backward_with(backward_op):
+    def backward(ctx, grad):
+        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad,)):
+            return _backward_reference(ctx, grad)
+        return _grads(ctx, backward_op, grad)
+    return backward
+
+
+_backward_cpp = _backward_with(lambda *a: torch.ops.fastmotion.gaussian_heatmaps_backward(*a))
 
 
 _HAS_CPP = _ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward, _backward_cpp, _setup_context)
@@ -87,15 +114,8 @@ def _register_triton():
         return tk.gaussian_heatmaps_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var, norm_const,
                                              norm_sum, background)
 
-    def _backward(ctx, grad):
-        return _grads(ctx, backward_triton, grad)
-
-    forward_triton.register_autograd(_backward, setup_context=_setup_context)
-    backward_launcher = _eager.triton_launcher(tk.gaussian_heatmaps_backward)
-
-    def _backward_eager(ctx, grad):
-        return _grads(ctx, backward_launcher, grad)
-
+    forward_triton.register_autograd(_backward_with(backward_triton), setup_context=_setup_context)
+    _backward_eager = _backward_with(_eager.triton_launcher(tk.gaussian_heatmaps_backward))
     # eager: the launchers themselves (see fastmotion/ops/_eager.py)
     return _eager.fused_op("GaussianHeatmapsTriton", _eager.triton_launcher(tk.gaussian_heatmaps_forward),
                            _setup_context, _backward_eager, forward_triton, transforms=False)

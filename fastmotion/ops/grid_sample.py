@@ -78,8 +78,29 @@ def _setup_context(ctx, inputs, output):
     ctx.args = (mode, padding_mode, align_corners)
 
 
+_MODE_NAMES = {code: name for name, code in _MODE_CODES.items()}
+_PADDING_NAMES = {code: name for name, code in _PADDING_CODES.items()}
+
+
+def _backward_reference(ctx, grad_output):
+    """Input and grid gradients by F.grid_sample's differentiable backward (double backward);
+    half and bfloat16 computed in float32, as the kernels do."""
+    input, grid = ctx.saved_tensors
+    mode, padding_mode, align_corners = ctx.args
+    acc = torch.float64 if input.dtype == torch.float64 else torch.float32
+
+    def sample(x, g):
+        return [ref.grid_sample(x.to(acc), g.to(acc), _MODE_NAMES[mode], _PADDING_NAMES[padding_mode],
+                                align_corners).to(x.dtype)]
+
+    gin, ggrid = _eager.reference_vjp(sample, [input, grid], [grad_output])
+    return gin, ggrid, None, None, None
+
+
 def _make_backward(backward_op):
     def backward(ctx, grad_output):
+        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad_output,)):
+            return _backward_reference(ctx, grad_output)
         input, grid = ctx.saved_tensors
         need_input, need_grid = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         gin, ggrid = backward_op(grad_output, input, grid, *ctx.args, need_input, need_grid)

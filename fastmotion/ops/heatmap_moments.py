@@ -62,9 +62,28 @@ def _grads(ctx, grad_mean, grad_var):
     return grad_mean.to(mean.dtype), grad_var.to(mean.dtype), logits, mean, var_raw, lse
 
 
-def _backward_cpp(ctx, grad_mean, grad_var, grad_raw, grad_lse):
-    g = _grads(ctx, grad_mean, grad_var)
-    return torch.ops.fastmotion.heatmap_moments_backward(*g, *ctx.args), None, None, None
+def _backward_reference(ctx, grad_mean, grad_var, grad_raw, grad_lse):
+    """The logits' gradient by the reference's differentiable math (double backward)."""
+    logits = ctx.saved_tensors[0]
+    temperature, var_mode, clip = ctx.args
+    kp_variance = {0: "matrix", 1: "single"}.get(var_mode, 1.0)
+
+    def moments(x):
+        return reference.heatmap_moments(x.to(_acc_dtype(x.dtype)), temperature, kp_variance, clip or None)
+
+    (grad,) = _eager.reference_vjp(moments, [logits], [grad_mean, grad_var])
+    return grad, None, None, None
+
+
+def _backward_with(backward_op):
+    def backward(ctx, grad_mean, grad_var, grad_raw, grad_lse):
+        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad_mean, grad_var)):
+            return _backward_reference(ctx, grad_mean, grad_var, grad_raw, grad_lse)
+        return backward_op(*_grads(ctx, grad_mean, grad_var), *ctx.args), None, None, None
+    return backward
+
+
+_backward_cpp = _backward_with(lambda *a: torch.ops.fastmotion.heatmap_moments_backward(*a))
 
 
 _HAS_CPP = _ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward, _backward_cpp, _setup_context)
@@ -85,16 +104,11 @@ if backends.unavailable_reason("triton", "cuda") is None:
         return _tk.heatmap_moments_backward(grad_mean, grad_var, logits, mean, var_raw, lse, temperature,
                                             var_mode, clip)
 
-    def _backward_triton_with(backward_op):
-        def backward(ctx, grad_mean, grad_var, grad_raw, grad_lse):
-            return backward_op(*_grads(ctx, grad_mean, grad_var), *ctx.args), None, None, None
-        return backward
-
-    _forward_triton_op.register_autograd(_backward_triton_with(_backward_triton_op), setup_context=_setup_context)
+    _forward_triton_op.register_autograd(_backward_with(_backward_triton_op), setup_context=_setup_context)
     # eager: the launchers themselves (see fastmotion/ops/_eager.py)
     _triton = _eager.fused_op("HeatmapMomentsTriton", _eager.triton_launcher(_tk.heatmap_moments_forward),
                               _setup_context,
-                              _backward_triton_with(_eager.triton_launcher(_tk.heatmap_moments_backward)),
+                              _backward_with(_eager.triton_launcher(_tk.heatmap_moments_backward)),
                               _forward_triton_op, transforms=False)
 _cpp = _eager.compiled_op(_FWD, _setup_context, _backward_cpp, _HAS_CPP)
 

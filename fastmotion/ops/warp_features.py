@@ -59,9 +59,25 @@ def _registered_needs(ctx):
     return bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1])
 
 
+def _backward_reference(ctx, grads):
+    """Feature and grid gradients by the reference's differentiable math (double backward);
+    half and bfloat16 maps computed in float32 (the grid already is), as the kernels do."""
+    saved = ctx.saved_tensors
+    features, grid = list(saved[:ctx.num_features]), saved[ctx.num_features]
+    def warped(*tensors):
+        maps, g = tensors[:-1], tensors[-1]
+        outs = ref.warp_features([f.to(_acc_dtype(f.dtype)) for f in maps], g, ctx.mode)
+        return [o.to(f.dtype) for o, f in zip(outs, maps)]
+
+    got = _eager.reference_vjp(warped, features + [grid], list(grads))
+    return got[:-1], got[-1], None
+
+
 def _backward_with(backward_op, needs=_registered_needs):
     """The autograd formula; ``needs(ctx)`` -> (features need gradients, grid needs one)."""
     def backward(ctx, grads):
+        if torch.is_grad_enabled() and _eager.builds_graph(ctx, grads):
+            return _backward_reference(ctx, grads)
         saved = ctx.saved_tensors
         features, grid = list(saved[:ctx.num_features]), saved[ctx.num_features]
         need_features, need_grid = needs(ctx)

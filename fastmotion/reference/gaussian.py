@@ -15,6 +15,10 @@ singular covariance and produced 0/0 = NaN for an empty sum-normalised heatmap):
   semi-definite (not a covariance) still gives heatmaps in [0, 1] instead of overflowing.
 * ``norm_const="sum"``: a heatmap whose discrete sum is 0 (the Gaussian lies entirely off the
   grid or underflows) normalises to zeros instead of 0/0.
+* A finite keypoint so far off the grid that the quadratic form exceeds ``FAR_QUAD`` on every
+  pixel (its heatmap is exp(-1000) = 0 in any precision) is moved towards the grid to where that
+  still holds: the heatmap stays exactly 0 and its gradients 0, but the quadratic form no longer
+  overflows (a mean of 1e19 in float32 made inf - inf = NaN, and 0 * inf = NaN gradients).
 
 So finite input never produces inf or NaN; NaN in the input propagates to the heatmaps it
 touches. Half and bfloat16 inputs are computed in float32 (as the fused kernels do) and the
@@ -30,6 +34,8 @@ from fastmotion.reference.grid import make_coordinate_grid
 
 # Smallest determinant used when inverting a covariance (see the module docstring).
 DET_EPS = 1e-12
+# A quadratic form above this on every pixel renders exp(-1000) = 0 (see the module docstring).
+FAR_QUAD = 2000.0
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -58,27 +64,58 @@ def render_gaussians(mean: torch.Tensor, var, spatial_size) -> torch.Tensor:
     (isotropic) or a number (fixed variance). Returns ``(..., K, H, W)`` in the dtype of mean
     and var promoted together.
     """
-    heatmap, out_dtype = _render(mean, var, spatial_size)
-    return heatmap.to(out_dtype)
+    log_heatmap, out_dtype = _render(mean, var, spatial_size)
+    return torch.exp(log_heatmap).to(out_dtype)
+
+
+def near_grid(mean: torch.Tensor, pa, pb, pc) -> torch.Tensor:
+    """``mean (..., 2)`` with the keypoints whose Gaussian is 0 on the whole grid moved to where it
+    still is (the module docstring). ``pa, pb, pc``: the quadratic form's coefficients
+    ``q = pa dx^2 + pb dx dy + pc dy^2`` shaped like ``mean[..., 0]``. With lmin the smallest
+    eigenvalue of the symmetrised precision, ``q >= lmin |g - mean|^2``; every pixel g is in
+    [-1, 1]^2, so a mean at Chebyshev radius ``2 + sqrt(FAR_QUAD / lmin)`` is far enough."""
+    # Only where the heatmap is 0 does the scale differ from 1: it needs no gradient (and sqrt(0)'s
+    # would be inf * 0 = NaN for isotropic precisions).
+    mean_d = mean.detach()
+    pa, pb, pc = (torch.as_tensor(p).detach() for p in (pa, pb, pc))
+    far = mean_d.abs().amax(dim=-1)
+    hb, hd = 0.5 * pb, 0.5 * (pa - pc)
+    lmax = 0.5 * (pa + pc) + torch.sqrt(hd * hd + hb * hb)
+    positive = lmax > 0
+    lmin = torch.where(positive, (pa * pc - hb * hb) / torch.where(positive, lmax, torch.ones_like(lmax)),
+                       torch.zeros_like(lmax))
+    definite = lmin > 0  # (NaN compares false: such keypoints keep their mean)
+    reach = 2 + torch.sqrt(FAR_QUAD / torch.where(definite, lmin, torch.ones_like(lmin)))
+    move = definite & torch.isfinite(far) & (far > reach)
+    scale = torch.where(move, reach / torch.where(move, far, torch.ones_like(far)), torch.ones_like(far))
+    return mean * scale.unsqueeze(-1)
 
 
 def _render(mean, var, spatial_size):
-    """The heatmaps in the compute dtype, and the dtype the caller should return."""
+    """The heatmaps' logarithms ``-0.5 max(q, 0)`` in the compute dtype, and the dtype the caller
+    should return."""
     out_dtype = mean.dtype if isinstance(var, numbers.Number) else torch.promote_types(mean.dtype, var.dtype)
     dtype = _compute_dtype(out_dtype)
     mean = mean.to(dtype)
     grid = make_coordinate_grid(spatial_size, dtype=dtype, device=mean.device)
-    mean_sub = grid - mean.unsqueeze(-2).unsqueeze(-2)  # (..., K, H, W, 2)
     if isinstance(var, numbers.Number):
-        under_exp = (mean_sub**2).sum(-1) * isotropic_precision(float(var))
+        precision = isotropic_precision(float(var))
+        p = torch.full_like(mean[..., 0], precision)
+        mean_sub = grid - near_grid(mean, p, 0 * p, p).unsqueeze(-2).unsqueeze(-2)  # (..., K, H, W, 2)
+        under_exp = (mean_sub**2).sum(-1) * precision
     elif var.shape[-2:] == (1, 1):
-        # (..., K, 1, 1) broadcasts over H, W
-        under_exp = (mean_sub**2).sum(-1) * isotropic_precision(var.to(dtype))
+        precision = isotropic_precision(var.to(dtype))  # (..., K, 1, 1) broadcasts over H, W
+        p = precision[..., 0, 0]
+        mean_sub = grid - near_grid(mean, p, 0 * p, p).unsqueeze(-2).unsqueeze(-2)
+        under_exp = (mean_sub**2).sum(-1) * precision
     else:
-        inv_var = inverse_covariance(var.to(dtype)).unsqueeze(-3).unsqueeze(-3)  # (..., K, 1, 1, 2, 2)
+        inv_var = inverse_covariance(var.to(dtype))  # (..., K, 2, 2)
+        mean = near_grid(mean, inv_var[..., 0, 0], inv_var[..., 0, 1] + inv_var[..., 1, 0], inv_var[..., 1, 1])
+        mean_sub = grid - mean.unsqueeze(-2).unsqueeze(-2)
+        inv_var = inv_var.unsqueeze(-3).unsqueeze(-3)  # (..., K, 1, 1, 2, 2)
         under_exp = torch.matmul(torch.matmul(mean_sub.unsqueeze(-2), inv_var), mean_sub.unsqueeze(-1))
         under_exp = under_exp.squeeze(-1).squeeze(-1)
-    return torch.exp(-0.5 * torch.clamp(under_exp, min=0)), out_dtype
+    return -0.5 * torch.clamp(under_exp, min=0), out_dtype
 
 
 def _variance(kp, kp_variance):
@@ -87,10 +124,16 @@ def _variance(kp, kp_variance):
     return kp_variance
 
 
-def _normalize(heatmap, norm_const):
+def _normalize(log_heatmap, norm_const):
+    """The heatmaps ``exp(log_heatmap)`` divided by ``norm_const`` or by their own sum. The sum
+    normalisation is written as a softmax of the logarithms: ``heatmap / sum`` is the same number,
+    but its gradient ``heatmap / sum**2`` overflows in float32 when the sum nearly underflows."""
+    heatmap = torch.exp(log_heatmap)
     if norm_const == "sum":
         total = heatmap.sum(dim=(-2, -1), keepdim=True)
-        return heatmap / torch.where(total == 0, torch.ones_like(total), total)
+        flat = log_heatmap.flatten(-2)
+        normalized = torch.softmax(flat, dim=-1).view(log_heatmap.shape)
+        return torch.where(total == 0, torch.zeros_like(normalized), normalized)
     return heatmap / norm_const
 
 

@@ -49,8 +49,14 @@ def heatmap_moments(logits: torch.Tensor, temperature: float = 0.1, kp_variance=
     """Keypoint mean ``(..., K, 2)`` and variance of ``softmax(logits / temperature)``.
 
     var is ``(..., K, 2, 2)`` for ``"matrix"``, ``(..., K, 1, 1)`` for ``"single"`` and ``None``
-    when ``kp_variance`` is a number (a fixed variance the detector does not estimate).
+    when ``kp_variance`` is a number (a fixed variance the detector does not estimate). Half and
+    bfloat16 logits are computed in float32 and the results rounded to their dtype.
     """
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        # computed in float32, as the original's softmax under autocast (and the fused kernels);
+        # logits / T in half would overflow to inf for a small temperature
+        mean, var = heatmap_moments(logits.float(), temperature, kp_variance, clip_variance)
+        return mean.to(logits.dtype), (None if var is None else var.to(logits.dtype))
     shape = logits.shape
     h, w = shape[-2:]
     heatmap = F.softmax(logits.reshape(*shape[:-2], h * w) / temperature, dim=-1).view(shape)

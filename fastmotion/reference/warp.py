@@ -5,6 +5,7 @@ Monkey-Net's warps use bilinear sampling with zero padding and align_corners=Tru
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from fastmotion.reference.grid import make_coordinate_grid
@@ -31,17 +32,25 @@ def compose_flow(mask_logits, kp_shift, correction=None):
     return flow.permute(0, 2, 3, 1) + grid
 
 
+def _sampling_dtype(input_dtype, grid_dtype):
+    """F.grid_sample needs one dtype: the two promoted (a half map and a float32 grid sample in
+    float32 and are rounded back to half, as the fused kernels do)."""
+    return torch.promote_types(input_dtype, grid_dtype)
+
+
 def shifted_warps(source, kp_shift):
     """``(N, K+1, C, H, W)``: the source sampled at ``identity + kp_shift_k`` for every k
     (bilinear, zeros, align_corners=True), as the original's movement embedding does with
-    K+1 repeated copies of the source."""
+    K+1 repeated copies of the source. Returns the source's dtype; mixed dtypes sample in the
+    promoted one."""
     n, c, h, w = source.shape
     k1 = kp_shift.shape[1]
-    repeated = source.unsqueeze(1).expand(n, k1, c, h, w).reshape(n * k1, c, h, w)
-    grid = make_coordinate_grid((h, w), dtype=source.dtype, device=source.device)
-    grid = grid.unsqueeze(0) + kp_shift.reshape(n * k1, 1, 1, 2)
+    dtype = _sampling_dtype(source.dtype, kp_shift.dtype)
+    repeated = source.to(dtype).unsqueeze(1).expand(n, k1, c, h, w).reshape(n * k1, c, h, w)
+    grid = make_coordinate_grid((h, w), dtype=dtype, device=source.device)
+    grid = grid.unsqueeze(0) + kp_shift.to(dtype).reshape(n * k1, 1, 1, 2)
     out = F.grid_sample(repeated, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    return out.view(n, k1, c, h, w)
+    return out.view(n, k1, c, h, w).to(source.dtype)
 
 
 def resize_grid(grid, size, mode="nearest"):
@@ -58,9 +67,12 @@ def resize_grid(grid, size, mode="nearest"):
 
 
 def warp_features(features, grid, mode="nearest"):
-    """Warp each ``(N, C_i, H_i, W_i)`` feature map by ``grid`` ``(N, h, w, 2)`` resized to its size."""
+    """Warp each ``(N, C_i, H_i, W_i)`` feature map by ``grid`` ``(N, h, w, 2)`` resized to its size.
+    Each output has its map's dtype; a map and a grid of different dtypes sample in the promoted one."""
     out = []
     for f in features:
-        g = resize_grid(grid, f.shape[-2:], mode)
-        out.append(F.grid_sample(f, g, mode="bilinear", padding_mode="zeros", align_corners=True))
+        dtype = _sampling_dtype(f.dtype, grid.dtype)
+        g = resize_grid(grid.to(dtype), f.shape[-2:], mode)
+        out.append(F.grid_sample(f.to(dtype), g, mode="bilinear", padding_mode="zeros",
+                                 align_corners=True).to(f.dtype))
     return out

@@ -19,12 +19,13 @@ original's ``detach()`` ensures), the generator loss into the generator and dete
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, Mapping, Optional
+from typing import Callable, ContextManager, Dict, Mapping, Optional
 
 import torch
 from torch import nn
 
-from fastmotion.train.losses import discriminator_loss, generator_loss
+from fastmotion.train.losses import (discriminator_loss, discriminator_loss_names, generator_loss,
+                                     generator_loss_names)
 
 
 def split_kp(kp_joined: Dict[str, torch.Tensor], detach: bool = False):
@@ -93,26 +94,39 @@ def discriminator_losses(discriminator, video, kp_joined, generated, train_param
 
 
 def train_step(kp_detector, generator, discriminator, source, video, train_params: Mapping,
-               optimizers: Optional[Mapping[str, torch.optim.Optimizer]] = None) -> Dict[str, float]:
+               optimizers: Optional[Mapping[str, torch.optim.Optimizer]] = None, *,
+               forward_context: Callable[[], ContextManager] = contextlib.nullcontext,
+               scaler=None, return_terms: bool = False, return_generated: bool = False) -> Dict:
     """One iteration of the original training loop; returns the summed generator and
     discriminator losses. ``source (B, C, 1, H, W)``, ``video (B, C, D, H, W)``.
 
     ``optimizers`` (``optimizer_generator``, ``optimizer_discriminator``, ``optimizer_kp_detector``)
     are stepped and zeroed as in the original; without them only the gradients are computed,
     left on the parameters as the original's would be just before each optimizer step (the
-    discriminator's gradients cleared after the generator step).
+    discriminator's gradients cleared after the generator step). The trainer steps the optimizers
+    itself (after averaging gradients across processes, through a GradScaler): nothing of the
+    original's order is lost, as no forward pass reads a weight that an earlier step changed.
+
+    ``forward_context``: a context manager factory around the forward passes (autocast), the
+    backward passes run outside it. ``scaler``: a ``torch.amp.GradScaler`` whose ``scale`` is
+    applied to both losses before their backward (the caller unscales and steps).
+    ``return_terms``: also the mean of every loss term, under :func:`generator_loss_names` /
+    :func:`discriminator_loss_names`; ``return_generated``: also ``'generated'`` (the generator's
+    output with the keypoints, detached), for pictures.
     """
     optimizers = dict(optimizers or {})
     detach_disc = train_params["detach_kp_discriminator"]
     fast = discriminator.fast_path() if hasattr(discriminator, "fast_path") else False
+    scale = scaler.scale if scaler is not None else (lambda loss: loss)
     if fast and detach_disc:
         return _train_step_shared_discriminator(kp_detector, generator, discriminator, source, video, train_params,
-                                                optimizers)
-    with frozen(discriminator, fast):
+                                                optimizers, forward_context, scale, return_terms, return_generated)
+    with frozen(discriminator, fast), forward_context():
         losses, generated, kp_joined = generator_losses(kp_detector, generator, discriminator, source, video,
                                                         train_params)
-        loss_g = sum(v.mean() for v in losses)
-    loss_g.backward(retain_graph=not detach_disc)
+        losses = [_mean(v) for v in losses]
+        loss_g = sum(losses)
+    scale(loss_g).backward(retain_graph=not detach_disc)
     if "optimizer_generator" in optimizers:
         optimizers["optimizer_generator"].step()
         optimizers["optimizer_generator"].zero_grad()
@@ -124,27 +138,49 @@ def train_step(kp_detector, generator, discriminator, source, video, train_param
         optimizers["optimizer_kp_detector"].step()
         optimizers["optimizer_kp_detector"].zero_grad()
 
-    loss_d = sum(v.mean() for v in discriminator_losses(discriminator, video, kp_joined, generated, train_params))
-    loss_d.backward()
+    with forward_context():
+        losses_d = [_mean(v) for v in discriminator_losses(discriminator, video, kp_joined, generated,
+                                                                   train_params)]
+        loss_d = sum(losses_d)
+    scale(loss_d).backward()
     if "optimizer_discriminator" in optimizers:
         optimizers["optimizer_discriminator"].step()
         optimizers["optimizer_discriminator"].zero_grad()
     if not detach_disc and "optimizer_kp_detector" in optimizers:
         optimizers["optimizer_kp_detector"].step()
         optimizers["optimizer_kp_detector"].zero_grad()
-    return {"generator": float(loss_g.detach()), "discriminator": float(loss_d.detach())}
+    return _result(loss_g, loss_d, losses, losses_d, generated, train_params, return_terms, return_generated)
+
+
+def _result(loss_g, loss_d, losses_g, losses_d, generated, train_params, return_terms, return_generated) -> Dict:
+    out = {"generator": float(loss_g.detach()), "discriminator": float(loss_d.detach())}
+    if return_terms:
+        names = generator_loss_names(train_params["loss_weights"]) + discriminator_loss_names()
+        out["terms"] = dict(zip(names, [float(v.detach()) for v in list(losses_g) + list(losses_d)]))
+    if return_generated:
+        out["generated"] = {k: (v.detach() if isinstance(v, torch.Tensor) else {n: t.detach() for n, t in v.items()})
+                            for k, v in generated.items()}
+    return out
+
+
+def _mean(loss: torch.Tensor) -> torch.Tensor:
+    """Mean of a per-sample loss term; half-precision terms (autocast) are averaged in float32."""
+    return loss.float().mean() if loss.dtype in (torch.float16, torch.bfloat16) else loss.mean()
 
 
 def _trainable(*modules):
     return [p for m in modules for p in m.parameters() if p.requires_grad]
 
 
-def _train_step_shared_discriminator(kp_detector, generator, discriminator, source, video, train_params, optimizers):
+def _train_step_shared_discriminator(kp_detector, generator, discriminator, source, video, train_params, optimizers,
+                                     forward_context, scale, return_terms, return_generated):
     """The fast iteration with one discriminator forward for both steps (see the module doc)."""
-    losses, generated, kp_joined, maps = generator_losses(kp_detector, generator, discriminator, source, video,
-                                                          train_params, return_maps=True)
-    loss_g = sum(v.mean() for v in losses)
-    loss_d = sum(v.mean() for v in discriminator_loss(*maps, train_params["loss_weights"]))
+    with forward_context():
+        losses, generated, kp_joined, maps = generator_losses(kp_detector, generator, discriminator, source, video,
+                                                              train_params, return_maps=True)
+        losses = [_mean(v) for v in losses]
+        losses_d = [_mean(v) for v in discriminator_loss(*maps, train_params["loss_weights"])]
+        loss_g, loss_d = sum(losses), sum(losses_d)
     disc_params = _trainable(discriminator)
     if "optimizer_discriminator" in optimizers:
         optimizers["optimizer_discriminator"].zero_grad()
@@ -153,12 +189,12 @@ def _train_step_shared_discriminator(kp_detector, generator, discriminator, sour
     # Discriminator first, keeping the graph: its buffers are all still needed by the generator's
     # backward, so the peak is the forward's, as in the original's generator step.
     if disc_params:
-        loss_d.backward(inputs=disc_params, retain_graph=True)
+        scale(loss_d).backward(inputs=disc_params, retain_graph=True)
     gen_params = _trainable(kp_detector, generator)
     if gen_params:
-        loss_g.backward(inputs=gen_params)
+        scale(loss_g).backward(inputs=gen_params)
     for name in ("optimizer_generator", "optimizer_kp_detector", "optimizer_discriminator"):
         if name in optimizers:
             optimizers[name].step()
             optimizers[name].zero_grad()
-    return {"generator": float(loss_g.detach()), "discriminator": float(loss_d.detach())}
+    return _result(loss_g, loss_d, losses, losses_d, generated, train_params, return_terms, return_generated)

@@ -246,7 +246,8 @@ def test_triton_kernels_compile_for_sm90():
     exactly that failure before this test covered it)."""
     from tests.triton_compile import compile_for_sm90
 
-    scalars = {k: "fp32" for k in ("inv_t", "w_m1", "h_m1", "x_on", "y_on", "eps_hw", "ex2", "ey2", "clip")}
+    scalars = {k: "fp32" for k in ("inv_t", "inv_t_lo", "w_m1", "h_m1", "x_on", "y_on", "eps_hw", "eps_hw_lo", "ex2",
+                                   "ex2_lo", "ey2", "ey2_lo", "clip", "clip_lo")}
     specs = []
     for inp, acc in (("fp32", "fp32"), ("fp16", "fp32"), ("bf16", "fp32"), ("fp64", "fp64")):
         acc_t = "tl.float64" if acc == "fp64" else "tl.float32"

@@ -22,6 +22,10 @@ namespace fastmotion {
 // Smallest determinant used when inverting a covariance (reference: DET_EPS).
 constexpr double kGaussianDetEps = 1e-12;
 
+// A quadratic form this large on every pixel makes the heatmap exp(-0.5 q) <= exp(-1000): 0 in
+// float and double alike (see far_keypoint_scale).
+constexpr double kGaussianFarQuad = 2000.0;
+
 // How the variance is given: a fixed number, an isotropic (1, 1) tensor, or a (2, 2) matrix.
 enum GaussianVarMode : int { kVarFixed = 0, kVarSingle = 1, kVarMatrix = 2 };
 
@@ -58,7 +62,30 @@ struct GaussQuad {
       g.pb = acc_t(0);
       g.pc = p;
     }
+    const acc_t s = far_keypoint_scale(mx, my, g.pa, g.pb, g.pc);
+    g.mx = mx * s;
+    g.my = my * s;
     return g;
+  }
+
+  // A finite keypoint so far off the grid that q > kGaussianFarQuad on every pixel renders 0 and
+  // has zero gradients, but q itself can overflow (mean 1e19: inf - inf = NaN in the per-pixel
+  // sum of terms). Such a keypoint is moved towards the grid, to where q on every pixel is still
+  // above kGaussianFarQuad (the heatmap stays exactly 0) but finite: the returned scale of the
+  // mean, 1 for every other keypoint. With lmin the smallest eigenvalue of the (symmetrised)
+  // precision, q >= lmin |g - mean|^2 and every pixel g lies in [-1, 1]^2, so a mean at
+  // Chebyshev radius r >= 2 + sqrt(kGaussianFarQuad / lmin) is far enough. A precision that is
+  // not positive definite (lmin <= 0, NaN) keeps its mean.
+  FM_HOST_DEVICE static acc_t far_keypoint_scale(acc_t mx, acc_t my, acc_t pa, acc_t pb, acc_t pc) {
+    const acc_t ax = mx < acc_t(0) ? -mx : mx, ay = my < acc_t(0) ? -my : my;
+    const acc_t far = ax > ay ? ax : ay;
+    if (!(far > acc_t(2)) || !(far - far == acc_t(0))) return acc_t(1);  // near, NaN or inf
+    const acc_t hb = acc_t(0.5) * pb, hd = acc_t(0.5) * (pa - pc);
+    const acc_t lmax = acc_t(0.5) * (pa + pc) + fm_sqrt(hd * hd + hb * hb);
+    const acc_t lmin = lmax > acc_t(0) ? (pa * pc - hb * hb) / lmax : acc_t(0);
+    if (!(lmin > acc_t(0))) return acc_t(1);
+    const acc_t reach = acc_t(2) + fm_sqrt(acc_t(kGaussianFarQuad) / lmin);
+    return far > reach ? reach / far : acc_t(1);
   }
 
   // The quadratic form, with the per-row terms t = pb dy and u = pc dy^2 hoisted.

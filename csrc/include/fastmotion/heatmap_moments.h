@@ -101,10 +101,18 @@ FM_HOST_DEVICE void moments_finish(acc_t sum, acc_t max, acc_t mx, acc_t my, acc
 // Backward: dL/dl_i = (1/T) p_i (f(g_i) - fbar), with f the derivative of the loss with respect
 // to p_i (a quadratic in the coordinate) and fbar = sum_i p_i f(g_i), which follows in closed form
 // from the forward outputs, so the backward is a single elementwise pass over the logits.
+// f is written in coordinates centred on the mean, d_i = g_i - mean (constants cancel in
+// f - fbar): with dvar/dw_i = d_i d_i^T + eps HW (g_i mean^T + mean g_i^T),
+//   f(d) = (grad_mean + eps HW (G + G^T) mean) . d + d^T G d,   fbar = <G, C_p>,
+// G = dL/dvar_raw and C_p = var_raw - eps HW (D + mean mean^T) the softmax's own covariance
+// (sum p_i d_i = 0). In raw coordinates f and fbar are each O(|G|) and their difference at a
+// near one-hot heatmap cancels to rounding noise, which the 1/T factor then amplifies; centred,
+// both are O(|G| |d|^2) and vanish together.
 template <typename acc_t>
 struct MomentGradRow {
-  acc_t ax, ay;          // linear part of f
-  acc_t qxx, qxy, qyy;   // quadratic part of f: qxx x^2 + qxy x y + qyy y^2
+  acc_t cx, cy;          // the centre: the mean
+  acc_t ax, ay;          // linear part of f in (x - cx, y - cy)
+  acc_t qxx, qxy, qyy;   // quadratic part: qxx dx^2 + qxy dx dy + qyy dy^2
   acc_t fbar;
   acc_t lse;
 
@@ -112,19 +120,21 @@ struct MomentGradRow {
                                            const acc_t* grad_mean, const acc_t* grad_var,
                                            int64_t H, int64_t W) {
     const acc_t eps_hw = acc_t(kHeatmapEps) * acc_t(H * W);
-    const acc_t c = acc_t(1) - eps_hw;
     const acc_t mx = mean[0], my = mean[1];
     const acc_t g00 = grad_var[0], g01 = grad_var[1], g10 = grad_var[2], g11 = grad_var[3];
     MomentGradRow r;
+    r.cx = mx;
+    r.cy = my;
     r.qxx = g00;
     r.qxy = g01 + g10;
     r.qyy = g11;
-    r.ax = grad_mean[0] - c * (acc_t(2) * g00 * mx + r.qxy * my);
-    r.ay = grad_mean[1] - c * (r.qxy * mx + acc_t(2) * g11 * my);
-    const acc_t gv_var = g00 * var[0] + g01 * var[1] + g10 * var[2] + g11 * var[3];
-    const acc_t m_gv_m = g00 * mx * mx + r.qxy * mx * my + g11 * my * my;
-    const acc_t gv_d = g00 * grid_axis_second_moment<acc_t>(W) + g11 * grid_axis_second_moment<acc_t>(H);
-    r.fbar = grad_mean[0] * mx + grad_mean[1] * my + gv_var - c * m_gv_m - eps_hw * gv_d;
+    r.ax = grad_mean[0] + eps_hw * (acc_t(2) * g00 * mx + r.qxy * my);
+    r.ay = grad_mean[1] + eps_hw * (r.qxy * mx + acc_t(2) * g11 * my);
+    const acc_t cpxx = var[0] - eps_hw * (grid_axis_second_moment<acc_t>(W) + mx * mx);
+    const acc_t cpxy = var[1] - eps_hw * (mx * my);
+    const acc_t cpyx = var[2] - eps_hw * (mx * my);
+    const acc_t cpyy = var[3] - eps_hw * (grid_axis_second_moment<acc_t>(H) + my * my);
+    r.fbar = g00 * cpxx + g01 * cpxy + g10 * cpyx + g11 * cpyy;
     r.lse = lse;
     return r;
   }
@@ -132,7 +142,8 @@ struct MomentGradRow {
   // Gradient of one logit (already scaled by 1/T), before the final 1/T factor.
   FM_HOST_DEVICE acc_t grad(acc_t scaled_logit, acc_t x, acc_t y) const {
     const acc_t p = fm_exp(scaled_logit - lse);
-    const acc_t f = ax * x + ay * y + qxx * x * x + qxy * x * y + qyy * y * y;
+    const acc_t dx = x - cx, dy = y - cy;
+    const acc_t f = ax * dx + ay * dy + qxx * dx * dx + qxy * dx * dy + qyy * dy * dy;
     return p * (f - fbar);
   }
 };

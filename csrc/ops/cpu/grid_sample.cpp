@@ -75,6 +75,15 @@ Layout make_layout(const at::Tensor& input, const at::Tensor& grid, bool channel
   return l;
 }
 
+// An expanded input (a zero stride on a dimension of size > 1) is read through its strides:
+// .contiguous() would materialise the whole view (a 65536^2 view of one row: 17 GB).
+bool has_broadcast_dim(const at::Tensor& t) {
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.stride(d) == 0 && t.size(d) > 1) return true;
+  }
+  return false;
+}
+
 at::MemoryFormat format_of(bool channels_last) {
   return channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
 }
@@ -296,7 +305,7 @@ at::Tensor grid_sample_forward_cpu(const at::Tensor& input_in, const at::Tensor&
   check_grid_sample_forward(input_in, grid_in, mode, padding_mode);
   TORCH_CHECK(input_in.device().is_cpu(), "grid_sample_forward_cpu: input must be on the CPU");
   const bool cl = grid_sample_channels_last(input_in);
-  const at::Tensor input = cl ? input_in : input_in.contiguous();
+  const at::Tensor input = (cl || has_broadcast_dim(input_in)) ? input_in : input_in.contiguous();
   const at::Tensor grid = grid_in.contiguous();
   const Layout l = make_layout(input, grid, cl);
   at::Tensor out = at::empty({l.N, l.C, l.Ho, l.Wo}, input.options(), format_of(cl));
@@ -717,7 +726,10 @@ std::tuple<at::Tensor, at::Tensor> grid_sample_backward_cpu(const at::Tensor& gr
   check_grid_sample_backward(grad_output_in, input_in, grid_in, mode, padding_mode);
   TORCH_CHECK(input_in.device().is_cpu(), "grid_sample_backward_cpu: input must be on the CPU");
   const bool cl = grid_sample_channels_last(input_in);
-  const at::Tensor input = cl ? input_in : input_in.contiguous();
+  // grad_input shares the input's strides, so an expanded input is copied only when its
+  // (full-size) gradient is wanted.
+  const bool strided = cl || (!input_requires_grad && has_broadcast_dim(input_in));
+  const at::Tensor input = strided ? input_in : input_in.contiguous();
   const at::Tensor grid = grid_in.contiguous();
   const at::Tensor gout = grad_output_in.contiguous(format_of(cl));
   const Layout l = make_layout(input, grid, cl);

@@ -141,17 +141,17 @@ void moments_row_f32(const float* l, int64_t H, int64_t W, float inv_t, const fl
 
 FASTMOTION_CPU_CLONES
 void moments_grad_row_f32(const float* l, float* g, int64_t H, int64_t W, float inv_t, const float* xs,
-                          const float* ys, float ax, float ay, float qxx, float qxy, float qyy, float fbar,
-                          float lse) {
+                          const float* ys, float cx, float cy, float ax, float ay, float qxx, float qxy, float qyy,
+                          float fbar, float lse) {
   for (int64_t i = 0; i < H; ++i) {
-    const float y = ys[i];
+    const float y = ys[i] - cy;                     // coordinates centred on the mean (see MomentGradRow)
     const float bx = ax + qxy * y;                  // linear coefficient in x on this image row
     const float c0 = ay * y + qyy * y * y - fbar;   // the rest of f - fbar on this image row
     const float* li = l + i * W;
     float* gi = g + i * W;
 #pragma omp simd
     for (int64_t j = 0; j < W; ++j) {
-      const float x = xs[j];
+      const float x = xs[j] - cx;
       const float p = cpu::exp_poly(li[j] * inv_t - lse);
       gi[j] = p * ((bx + qxx * x) * x + c0) * inv_t;
     }
@@ -236,11 +236,11 @@ void backward_rows(const at::Tensor& grad_mean, const at::Tensor& grad_var, cons
       scalar_t* g = gp + r * H * W;
       if constexpr (kFloatPath<scalar_t>) {
         if constexpr (std::is_same_v<scalar_t, float>) {
-          moments_grad_row_f32(l, g, H, W, inv_t, xs.data(), ys.data(), k.ax, k.ay, k.qxx, k.qxy, k.qyy,
+          moments_grad_row_f32(l, g, H, W, inv_t, xs.data(), ys.data(), k.cx, k.cy, k.ax, k.ay, k.qxx, k.qxy, k.qyy,
                                k.fbar, k.lse);
         } else {
           for (int64_t i = 0; i < H * W; ++i) lw[i] = static_cast<float>(l[i]);
-          moments_grad_row_f32(lw.data(), gw.data(), H, W, inv_t, xs.data(), ys.data(), k.ax, k.ay, k.qxx,
+          moments_grad_row_f32(lw.data(), gw.data(), H, W, inv_t, xs.data(), ys.data(), k.cx, k.cy, k.ax, k.ay, k.qxx,
                                k.qxy, k.qyy, k.fbar, k.lse);
           for (int64_t i = 0; i < H * W; ++i) g[i] = static_cast<scalar_t>(gw[i]);
         }

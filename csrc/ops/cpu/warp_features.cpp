@@ -403,7 +403,9 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
   std::vector<at::Tensor> grad_features;
   at::Tensor grad_grid = grid_grad ? at::zeros({N, h, w, 2}, grid.options()) : at::empty({0}, grid.options());
   if (features_in.empty()) return {grad_features, grad_grid};
-  // The backward reads contiguous planes, so one set of tap offsets serves reads and scatters.
+  // The backward reads contiguous planes, so one set of tap offsets serves reads and scatters;
+  // without feature gradients (no scatters) an expanded map is read through its strides instead
+  // of being materialised.
   // A task owns (map, n, a chunk of channels): it scatters into those channels' gradients (no
   // other task writes there) and writes per-pixel coordinate-gradient partials of its chunk.
   std::vector<at::Tensor> features, grads;
@@ -413,7 +415,10 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
   const int64_t target = task_target(work);
   for (size_t m = 0; m < features_in.size(); ++m) {
     TORCH_CHECK(features_in[m].device().is_cpu(), "warp_features_backward (cpu): features must be CPU tensors");
-    features.push_back(features_in[m].contiguous());
+    const at::Tensor& f_in = features_in[m];
+    bool broadcast = false;
+    for (int64_t d = 0; d < f_in.dim(); ++d) broadcast |= f_in.stride(d) == 0 && f_in.size(d) > 1;
+    features.push_back(broadcast && !features_grad ? f_in : f_in.contiguous());
     grads.push_back(grad_outs[m].contiguous());
     MapTasks& t = plan[m];
     t.C = features[m].size(1), t.Hf = features[m].size(2), t.Wf = features[m].size(3);
@@ -455,6 +460,10 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
           const int64_t Hf = t.Hf, Wf = t.Wf, C = t.C;
           const int64_t pstride = Hf * Wf + 1;  // gradient planes with a trash slot
           const scalar_t* fp = features[m].const_data_ptr<scalar_t>();
+          // the map's strides: contiguous planes unless an expanded map is read as is (see above)
+          const int64_t fsn = features[m].stride(0), fsc = features[m].stride(1);
+          const int32_t fsh = static_cast<int32_t>(features[m].stride(2));
+          const int32_t fsw = static_cast<int32_t>(features[m].stride(3));
           const scalar_t* gp = grads[m].const_data_ptr<scalar_t>();
           // 8+ channels: accumulate pixel-major (channel vectors); fewer: one plane per channel
           const int64_t width = c1 - c0;  // channels of this task
@@ -462,8 +471,7 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
           if (features_grad) gacc.assign(width * pstride, acc_t(0));
           for (int64_t y0 = 0; y0 < Hf; y0 += t.rows) {
             const int64_t y1 = std::min(Hf, y0 + t.rows), np = (y1 - y0) * Wf;
-            build_taps(gridp + n * h * w * 2, w, ry[m], rx[m], nearest, Hf, Wf, static_cast<int32_t>(Wf),
-                       int32_t(1), y0, y1, tb);
+            build_taps(gridp + n * h * w * 2, w, ry[m], rx[m], nearest, Hf, Wf, fsh, fsw, y0, y1, tb);
             if (grid_grad) {
               gcx.assign(np, acc_t(0));
               gcy.assign(np, acc_t(0));
@@ -475,7 +483,9 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
             for (int64_t c = c0; c < c1; ++c) {
               const int64_t plane = (n * C + c) * Hf * Wf;
               const scalar_t* gpl = gp + plane + y0 * Wf;
-              if (grid_grad) coord_grad_block<scalar_t, acc_t>(fp + plane, gpl, tb, np, gcx.data(), gcy.data());
+              if (grid_grad) {
+                coord_grad_block<scalar_t, acc_t>(fp + n * fsn + c * fsc, gpl, tb, np, gcx.data(), gcy.data());
+              }
               if (features_grad && channel_major) {
                 scatter_block<scalar_t, acc_t>(gpl, tb, np, static_cast<int32_t>(Hf * Wf), gbuf.data(), tgt.data(),
                                                gacc.data() + (c - c0) * pstride);
