@@ -20,7 +20,8 @@ PACKAGE_DIRS = ("fastmotion", "kernels")
 YOUNG_NAMESPACES = ("torch.library.", "torch._library.", "torch.compiler.", "torch.export.", "torch._dynamo.",
                     "torch._inductor.", "torch._higher_order_ops.", "torch.amp.", "torch.nn.attention.")
 
-# First torch release with each young name fastmotion uses (minor versions).
+# First torch release with each young name fastmotion uses (minor versions; (2, 3): 2.3 or older,
+# the oldest release .ci/check_torch_floor.py reads).
 SINCE = {
     "torch.library.register_fake": (2, 4),
     "torch.library.register_autograd": (2, 4),
@@ -31,6 +32,11 @@ SINCE = {
     "torch.get_autocast_dtype": (2, 4),
     # the name is old; the device_type argument fastmotion passes came in 2.4
     "torch.is_autocast_enabled": (2, 4),
+    "torch.amp.GradScaler": (2, 3),
+    "torch.export.export": (2, 3),
+    "torch.export.Dim": (2, 3),
+    "torch._inductor.aoti_compile_and_package": (2, 6),
+    "torch._inductor.aoti_load_package": (2, 6),
 }
 
 
