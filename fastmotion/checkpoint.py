@@ -23,6 +23,8 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 from torch import nn
 
+from fastmotion.io.permissions import make_ordinary
+
 NETWORKS = ("kp_detector", "generator", "discriminator")
 FORMAT = "fastmotion-monkeynet"
 FORMAT_VERSION = 1
@@ -296,6 +298,7 @@ def save_checkpoint(path, *, kp_detector: Optional[nn.Module] = None, generator:
             torch.save(data, f)
             f.flush()
             os.fsync(f.fileno())
+        make_ordinary(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None and os.path.exists(tmp):

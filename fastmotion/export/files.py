@@ -9,6 +9,8 @@ import os
 import shutil
 import tempfile
 
+from fastmotion.io.permissions import make_ordinary
+
 MANIFEST = "manifest.json"
 
 
@@ -34,9 +36,7 @@ def atomic_dir(out: str):
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's folder is private; the export is an ordinary folder
+    make_ordinary(tmp)
     try:
         yield tmp
         old = None

@@ -23,6 +23,8 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from fastmotion.io.permissions import make_ordinary
+
 PathLike = Union[str, os.PathLike]
 
 STRIP_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -293,6 +295,7 @@ def atomic_path(path: PathLike) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        make_ordinary(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -208,7 +208,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=(amp == "fp16"))
         self.forward_models = dict(self.models)
         if compile:
-            self.forward_models = {n: torch.compile(m) for n, m in self.models.items()}
+            self.forward_models = {n: torch.compile(m, dynamic=False) for n, m in self.models.items()}
 
         self.epoch, self.batch_in_epoch, self.iteration = 0, 0, 0
         if checkpoint is not None:

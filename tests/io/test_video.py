@@ -133,3 +133,21 @@ def test_reads_the_original_strips():
     video = read_video(os.path.join(folder, "source.png"), (128, 128, 3))
     assert video.shape == (11, 128, 128, 3) and video.dtype == np.uint8
     assert count_frames(os.path.join(folder, "driving.png"), (128, 128)) == 26
+
+
+def test_written_files_are_ordinary_files(tmp_path):
+    """The temporary file behind an atomic write is private (0600); the renamed result must have the
+    mode a plain open() gives under the umask, or other users cannot read a video or checkpoint."""
+    import torch
+
+    from fastmotion.checkpoint import save_checkpoint
+
+    mask = os.umask(0o022)
+    try:
+        video, ckpt = tmp_path / "clip.gif", tmp_path / "model.pth.tar"
+        write_video(video, np.zeros((2, 8, 8, 3), np.uint8))
+        save_checkpoint(ckpt, kp_detector=torch.nn.Linear(1, 1))
+        for path in (video, ckpt):
+            assert os.stat(path).st_mode & 0o777 == 0o644, path
+    finally:
+        os.umask(mask)
