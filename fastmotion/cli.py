@@ -14,7 +14,6 @@ import pkgutil
 import sys
 
 EXIT_ERROR = 1
-EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 

@@ -35,45 +35,14 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-
-@triton.jit
-def _div(a, b):
-    # correctly rounded a / b (plain `/` on float32 is an approximate division in Triton)
-    if a.dtype == tl.float64:
-        return a / b
-    else:
-        return tl.math.div_rn(a, b)
-
-
-@triton.jit
-def _grid_coord(idx, size_m1, on):
-    # Monkey-Net's 2 * (i / (n - 1)) - 1, 0 on a single-pixel axis.
-    return (2.0 * _div(idx, tl.cast(size_m1, idx.dtype)) - 1.0) * on
-
-
-@triton.jit
-def _taps(coord, size):
-    # grid_sample's unnormalize (align_corners=True), clamped to [-2, size + 1]: returns the first
-    # tap's index (the second is +1) and the second tap's weight, NaN for a NaN / inf coordinate
-    # (so the sample is NaN, as grid_sample's). Sizes go through tl.cast: Triton turns an int
-    # argument equal to 1 into a constexpr, which has no .to().
-    c = (coord + 1.0) * 0.5 * tl.cast(size - 1, coord.dtype)
-    nonfinite = c - c
-    hi = tl.cast(size + 1, coord.dtype)
-    c = tl.where(c >= -2.0, tl.where(c <= hi, c, hi), -2.0)
-    f = tl.floor(c)
-    return f.to(tl.int32), (c - f) + nonfinite
+from fastmotion.kernels._common import acc_dtype, aligned_taps, grid_consts, grid_coord, tl_acc
 
 
 @triton.jit
 def compose_flow_fwd_kernel(logits_ptr, shift_ptr, corr_ptr, out_ptr, K1, HW, W, w_m1, h_m1, x_on, y_on,
                             NBLK, HAS_CORR: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr,
                             ACC: tl.constexpr):
-    # torch.compile passes float scalars as fp64: pin them to the accumulation type
-    w_m1 = tl.cast(w_m1, ACC)
-    h_m1 = tl.cast(h_m1, ACC)
-    x_on = tl.cast(x_on, ACC)
-    y_on = tl.cast(y_on, ACC)
+    w_m1, h_m1, x_on, y_on = grid_consts(w_m1, h_m1, x_on, y_on, ACC)
     pid = tl.program_id(0)
     n = (pid // NBLK).to(tl.int64)
     p = (pid % NBLK) * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -95,8 +64,8 @@ def compose_flow_fwd_kernel(logits_ptr, shift_ptr, corr_ptr, out_ptr, K1, HW, W,
         fy = fy + tl.load(corr_ptr + n * 2 * HW + HW + p, mask=pmask, other=0.0).to(ACC)
     i = (p // W).to(ACC)
     j = (p % W).to(ACC)
-    ox = fx + _grid_coord(j, w_m1, x_on)
-    oy = fy + _grid_coord(i, h_m1, y_on)
+    ox = fx + grid_coord(j, w_m1, x_on)
+    oy = fy + grid_coord(i, h_m1, y_on)
     pair = tl.join(ox, oy).to(out_ptr.dtype.element_ty)  # (BLOCK_P, 2): x, y interleaved
     offs = (n * HW + p)[:, None] * 2 + tl.arange(0, 2)[None, :]
     tl.store(out_ptr + offs, pair, mask=pmask[:, None])
@@ -137,11 +106,7 @@ def compose_flow_bwd_kernel(grad_ptr, logits_ptr, shift_ptr, glogits_ptr, partia
 @triton.jit
 def shifted_warps_fwd_kernel(src_ptr, shift_ptr, out_ptr, C, H, W, K1, s_n, s_c, s_h, s_w, w_m1, h_m1, x_on, y_on,
                              NBLK, BLOCK: tl.constexpr, ACC: tl.constexpr):
-    # torch.compile passes float scalars as fp64: pin them to the accumulation type
-    w_m1 = tl.cast(w_m1, ACC)
-    h_m1 = tl.cast(h_m1, ACC)
-    x_on = tl.cast(x_on, ACC)
-    y_on = tl.cast(y_on, ACC)
+    w_m1, h_m1, x_on, y_on = grid_consts(w_m1, h_m1, x_on, y_on, ACC)
     pid = tl.program_id(0)
     nk = (pid // NBLK).to(tl.int64)
     n = nk // K1
@@ -152,8 +117,8 @@ def shifted_warps_fwd_kernel(src_ptr, shift_ptr, out_ptr, C, H, W, K1, s_n, s_c,
     j = p % W
     sx = tl.load(shift_ptr + nk * 2).to(ACC)
     sy = tl.load(shift_ptr + nk * 2 + 1).to(ACC)
-    x0, fx = _taps(_grid_coord(j.to(ACC), w_m1, x_on) + sx, W)
-    y0, fy = _taps(_grid_coord(i.to(ACC), h_m1, y_on) + sy, H)
+    x0, fx = aligned_taps(grid_coord(j.to(ACC), w_m1, x_on) + sx, W)
+    y0, fy = aligned_taps(grid_coord(i.to(ACC), h_m1, y_on) + sy, H)
     x1 = x0 + 1
     y1 = y0 + 1
     in_x0 = (x0 >= 0) & (x0 < W)
@@ -184,11 +149,7 @@ def shifted_warps_fwd_kernel(src_ptr, shift_ptr, out_ptr, C, H, W, K1, s_n, s_c,
 @triton.jit
 def shifted_warps_bwd_shift_kernel(grad_ptr, src_ptr, shift_ptr, partial_ptr, C, H, W, K1, s_n, s_c, s_h, s_w, w_m1,
                                    h_m1, x_on, y_on, NBLK, BLOCK: tl.constexpr, ACC: tl.constexpr):
-    # torch.compile passes float scalars as fp64: pin them to the accumulation type
-    w_m1 = tl.cast(w_m1, ACC)
-    h_m1 = tl.cast(h_m1, ACC)
-    x_on = tl.cast(x_on, ACC)
-    y_on = tl.cast(y_on, ACC)
+    w_m1, h_m1, x_on, y_on = grid_consts(w_m1, h_m1, x_on, y_on, ACC)
     pid = tl.program_id(0)
     nk = (pid // NBLK).to(tl.int64)
     blk = pid % NBLK
@@ -200,8 +161,8 @@ def shifted_warps_bwd_shift_kernel(grad_ptr, src_ptr, shift_ptr, partial_ptr, C,
     j = p % W
     sx = tl.load(shift_ptr + nk * 2).to(ACC)
     sy = tl.load(shift_ptr + nk * 2 + 1).to(ACC)
-    x0, fx = _taps(_grid_coord(j.to(ACC), w_m1, x_on) + sx, W)
-    y0, fy = _taps(_grid_coord(i.to(ACC), h_m1, y_on) + sy, H)
+    x0, fx = aligned_taps(grid_coord(j.to(ACC), w_m1, x_on) + sx, W)
+    y0, fy = aligned_taps(grid_coord(i.to(ACC), h_m1, y_on) + sy, H)
     x1 = x0 + 1
     y1 = y0 + 1
     in_x0 = (x0 >= 0) & (x0 < W)
@@ -240,7 +201,7 @@ def _transposed_weight(q, size, shift, size_m1, on, ACC: tl.constexpr, D: tl.con
     # shift in pixels) and the weight with which t's exact taps reach q (0 if they don't).
     jc = tl.floor(q.to(ACC) - shift * 0.5 * size_m1 * on + 0.5).to(tl.int32)
     t = jc + (D - 1)
-    t0, ft = _taps(_grid_coord(t.to(ACC), size_m1, on) + shift, size)
+    t0, ft = aligned_taps(grid_coord(t.to(ACC), size_m1, on) + shift, size)
     w = tl.where(t0 == q, 1.0 - ft, tl.where(t0 + 1 == q, ft, 0.0))
     valid = (t >= 0) & (t < size)
     return t, tl.where(valid, w, 0.0), valid
@@ -249,11 +210,7 @@ def _transposed_weight(q, size, shift, size_m1, on, ACC: tl.constexpr, D: tl.con
 @triton.jit
 def shifted_warps_bwd_source_kernel(grad_ptr, shift_ptr, gsrc_ptr, C, H, W, K1, w_m1, h_m1, x_on, y_on,
                                     NBLK, BLOCK: tl.constexpr, ACC: tl.constexpr):
-    # torch.compile passes float scalars as fp64: pin them to the accumulation type
-    w_m1 = tl.cast(w_m1, ACC)
-    h_m1 = tl.cast(h_m1, ACC)
-    x_on = tl.cast(x_on, ACC)
-    y_on = tl.cast(y_on, ACC)
+    w_m1, h_m1, x_on, y_on = grid_consts(w_m1, h_m1, x_on, y_on, ACC)
     pid = tl.program_id(0)
     nc = (pid // NBLK).to(tl.int64)
     n = nc // C
@@ -290,16 +247,8 @@ def shifted_warps_bwd_source_kernel(grad_ptr, shift_ptr, gsrc_ptr, C, H, W, K1, 
     tl.store(gsrc_ptr + nc * HW + p, acc.to(gsrc_ptr.dtype.element_ty), mask=pmask)
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _tl_acc(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
 def _axis(size: int):
-    """(size - 1 as a float, 1.0 or 0.0 for a single-pixel axis) for _grid_coord."""
+    """(size - 1 as a float, 1.0 or 0.0 for a single-pixel axis) for grid_coord."""
     return float(max(size - 1, 1)), 1.0 if size > 1 else 0.0
 
 
@@ -323,7 +272,7 @@ def compose_flow_forward(mask_logits, kp_shift, correction):
     nblk = triton.cdiv(h * w, block_p)
     wrap_triton(compose_flow_fwd_kernel)[(nblk * n,)](
         logits, kp_shift.contiguous(), corr, out, k1, h * w, w, w_m1, h_m1, x_on, y_on, nblk,
-        HAS_CORR=correction is not None, BLOCK_K=block_k, BLOCK_P=block_p, ACC=_tl_acc(logits.dtype),
+        HAS_CORR=correction is not None, BLOCK_K=block_k, BLOCK_P=block_p, ACC=tl_acc(logits.dtype),
         num_warps=4)
     return out
 
@@ -332,7 +281,7 @@ def compose_flow_backward(grad_grid, mask_logits, kp_shift):
     """(grad_logits like mask_logits, grad_shift (N, K1, 2) in the accumulation dtype)."""
     logits = mask_logits.contiguous()
     n, k1, h, w = logits.shape
-    acc = _acc_dtype(logits.dtype)
+    acc = acc_dtype(logits.dtype)
     grad_logits = torch.empty_like(logits)
     if logits.numel() == 0:
         return grad_logits, kp_shift.new_zeros((n, k1, 2))
@@ -341,7 +290,7 @@ def compose_flow_backward(grad_grid, mask_logits, kp_shift):
     partial = logits.new_empty((n, nblk, k1, 2), dtype=acc)
     wrap_triton(compose_flow_bwd_kernel)[(nblk * n,)](
         grad_grid.contiguous(), logits, kp_shift.contiguous(), grad_logits, partial, k1, h * w, nblk,
-        BLOCK_K=block_k, BLOCK_P=block_p, ACC=_tl_acc(logits.dtype), num_warps=4)
+        BLOCK_K=block_k, BLOCK_P=block_p, ACC=tl_acc(logits.dtype), num_warps=4)
     return grad_logits, partial.sum(dim=1)
 
 
@@ -359,14 +308,14 @@ def shifted_warps_forward(source, kp_shift):
     nblk = triton.cdiv(h * w, _SW_BLOCK)
     wrap_triton(shifted_warps_fwd_kernel)[(nblk * n * k1,)](
         source, kp_shift.contiguous(), out, c, h, w, k1, *source.stride(), w_m1, h_m1, x_on, y_on, nblk,
-        BLOCK=_SW_BLOCK, ACC=_tl_acc(source.dtype), num_warps=4)
+        BLOCK=_SW_BLOCK, ACC=tl_acc(source.dtype), num_warps=4)
     return out
 
 
 def shifted_warps_backward(grad_out, source, kp_shift, source_grad: bool, shift_grad: bool):
     n, c, h, w = source.shape
     k1 = kp_shift.shape[1]
-    acc = _acc_dtype(source.dtype)
+    acc = acc_dtype(source.dtype)
     grad_out = grad_out.contiguous()
     shift = kp_shift.contiguous()
     w_m1, x_on = _axis(w)
@@ -380,7 +329,7 @@ def shifted_warps_backward(grad_out, source, kp_shift, source_grad: bool, shift_
         else:
             wrap_triton(shifted_warps_bwd_source_kernel)[(nblk * n * c,)](
                 grad_out, shift, grad_source, c, h, w, k1, w_m1, h_m1, x_on, y_on, nblk,
-                BLOCK=_SW_BLOCK, ACC=_tl_acc(source.dtype), num_warps=4)
+                BLOCK=_SW_BLOCK, ACC=tl_acc(source.dtype), num_warps=4)
     else:
         grad_source = source.new_empty((0,))
     if shift_grad:
@@ -390,7 +339,7 @@ def shifted_warps_backward(grad_out, source, kp_shift, source_grad: bool, shift_
             partial = shift.new_empty((n * k1, nblk, 2), dtype=acc)
             wrap_triton(shifted_warps_bwd_shift_kernel)[(nblk * n * k1,)](
                 grad_out, source, shift, partial, c, h, w, k1, *source.stride(), w_m1, h_m1, x_on, y_on, nblk,
-                BLOCK=_SW_BLOCK, ACC=_tl_acc(source.dtype), num_warps=4)
+                BLOCK=_SW_BLOCK, ACC=tl_acc(source.dtype), num_warps=4)
             grad_shift = partial.sum(dim=1).view(n, k1, 2)
     else:
         grad_shift = shift.new_empty((0,))

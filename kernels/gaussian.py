@@ -28,12 +28,13 @@ passes run at the output's write (read) bandwidth: a ~40x cut in DRAM traffic.
 """
 from __future__ import annotations
 
-import struct
 
 import torch
 import triton
 import triton.language as tl
 from torch.library import wrap_triton
+
+from fastmotion.kernels._common import acc_dtype, grid_consts, grid_coord, split_float, tl_acc
 
 DET_EPS = 1e-12  # smallest determinant used when inverting a covariance (reference: DET_EPS)
 _DET_EPS = tl.constexpr(DET_EPS)
@@ -42,12 +43,6 @@ _FAR_QUAD = tl.constexpr(FAR_QUAD)
 FWD_BLOCK = 1024  # pixels per forward tile
 BWD_BLOCK = 512  # pixels per backward tile (10-24 accumulators per pixel lane)
 MODE_FIXED, MODE_SINGLE, MODE_MATRIX = 0, 1, 2
-
-
-@triton.jit
-def _axis_coord(idx, size_m1, on, ACC: tl.constexpr):
-    # 2 * (i / (n - 1)) - 1, or 0 on a single-pixel axis (on == 0, size_m1 == 1).
-    return (2.0 * (idx.to(ACC) / size_m1) - 1.0) * on
 
 
 @triton.jit
@@ -114,11 +109,7 @@ def gaussian_fwd_kernel(out_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, B, C, H, W, row
                         fixed_hi, fixed_lo, norm_hi, norm_lo, w_m1, h_m1, x_on, y_on,
                         MODE: tl.constexpr, HAS_SRC: tl.constexpr, BG: tl.constexpr, NORM_SUM: tl.constexpr,
                         BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, ACC: tl.constexpr):
-    # torch.compile passes float scalars as fp64: pin them to the accumulation type
-    w_m1 = tl.cast(w_m1, ACC)
-    h_m1 = tl.cast(h_m1, ACC)
-    x_on = tl.cast(x_on, ACC)
-    y_on = tl.cast(y_on, ACC)
+    w_m1, h_m1, x_on, y_on = grid_consts(w_m1, h_m1, x_on, y_on, ACC)
     hm = tl.program_id(0).to(tl.int64)
     c = hm % C
     ab = hm // C
@@ -157,10 +148,10 @@ def gaussian_fwd_kernel(out_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, B, C, H, W, row
             acc_s = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
             for r0 in range(row0, row1, BLOCK_H):
                 rows = r0 + tl.arange(0, BLOCK_H)
-                y = _axis_coord(rows, h_m1, y_on, ACC)
+                y = grid_coord(rows.to(ACC), h_m1, y_on)
                 for c0 in range(0, W, BLOCK_W):
                     cols = c0 + tl.arange(0, BLOCK_W)
-                    x = _axis_coord(cols, w_m1, x_on, ACC)
+                    x = grid_coord(cols.to(ACC), w_m1, x_on)
                     mask = (rows < row1)[:, None] & (cols < W)[None, :]
                     gd = _gauss_value(x, y, mxd, myd, pad, pbd, pcd)
                     acc_d += tl.where(mask, gd, 0.0)
@@ -173,10 +164,10 @@ def gaussian_fwd_kernel(out_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, B, C, H, W, row
             scale_s = 1.0 / tl.where(sum_s == 0.0, 1.0, sum_s)
         for r0 in range(row0, row1, BLOCK_H):
             rows = r0 + tl.arange(0, BLOCK_H)
-            y = _axis_coord(rows, h_m1, y_on, ACC)
+            y = grid_coord(rows.to(ACC), h_m1, y_on)
             for c0 in range(0, W, BLOCK_W):
                 cols = c0 + tl.arange(0, BLOCK_W)
-                x = _axis_coord(cols, w_m1, x_on, ACC)
+                x = grid_coord(cols.to(ACC), w_m1, x_on)
                 mask = (rows < row1)[:, None] & (cols < W)[None, :]
                 gd = _gauss_value(x, y, mxd, myd, pad, pbd, pcd)
                 val = gd * scale_d
@@ -247,11 +238,7 @@ def gaussian_bwd_kernel(gout_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, gmd_ptr, gvd_p
                         fixed_hi, fixed_lo, norm_hi, norm_lo, w_m1, h_m1, x_on, y_on,
                         MODE: tl.constexpr, HAS_SRC: tl.constexpr, BG: tl.constexpr, NORM_SUM: tl.constexpr,
                         FUSED: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, ACC: tl.constexpr):
-    # torch.compile passes float scalars as fp64: pin them to the accumulation type
-    w_m1 = tl.cast(w_m1, ACC)
-    h_m1 = tl.cast(h_m1, ACC)
-    x_on = tl.cast(x_on, ACC)
-    y_on = tl.cast(y_on, ACC)
+    w_m1, h_m1, x_on, y_on = grid_consts(w_m1, h_m1, x_on, y_on, ACC)
     r = tl.program_id(0).to(tl.int64)
     split = tl.program_id(1)
     k = r % K
@@ -295,10 +282,10 @@ def gaussian_bwd_kernel(gout_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, gmd_ptr, gvd_p
     t_x, t_y, t_xx, t_xy, t_yy, t_g, t_dot = z, z, z, z, z, z, z
     for r0 in range(row0, row1, BLOCK_H):
         rows = r0 + tl.arange(0, BLOCK_H)
-        y = _axis_coord(rows, h_m1, y_on, ACC)
+        y = grid_coord(rows.to(ACC), h_m1, y_on)
         for c0 in range(0, W, BLOCK_W):
             cols = c0 + tl.arange(0, BLOCK_W)
-            x = _axis_coord(cols, w_m1, x_on, ACC)
+            x = grid_coord(cols.to(ACC), w_m1, x_on)
             mask = (rows < row1)[:, None] & (cols < W)[None, :]
             g = tl.load(g_base + rows[:, None].to(tl.int64) * g_sh + cols[None, :] * g_sw, mask=mask,
                         other=0.0).to(ACC)
@@ -434,24 +421,6 @@ def gaussian_bwd_epilogue_kernel(part_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, gmd_p
 
 # ---- launchers ----
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _tl_acc(acc: torch.dtype):
-    return tl.float64 if acc == torch.float64 else tl.float32
-
-
-def _split_float(v: float):
-    """(hi, lo) fp32 pair whose sum restores v in float64 (Triton passes Python floats as fp32)."""
-    hi = _fp32(v)
-    return hi, _fp32(v - hi)
-
-
-def _fp32(v: float) -> float:
-    return struct.unpack("f", struct.pack("f", v))[0]
-
-
 def _mode(var):
     if var is None:
         return MODE_FIXED
@@ -500,8 +469,8 @@ def _target_programs(device: torch.device) -> int:
 
 def _common(mean_d, var_d, mean_s, var_s, fixed_var, norm_const, norm_sum, lead):
     mean_d, var_d, mean_s, var_s = (_block_contiguous(t, lead) for t in (mean_d, var_d, mean_s, var_s))
-    fixed_hi, fixed_lo = _split_float(float(fixed_var) if var_d is None else 1.0)
-    norm_hi, norm_lo = _split_float(1.0 if norm_sum else float(norm_const))
+    fixed_hi, fixed_lo = split_float(float(fixed_var) if var_d is None else 1.0)
+    norm_hi, norm_lo = split_float(1.0 if norm_sum else float(norm_const))
     strides = (*_strides(mean_d, lead), *_strides(var_d, lead), *_strides(mean_s, lead), *_strides(var_s, lead))
     consts = dict(fixed_hi=fixed_hi, fixed_lo=fixed_lo, norm_hi=norm_hi, norm_lo=norm_lo)
     return mean_d, var_d, mean_s, var_s, strides, consts
@@ -530,7 +499,7 @@ def gaussian_heatmaps_forward(mean_d, var_d, mean_s, var_s, fixed_var: float, he
         out, mean_d, var_d if var_d is not None else mean_d, mean_s if mean_s is not None else mean_d,
         var_s if var_s is not None else mean_d, b, c, height, width, rows_per_prog, *strides, **consts,
         **_grid_consts(height, width), MODE=_mode(var_d), HAS_SRC=mean_s is not None, BG=int(background),
-        NORM_SUM=bool(norm_sum), BLOCK_H=bh, BLOCK_W=bw, ACC=_tl_acc(_acc_dtype(mean_d.dtype)), num_warps=4)
+        NORM_SUM=bool(norm_sum), BLOCK_H=bh, BLOCK_W=bw, ACC=tl_acc(acc_dtype(mean_d.dtype)), num_warps=4)
     return out
 
 
@@ -560,7 +529,7 @@ def gaussian_heatmaps_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var
     split = max(1, min(int(split), n_rb))
     rows_per_prog = triton.cdiv(n_rb, split) * bh
     split = triton.cdiv(height, rows_per_prog)
-    acc = _acc_dtype(mean_d.dtype)
+    acc = acc_dtype(mean_d.dtype)
     fused = split == 1
     part = mean_d.new_empty((rows * split * 24,) if not fused else (1,), dtype=acc)
     mode = _mode(var_d)
@@ -571,11 +540,11 @@ def gaussian_heatmaps_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var
     wrap_triton(gaussian_bwd_kernel)[(rows, split)](
         grad_out, *kp_ptrs, *out_ptrs, part, b, k, height, width, rows_per_prog, split, *g_strides,
         *strides, **consts, **_grid_consts(height, width), MODE=mode, HAS_SRC=has_src, BG=int(background),
-        NORM_SUM=bool(norm_sum), FUSED=fused, BLOCK_H=bh, BLOCK_W=bw, ACC=_tl_acc(acc),
+        NORM_SUM=bool(norm_sum), FUSED=fused, BLOCK_H=bh, BLOCK_W=bw, ACC=tl_acc(acc),
         num_warps=8 if norm_sum and has_src else 4)
     if not fused:
         wrap_triton(gaussian_bwd_epilogue_kernel)[(rows,)](
             part, *kp_ptrs, *out_ptrs, b, k, split, *strides, **consts, MODE=mode, HAS_SRC=has_src,
-            NORM_SUM=bool(norm_sum), SPLIT_BLOCK=max(2, triton.next_power_of_2(split)), ACC=_tl_acc(acc),
+            NORM_SUM=bool(norm_sum), SPLIT_BLOCK=max(2, triton.next_power_of_2(split)), ACC=tl_acc(acc),
             num_warps=1)
     return gmd, gvd, gms, gvs

@@ -42,6 +42,7 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
+from fastmotion.kernels._common import acc_dtype, tl_acc
 from fastmotion.kernels.sampling import bilinear_taps, grid_coordinate, grid_coordinate_with_grad, nearest_tap
 
 MODE_BILINEAR = 0
@@ -343,7 +344,7 @@ def input_grad_by_gather(gout: torch.Tensor, input: torch.Tensor, grid: torch.Te
     gather above; ``gout`` in ``fmt``, ``grid`` contiguous (any float dtype: used in ACC)."""
     N, C, H, W = input.shape
     P = grid.shape[1] * grid.shape[2]
-    acc_t, acc_tl = _acc(input.dtype)
+    acc_t, acc_tl = acc_dtype(input.dtype), tl_acc(input.dtype)
     coords = torch.empty((N, P, 2), device=input.device, dtype=acc_t)
     keys = torch.empty((N, P), device=input.device, dtype=torch.int32)
     block = 256
@@ -365,10 +366,6 @@ def input_grad_by_gather(gout: torch.Tensor, input: torch.Tensor, grid: torch.Te
         gin.stride(0), gin.stride(1), gin.stride(2), gin.stride(3), o_n, o_c, o_p,
         MODE=int(mode), BLOCK_Q=block_q, BLOCK_C=block_c, ACC=acc_tl, enable_fp_fusion=False)
     return gin
-
-
-def _acc(dtype: torch.dtype):
-    return (torch.float64, tl.float64) if dtype == torch.float64 else (torch.float32, tl.float32)
 
 
 def _blocks(C: int, channels_last: bool):
@@ -429,7 +426,7 @@ def grid_sample_forward(input: torch.Tensor, grid: torch.Tensor, mode: int, padd
     P = Ho * Wo
     if out.numel() == 0:
         return out
-    _, acc_tl = _acc(input.dtype)
+    acc_tl = tl_acc(input.dtype)
     default_p, default_c = _blocks(C, cl)
     block_p, block_c = block_p or default_p, block_c or default_c
     split = _channel_split(N, P, C, block_p, block_c)
@@ -458,7 +455,7 @@ def grid_sample_backward(grad_output: torch.Tensor, input: torch.Tensor, grid: t
     P = Ho * Wo
     fmt = torch.channels_last if cl else torch.contiguous_format
     gout = grad_output.contiguous(memory_format=fmt)
-    acc_t, acc_tl = _acc(input.dtype)
+    acc_t, acc_tl = acc_dtype(input.dtype), tl_acc(input.dtype)
     grid_grad = bool(grid_requires_grad) and int(mode) == MODE_BILINEAR
     gathered = None
     if input_requires_grad and N * P and C and gather_input_grad():

@@ -13,7 +13,7 @@ one launch forward and one backward (the unfused epilogue cost ~15 tiny launches
 
 Float scalar arguments are cast to the accumulation type on entry: torch.compile (inductor)
 passes Python floats as fp64, which would otherwise turn the loop-carried state fp64. Triton
-itself passes Python floats as fp32, so each goes as two fp32 halves (_split / _join) that add
+itself passes Python floats as fp32, so each goes as two fp32 halves (split_float / join_float) that add
 up to its fp64 value in a fp64 kernel.
 
 Backward: dL/dl_i = (1/T) p_i (f(g_i) - fbar) where f is a quadratic in the pixel coordinate
@@ -23,28 +23,16 @@ recomputed from the saved log-sum-exp (nothing of size H*W saved).
 """
 from __future__ import annotations
 
-import struct
 
 import torch
 import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
+from fastmotion.kernels._common import acc_dtype, grid_consts, grid_coord, join_float, split_float, tl_acc
+
 HEATMAP_EPS = 1e-7
 MAX_BLOCK = 4096
-
-
-@triton.jit
-def _axis_coord(idx, size_m1, on):
-    # 2 * (i / (n - 1)) - 1, or 0 on a single-pixel axis (on == 0, size_m1 == 1).
-    return (2.0 * (idx / size_m1) - 1.0) * on
-
-
-@triton.jit
-def _join(hi, lo, ACC: tl.constexpr):
-    # A float scalar passed as two float32 halves (Triton passes Python floats as float32): their
-    # sum in ACC is the float64 value to ~2^-48 (see _split).
-    return tl.cast(hi, ACC) + tl.cast(lo, ACC)
 
 
 @triton.jit
@@ -63,15 +51,12 @@ def heatmap_moments_fwd_kernel(logits_ptr, mean_ptr, var_ptr, raw_ptr, lse_ptr, 
                                x_on, y_on, eps_hw, eps_hw_lo, ex2, ex2_lo, ey2, ey2_lo, clip, clip_lo,
                                BLOCK: tl.constexpr, ACC: tl.constexpr, VAR_MODE: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
-    inv_t = _join(inv_t, inv_t_lo, ACC)
-    w_m1 = tl.cast(w_m1, ACC)
-    h_m1 = tl.cast(h_m1, ACC)
-    x_on = tl.cast(x_on, ACC)
-    y_on = tl.cast(y_on, ACC)
-    eps_hw = _join(eps_hw, eps_hw_lo, ACC)
-    ex2 = _join(ex2, ex2_lo, ACC)
-    ey2 = _join(ey2, ey2_lo, ACC)
-    clip = _join(clip, clip_lo, ACC)
+    inv_t = join_float(inv_t, inv_t_lo, ACC)
+    w_m1, h_m1, x_on, y_on = grid_consts(w_m1, h_m1, x_on, y_on, ACC)
+    eps_hw = join_float(eps_hw, eps_hw_lo, ACC)
+    ex2 = join_float(ex2, ex2_lo, ACC)
+    ey2 = join_float(ey2, ey2_lo, ACC)
+    clip = join_float(clip, clip_lo, ACC)
     base = logits_ptr + row * HW
     neg_inf = float("-inf")
     zero = tl.zeros([BLOCK], dtype=ACC)
@@ -86,8 +71,8 @@ def heatmap_moments_fwd_kernel(logits_ptr, mean_ptr, var_ptr, raw_ptr, lse_ptr, 
         offs = start + tl.arange(0, BLOCK)
         valid = offs < HW
         l = tl.load(base + offs, mask=valid, other=neg_inf).to(ACC) * inv_t
-        x = _axis_coord((offs % W).to(ACC), w_m1, x_on)
-        y = _axis_coord((offs // W).to(ACC), h_m1, y_on)
+        x = grid_coord((offs % W).to(ACC), w_m1, x_on)
+        y = grid_coord((offs // W).to(ACC), h_m1, y_on)
         blk_max = tl.max(l, 0)
         blk_ref = tl.where(blk_max == neg_inf, 0.0, blk_max)
         e = tl.exp(l - blk_ref)
@@ -150,15 +135,12 @@ def heatmap_moments_bwd_kernel(logits_ptr, grad_ptr, mean_ptr, raw_ptr, lse_ptr,
                                ey2_lo, clip, clip_lo, BLOCK: tl.constexpr, ACC: tl.constexpr, VAR_MODE: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     chunk = tl.program_id(1)
-    inv_t = _join(inv_t, inv_t_lo, ACC)
-    w_m1 = tl.cast(w_m1, ACC)
-    h_m1 = tl.cast(h_m1, ACC)
-    x_on = tl.cast(x_on, ACC)
-    y_on = tl.cast(y_on, ACC)
-    eps_hw = _join(eps_hw, eps_hw_lo, ACC)
-    ex2 = _join(ex2, ex2_lo, ACC)
-    ey2 = _join(ey2, ey2_lo, ACC)
-    clip = _join(clip, clip_lo, ACC)
+    inv_t = join_float(inv_t, inv_t_lo, ACC)
+    w_m1, h_m1, x_on, y_on = grid_consts(w_m1, h_m1, x_on, y_on, ACC)
+    eps_hw = join_float(eps_hw, eps_hw_lo, ACC)
+    ex2 = join_float(ex2, ex2_lo, ACC)
+    ey2 = join_float(ey2, ey2_lo, ACC)
+    clip = join_float(clip, clip_lo, ACC)
     mx = tl.load(mean_ptr + row * 2).to(ACC)
     my = tl.load(mean_ptr + row * 2 + 1).to(ACC)
     va = tl.load(raw_ptr + row * 4).to(ACC)
@@ -205,27 +187,14 @@ def heatmap_moments_bwd_kernel(logits_ptr, grad_ptr, mean_ptr, raw_ptr, lse_ptr,
     offs = chunk * BLOCK + tl.arange(0, BLOCK)
     valid = offs < HW
     l = tl.load(logits_ptr + row * HW + offs, mask=valid, other=0.0).to(ACC) * inv_t
-    x = _axis_coord((offs % W).to(ACC), w_m1, x_on)
-    y = _axis_coord((offs // W).to(ACC), h_m1, y_on)
+    x = grid_coord((offs % W).to(ACC), w_m1, x_on)
+    y = grid_coord((offs // W).to(ACC), h_m1, y_on)
     p = tl.exp(l - lse)
     dx = x - mx
     dy = y - my
     f = ax * dx + ay * dy + g00 * dx * dx + qxy * dx * dy + g11 * dy * dy
     grad = p * (f - fbar) * inv_t
     tl.store(grad_ptr + row * HW + offs, grad.to(grad_ptr.dtype.element_ty), mask=valid)
-
-
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _split(x: float, acc: torch.dtype):
-    """``x`` as (hi, lo) float32 halves for a float64 kernel (hi + lo == x to ~2^-48 relative;
-    a float32 kernel gets (x, 0): the same rounding as before)."""
-    if acc != torch.float64:
-        return x, 0.0
-    hi = struct.unpack("f", struct.pack("f", x))[0] if abs(x) < 3.4e38 else x
-    return hi, x - hi
 
 
 def _scalars(h: int, w: int, temperature: float, clip: float, acc: torch.dtype):
@@ -236,7 +205,7 @@ def _scalars(h: int, w: int, temperature: float, clip: float, acc: torch.dtype):
                y_on=1.0 if h > 1 else 0.0)
     for name, value in (("inv_t", 1.0 / temperature), ("eps_hw", HEATMAP_EPS * h * w), ("ex2", ex2), ("ey2", ey2),
                         ("clip", float(clip))):
-        out[name], out[name + "_lo"] = _split(value, acc)
+        out[name], out[name + "_lo"] = split_float(value, acc)
     return out
 
 
@@ -244,19 +213,12 @@ def _block(hw: int) -> int:
     return min(MAX_BLOCK, triton.next_power_of_2(max(hw, 16)))
 
 
-def _tl_acc(acc: torch.dtype):
-    return tl.float64 if acc == torch.float64 else tl.float32
-
-
-VAR_MODES = {"matrix": 0, "single": 1, "none": 2}
-
-
 def heatmap_moments_forward(logits: torch.Tensor, temperature: float, var_mode: int, clip: float):
     """logits ``(R, H, W)`` -> mean ``(R, 2)``, var ``(R, v, v)`` (v = 1 for 'single', else 2),
     var_raw ``(R, 2, 2)``, lse ``(R,)``, all in fp32 (fp64 for fp64 logits)."""
     logits = logits.contiguous()
     rows, h, w = logits.shape
-    acc = _acc_dtype(logits.dtype)
+    acc = acc_dtype(logits.dtype)
     v = 1 if var_mode == 1 else 2
     mean = logits.new_empty((rows, 2), dtype=acc)
     var = (logits.new_zeros if var_mode == 2 else logits.new_empty)((rows, v, v), dtype=acc)
@@ -267,7 +229,7 @@ def heatmap_moments_forward(logits: torch.Tensor, temperature: float, var_mode: 
     block = _block(h * w)
     wrap_triton(heatmap_moments_fwd_kernel)[(rows,)](
         logits, mean, var, var_raw, lse, h * w, w, **_scalars(h, w, temperature, clip, acc), BLOCK=block,
-        ACC=_tl_acc(acc), VAR_MODE=var_mode, num_warps=8 if block >= 2048 else 4)
+        ACC=tl_acc(acc), VAR_MODE=var_mode, num_warps=8 if block >= 2048 else 4)
     return mean, var, var_raw, lse
 
 
@@ -285,5 +247,5 @@ def heatmap_moments_backward(grad_mean, grad_var, logits, mean, var_raw, lse, te
     wrap_triton(heatmap_moments_bwd_kernel)[(rows, triton.cdiv(hw, block))](
         logits, grad, mean.contiguous(), var_raw.contiguous(), lse.contiguous(), grad_mean.contiguous(),
         grad_var.contiguous(), hw, w, **_scalars(h, w, temperature, clip, mean.dtype), BLOCK=block,
-        ACC=_tl_acc(mean.dtype), VAR_MODE=var_mode, num_warps=4)
+        ACC=tl_acc(mean.dtype), VAR_MODE=var_mode, num_warps=4)
     return grad

@@ -17,6 +17,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from fastmotion.kernels._common import div_rn
+
 PAD_ZEROS = 0
 PAD_BORDER = 1
 PAD_REFLECTION = 2
@@ -59,15 +61,6 @@ def clip_coordinate_with_grad(x, size):
     keep = (x != x) | ((x > 0.0) & (x < max_c))
     c = tl.where(keep, x, tl.where(x > 0.0, max_c, 0.0))
     return c, tl.where(keep, 1.0, 0.0).to(x.dtype)
-
-
-@triton.jit
-def div_rn(a, b):
-    """IEEE round-to-nearest division (Triton's fp32 ``/`` is the 2-ulp div.full on NVIDIA)."""
-    if a.dtype == tl.float64:
-        return a / b
-    else:
-        return tl.math.div_rn(a, b)
 
 
 @triton.jit
@@ -187,7 +180,7 @@ def nearest_tap(x, y, W, H):
 
 
 __all__ = [
-    "PAD_ZEROS", "PAD_BORDER", "PAD_REFLECTION", "PADDING_CODES", "unnormalize_scale", "unnormalize", "div_rn", "clip_coordinate",
+    "PAD_ZEROS", "PAD_BORDER", "PAD_REFLECTION", "PADDING_CODES", "unnormalize_scale", "unnormalize", "clip_coordinate",
     "clip_coordinate_with_grad", "reflect_coordinate", "reflect_coordinate_with_grad", "grid_coordinate",
     "grid_coordinate_with_grad", "inside", "bilinear_taps", "round_half_even", "nearest_tap", "triton",
 ]

@@ -35,7 +35,7 @@ import triton.language as tl
 from torch.library import wrap_triton
 
 from fastmotion.kernels import grid_sample as _grid_sample
-from fastmotion.kernels.dense_motion import _div, _taps
+from fastmotion.kernels._common import acc_dtype, aligned_taps, div_rn, tl_acc
 from fastmotion.kernels.sampling import PAD_ZEROS
 from fastmotion.reference.warp import resize_grid
 
@@ -67,7 +67,7 @@ def _nearest_index(dst, size_in, size_out):
     # min(floor(dst * (in / out)), in - 1) with a float32 scale, or dst when in == out
     n_in = tl.cast(size_in, tl.int32)
     n_out = tl.cast(size_out, tl.int32)
-    scale = tl.math.div_rn(tl.cast(n_in, tl.float32), tl.cast(n_out, tl.float32))
+    scale = div_rn(tl.cast(n_in, tl.float32), tl.cast(n_out, tl.float32))
     s = tl.floor(dst.to(tl.float32) * scale).to(tl.int32)
     s = tl.minimum(s, n_in - 1)
     return tl.where(n_in == n_out, dst, s)
@@ -78,7 +78,7 @@ def _linear_taps(dst, size_in, size_out, ACC: tl.constexpr):
     # F.interpolate linear, align_corners=False: (i0, i1, w0, w1); identity when in == out
     n_in = tl.cast(size_in, tl.int32)
     n_out = tl.cast(size_out, tl.int32)
-    scale = _div(tl.cast(n_in, ACC), tl.cast(n_out, ACC))
+    scale = div_rn(tl.cast(n_in, ACC), tl.cast(n_out, ACC))
     src = scale * (dst.to(ACC) + 0.5) - 0.5
     src = tl.maximum(src, 0.0)
     i0 = tl.minimum(src.to(tl.int32), n_in - 1)
@@ -154,8 +154,8 @@ def _fwd_map(f_ptr, o_ptr, grid_ptr, lp, C, Hf, Wf, s_n, s_c, s_h, s_w, total, h
     y = p // Wf
     x = p % Wf
     gx, gy = _resized_grid(grid_ptr + n * h * w * 2, h, w, Hf, Wf, y, x, mask, NEAREST, ACC)
-    x0, fx = _taps(gx, Wf)
-    y0, fy = _taps(gy, Hf)
+    x0, fx = aligned_taps(gx, Wf)
+    y0, fy = aligned_taps(gy, Hf)
     in_x0 = (x0 >= 0) & (x0 < Wf)
     in_x1 = (x0 + 1 >= 0) & (x0 + 1 < Wf)
     in_y0 = (y0 >= 0) & (y0 < Hf)
@@ -224,8 +224,8 @@ def _bwd_map(f_ptr, g_ptr, gf_ptr, gc_ptr, grid_ptr, lp, C, Hf, Wf, s_n, s_c, s_
     y = p // Wf
     x = p % Wf
     gx, gy = _resized_grid(grid_ptr + n * h * w * 2, h, w, Hf, Wf, y, x, mask, NEAREST, ACC)
-    x0, fx = _taps(gx, Wf)
-    y0, fy = _taps(gy, Hf)
+    x0, fx = aligned_taps(gx, Wf)
+    y0, fy = aligned_taps(gy, Hf)
     in_x0 = (x0 >= 0) & (x0 < Wf)
     in_x1 = (x0 + 1 >= 0) & (x0 + 1 < Wf)
     in_y0 = (y0 >= 0) & (y0 < Hf)
@@ -458,14 +458,6 @@ def warp_features_cast_kernel(
 
 # ------------------------------------------------------------------------------ launchers
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _tl_acc(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
 def _groups(items):
     return [items[i:i + MAX_MAPS] for i in range(0, len(items), MAX_MAPS)]
 
@@ -493,7 +485,7 @@ def warp_features_forward(features, grid, nearest: bool):
         idx64 = max(o.numel() for _, o in group) + _BLOCK >= 2 ** 31
         wrap_triton(warp_features_fwd_kernel)[(start,)](
             grid, h, w, *_pad(per_map, filler), NUM=len(group), NEAREST=nearest, BLOCK=_BLOCK,
-            ACC=_tl_acc(group[0][0].dtype), IDX64=idx64, num_warps=4)
+            ACC=tl_acc(group[0][0].dtype), IDX64=idx64, num_warps=4)
     return outs
 
 
@@ -526,7 +518,7 @@ def warp_features_backward(grad_outs, features, grid, nearest: bool, features_gr
         _, grad_grid = warp_features_backward(grad_outs, features, grid, nearest, False, grid_grad)
         return gathered, grad_grid
     n, h, w, _ = grid.shape
-    acc = _acc_dtype(grid.dtype)
+    acc = acc_dtype(grid.dtype)
     device = grid.device
     grad_outs = [g.contiguous() for g in grad_outs]
     # scratch layout: float32 feature gradients (contiguous per map) and coordinate-gradient
@@ -553,7 +545,7 @@ def warp_features_backward(grad_outs, features, grid, nearest: bool, features_gr
         filler = per_map[0][:-1] + (start,)
         wrap_triton(warp_features_bwd_kernel)[(start,)](
             grid, gf, gc, h, w, *_pad(per_map, filler), NUM=len(group), FEAT_GRAD=features_grad,
-            GRID_GRAD=grid_grad, NEAREST=nearest, CHUNK=_CHUNK, BLOCK=_PIX_BLOCK, ACC=_tl_acc(grid.dtype),
+            GRID_GRAD=grid_grad, NEAREST=nearest, CHUNK=_CHUNK, BLOCK=_PIX_BLOCK, ACC=tl_acc(grid.dtype),
             num_warps=4)
     grad_grid = grid.new_empty((0,))
     if grid_grad:
@@ -568,7 +560,7 @@ def warp_features_backward(grad_outs, features, grid, nearest: bool, features_gr
                                 _window_len(w, d["wf"], nearest)))
             wrap_triton(warp_features_grid_grad_kernel)[(n * nblk,)](
                 gc, grad_grid, h, w, nblk, *_pad(per_map, per_map[0]), NUM=len(group), ACCUMULATE=gi > 0,
-                NEAREST=nearest, BLOCK=_CELL_BLOCK, ACC=_tl_acc(grid.dtype), num_warps=4)
+                NEAREST=nearest, BLOCK=_CELL_BLOCK, ACC=tl_acc(grid.dtype), num_warps=4)
     grad_features = []
     if features_grad:
         grad_features = [f.new_empty((n,) + tuple(f.shape[1:]))

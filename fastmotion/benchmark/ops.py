@@ -89,7 +89,7 @@ def make_inputs(spec: OpSpec, size: Mapping, device: str, dtype: torch.dtype = t
 
 @contextlib.contextmanager
 def environment(env: Mapping[str, str]):
-    """Set ``env`` while a variant provider runs (e.g. FASTMOTION_GRID_SAMPLE_SCATTER=tile)."""
+    """Set ``env`` while a variant provider runs (e.g. FASTMOTION_GRID_SAMPLE_SCATTER=gather)."""
     previous = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:

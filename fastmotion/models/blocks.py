@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastmotion.models import conv_fusion as cf
+from fastmotion.models import policy
 from fastmotion.models.conv3d_layout import FrameConv2d, spatial_kernel
 from fastmotion.models.module_backend import BackendModule
 from fastmotion.models.resample2x import avg_pool_2x2, upsample_nearest_2x
@@ -52,14 +53,21 @@ class ResBlock(BackendModule):
         return cf.fused_conv(self, "conv2", self.conv2, out, residual=x)
 
 
-class UpBlock(BackendModule):
+class _ConvNormBlock(BackendModule):
+    """A conv and the BatchNorm after it (``conv`` and ``norm``, the original's state_dict keys)."""
+
+    def __init__(self, in_features, out_features, kernel_size, padding, groups=1):
+        super().__init__()
+        kernel, pad = spatial_kernel(kernel_size, padding)
+        self.conv = FrameConv2d(in_features, out_features, kernel, padding=pad, groups=groups)
+        self.norm = nn.BatchNorm2d(out_features, affine=True)
+
+
+class UpBlock(_ConvNormBlock):
     """Nearest 2x up-sampling, conv, BatchNorm, ReLU (decoder)."""
 
     def __init__(self, in_features, out_features, kernel_size=3, padding=1):
-        super().__init__()
-        kernel, pad = spatial_kernel(kernel_size, padding)
-        self.conv = FrameConv2d(in_features, out_features, kernel, padding=pad)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
+        super().__init__(in_features, out_features, kernel_size, padding)
 
     def forward(self, x):
         if not self.fast_path():
@@ -75,14 +83,11 @@ class UpBlock(BackendModule):
         return cf.fused_conv(self, "conv", self.conv, x, norm=self.norm, relu=True, subpixel=subpixel, lean_relu=True)
 
 
-class DownBlock(BackendModule):
+class DownBlock(_ConvNormBlock):
     """Conv, BatchNorm, ReLU, 2x2 average pooling (encoder)."""
 
     def __init__(self, in_features, out_features, kernel_size=3, padding=1):
-        super().__init__()
-        kernel, pad = spatial_kernel(kernel_size, padding)
-        self.conv = FrameConv2d(in_features, out_features, kernel, padding=pad)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
+        super().__init__(in_features, out_features, kernel_size, padding)
         # Kept as a module like the original (AvgPool3d has no state, so keys are unaffected).
         self.pool = nn.AvgPool2d(kernel_size=(2, 2))
 
@@ -92,7 +97,7 @@ class DownBlock(BackendModule):
             out = self.norm(out)
             out = F.relu(out)
             return self.pool(out)
-        image = x.shape[1] <= 4 and cf.channels_last_for_autograd(x)
+        image = x.shape[1] <= policy.CHANNELS_LAST_IMAGE_MAX_CHANNELS and cf.channels_last_for_autograd(x)
         x = x.contiguous(memory_format=torch.channels_last) if image else cf.fast_layout(x)
         out = cf.fused_conv(self, "conv", self.conv, x, norm=self.norm, relu=True, lean_relu=True)
         if tuple(self.pool.kernel_size) in ((2, 2), 2) and self.pool.stride in (None, (2, 2), 2):
@@ -102,14 +107,11 @@ class DownBlock(BackendModule):
         return out.contiguous() if image else out
 
 
-class SameBlock(BackendModule):
+class SameBlock(_ConvNormBlock):
     """(Group) conv, BatchNorm, ReLU; keeps the resolution."""
 
     def __init__(self, in_features, out_features, groups=None, kernel_size=3, padding=1):
-        super().__init__()
-        kernel, pad = spatial_kernel(kernel_size, padding)
-        self.conv = FrameConv2d(in_features, out_features, kernel, padding=pad, groups=groups or 1)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
+        super().__init__(in_features, out_features, kernel_size, padding, groups=groups or 1)
 
     def forward(self, x):
         if not self.fast_path():

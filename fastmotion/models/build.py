@@ -23,8 +23,10 @@ def _section(params: Mapping, name: str) -> dict:
     return dict(value)
 
 
-def build_models(config: Mapping, backend=None) -> MonkeyNet:
-    """``(kp_detector, generator, discriminator)`` from a full config or its ``model_params``."""
+def build_models(config: Mapping, backend=None, rewrites=None) -> MonkeyNet:
+    """``(kp_detector, generator, discriminator)`` from a full config or its ``model_params``.
+    ``backend``: the ops' backend; ``rewrites``: the model rewrites on / off (None: see
+    :mod:`fastmotion.models.policy`)."""
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a mapping (a loaded YAML config), got {type(config).__name__}")
     validate_model_params(config)
@@ -37,4 +39,8 @@ def build_models(config: Mapping, backend=None) -> MonkeyNet:
         discriminator = Discriminator(**_section(params, "discriminator_params"), **common, **kw)
     except TypeError as exc:  # unknown / missing keyword in the config
         raise ValueError(f"model_params do not match the Monkey-Net modules: {exc}") from exc
-    return MonkeyNet(kp_detector, generator, discriminator)
+    models = MonkeyNet(kp_detector, generator, discriminator)
+    if rewrites is not None:
+        for model in models:
+            model.set_rewrites(rewrites)
+    return models

@@ -29,14 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastmotion.models import batchnorm_relu as bn_relu
-from fastmotion.models import gemm_conv
+from fastmotion.models import gemm_conv, policy
 
 _POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
 _REORDER = getattr(getattr(torch.ops, "mkldnn", None), "_reorder_convolution_weight", None)
-
-# With autograd, below this many low-resolution positions (N * H * W) the up-sampling conv is
-# dominated by its (rebuilt) weights, and the plain path is as fast.
-SUBPIXEL_MIN_POSITIONS = 64
 
 
 def _cpu_bf16_autocast() -> bool:
@@ -60,17 +56,15 @@ def inference_dtype(x: torch.Tensor) -> torch.dtype:
 def fast_layout(x: torch.Tensor) -> torch.Tensor:
     """Activation layout of the fast path for inference: channels_last on CPU, where oneDNN's
     inference convolutions run faster in it (markedly for few channels and large images). With
-    autograd enabled the layout is left alone: measured on CPU, channels_last made the training
-    step slower (convolution backward and layout conversions of the gradients)."""
+    autograd enabled the layout is left alone (see :mod:`policy`)."""
     if x.device.type == "cpu" and x.dim() == 4 and not torch.is_grad_enabled():
         return x.contiguous(memory_format=torch.channels_last)
     return x
 
 
 def channels_last_for_autograd(x: torch.Tensor) -> bool:
-    """Where channels_last does pay off under autograd on CPU (measured): convolutions of images
-    with few channels (encoder inputs: 4x faster forward + backward) and the generator's
-    refinement blocks (45 channels at full resolution: ~15%)."""
+    """Where channels_last pays off under autograd on CPU (see :mod:`policy`): convolutions of images
+    with few channels (encoder inputs) and the generator's refinement blocks."""
     return torch.is_grad_enabled() and x.device.type == "cpu" and x.dim() == 4
 
 
@@ -233,11 +227,6 @@ def interleave_phases(out: torch.Tensor) -> torch.Tensor:
     return _interleave(out)
 
 
-def subpixel_conv(x: torch.Tensor, weight4: torch.Tensor, bias4) -> torch.Tensor:
-    """``conv3x3(upsample2x(x))`` from the phase weights of :func:`subpixel_weights`."""
-    return interleave_phases(F.conv2d(x, weight4, bias4, padding=1))
-
-
 def use_subpixel(conv: nn.Conv2d, x: torch.Tensor, training: bool) -> bool:
     """Sub-pixel pays off unless the phase weights (4x the outputs of a 2x2 kernel) outweigh the
     activations: for inference the weights are derived once (cached), so always; with autograd
@@ -245,16 +234,18 @@ def use_subpixel(conv: nn.Conv2d, x: torch.Tensor, training: bool) -> bool:
     low-res positions."""
     if not subpixel_ok(conv):
         return False
-    # With autograd (measured on CPU): a loss at 4x4 inputs (the padded phase outputs are 25/16
-    # of the plain ones and the weights 16/9), a gain from 8x8 on.
-    return not training or (min(x.shape[2], x.shape[3]) >= 8
-                            and x.shape[0] * x.shape[2] * x.shape[3] >= max(SUBPIXEL_MIN_POSITIONS, conv.out_channels))
+    return not training or (min(x.shape[2], x.shape[3]) >= policy.SUBPIXEL_MIN_SIDE
+                            and x.shape[0] * x.shape[2] * x.shape[3] >= max(policy.SUBPIXEL_MIN_POSITIONS,
+                                                                            conv.out_channels))
 
 
 def _onednn_ok(x: torch.Tensor) -> bool:
+    """Whether oneDNN's pre-packed convolutions take ``x``, checked before they are asked: the ops
+    exist in this torch, oneDNN is enabled, a non-empty channels_last CPU batch, and float32 or
+    bfloat16 where this CPU has bfloat16 convolutions (elsewhere the weight reorder fails)."""
     return (_POINTWISE is not None and _REORDER is not None and x.device.type == "cpu"
             and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _onednn_bf16()))
-            and x.shape[0] > 0 and x.is_contiguous(memory_format=torch.channels_last)
+            and x.dim() == 4 and x.shape[0] > 0 and x.is_contiguous(memory_format=torch.channels_last)
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
@@ -294,7 +285,7 @@ def fused_conv(owner: nn.Module, name: str, conv: nn.Conv2d, x: torch.Tensor, no
     dtype = inference_dtype(x)
     if dtype != x.dtype:
         x = x.to(dtype)
-    onednn = _onednn_ok(x) and not owner.__dict__.get("_fm_no_onednn_" + name, False)
+    onednn = _onednn_ok(x)
     sources = params + ((norm.running_mean, norm.running_var) if norm is not None else ())
 
     def compute():
@@ -314,18 +305,12 @@ def fused_conv(owner: nn.Module, name: str, conv: nn.Conv2d, x: torch.Tensor, no
     key_extra = (tuple(x.shape), x.dtype, onednn, x.is_contiguous(memory_format=torch.channels_last))
     w, b = cached_weights(owner, name, sources, compute, key_extra)
     y = None
-    if onednn:
-        try:
-            if residual is None:
-                y = _POINTWISE.default(x, w, b, list(padding), list(stride), list(conv.dilation), conv.groups,
-                                       "relu" if relu else "none", [], "")
-            else:
-                y = _POINTWISE.binary(x, residual.to(x.dtype).contiguous(memory_format=torch.channels_last), w, b,
-                                      list(padding),
-                                      list(stride), list(conv.dilation), conv.groups, "add", 1.0, None, [], None)
-        except RuntimeError:  # a configuration oneDNN does not take: plain convolutions from now on
-            owner.__dict__["_fm_no_onednn_" + name] = True
-            return fused_conv(owner, name, conv, x, norm, relu, subpixel, residual)
+    if onednn and residual is None:
+        y = _POINTWISE.default(x, w, b, list(padding), list(stride), list(conv.dilation), conv.groups,
+                               "relu" if relu else "none", [], "")
+    elif onednn:
+        y = _POINTWISE.binary(x, residual.to(x.dtype).contiguous(memory_format=torch.channels_last), w, b,
+                              list(padding), list(stride), list(conv.dilation), conv.groups, "add", 1.0, None, [], None)
     else:
         y = F.conv2d(x, w, b, stride, padding, conv.dilation, conv.groups)
         if relu:
@@ -340,9 +325,7 @@ def batchnorm_relu(owner: nn.Module, name: str, norm: nn.Module, x: torch.Tensor
     holding BatchNorm's per-channel scale and shift, with the ReLU fused."""
     if foldable(norm) and not needs_grad(x, norm.weight, norm.bias) and inference_dtype(x) != x.dtype:
         x = x.to(inference_dtype(x))
-    onednn = (foldable(norm) and not needs_grad(x, norm.weight, norm.bias) and _onednn_ok(x)
-              and x.is_contiguous(memory_format=torch.channels_last)
-              and not owner.__dict__.get("_fm_no_onednn_" + name, False))
+    onednn = foldable(norm) and not needs_grad(x, norm.weight, norm.bias) and _onednn_ok(x)
     if not onednn:
         if needs_grad(x, norm.weight, norm.bias) and bn_relu.supported(norm, x) and bn_relu.has_fast_backward(x):
             return bn_relu.batchnorm_relu_train(norm, x)
@@ -356,8 +339,4 @@ def batchnorm_relu(owner: nn.Module, name: str, norm: nn.Module, x: torch.Tensor
 
     sources = (norm.weight, norm.bias, norm.running_mean, norm.running_var)
     w, b = cached_weights(owner, name, sources, compute, (tuple(x.shape), x.dtype))
-    try:
-        return _POINTWISE.default(x, w, b, [0, 0], [1, 1], [1, 1], channels, "relu", [], "")
-    except RuntimeError:
-        owner.__dict__["_fm_no_onednn_" + name] = True
-        return F.relu(norm(x), inplace=True)
+    return _POINTWISE.default(x, w, b, [0, 0], [1, 1], [1, 1], channels, "relu", [], "")

@@ -36,11 +36,6 @@ class DenseMotionModule(BackendModule):
         super().__init__()
         self.mask_embedding = MovementEmbeddingModule(num_kp=num_kp, kp_variance=kp_variance, num_channels=num_channels,
                                                       add_bg_feature_map=True, **(mask_embedding_params or {}))
-        # Kept for the original's structure: the fused compose_flow reads the keypoint shifts directly.
-        self.difference_embedding = MovementEmbeddingModule(num_kp=num_kp, kp_variance=kp_variance,
-                                                            num_channels=num_channels, add_bg_feature_map=True,
-                                                            use_difference=True, use_heatmap=False,
-                                                            use_deformed_source_image=False)
         channels = self.mask_embedding.out_channels
         self.group_blocks = nn.ModuleList(
             SameBlock(channels, channels, groups=num_kp + 1, kernel_size=(1, 1, 1), padding=(0, 0, 0))

@@ -14,7 +14,7 @@ from fastmotion.models import frames as fr
 from fastmotion.models.conv3d_layout import FrameConv2d
 from fastmotion.models.input_size import PooledConvSize, check_size
 from fastmotion.models.module_backend import BackendModule
-from fastmotion.models.movement_embedding import MovementEmbeddingModule
+from fastmotion.models.movement_embedding import optional_embedding
 from fastmotion.models.resample2x import avg_pool_2x2
 
 
@@ -56,13 +56,8 @@ class Discriminator(BackendModule):
     def __init__(self, num_channels=3, num_kp=10, kp_variance=0.01, scale_factor=1,
                  block_expansion=64, num_blocks=4, max_features=512, kp_embedding_params=None, *, backend=None):
         super().__init__()
-        if kp_embedding_params is not None:
-            self.kp_embedding = MovementEmbeddingModule(num_kp=num_kp, kp_variance=kp_variance,
-                                                        num_channels=num_channels, **kp_embedding_params)
-            embedding_channels = self.kp_embedding.out_channels
-        else:
-            self.kp_embedding = None
-            embedding_channels = 0
+        self.kp_embedding, embedding_channels = optional_embedding(kp_embedding_params, num_kp, kp_variance,
+                                                                   num_channels)
         self.down_blocks = nn.ModuleList(
             DiscriminatorDownBlock(
                 num_channels + embedding_channels if i == 0 else min(max_features, block_expansion * (2 ** i)),

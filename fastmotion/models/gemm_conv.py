@@ -1,9 +1,8 @@
 """3x3 convolution of small, deep feature maps as one matrix product (training fast path).
 
 At the hourglass bottlenecks (4x4 maps with 512-2048 channels) a 3x3 convolution is bound by
-its weights; on CPU, oneDNN's forward + backward there ran 25-45% slower than im2col + one
-GEMM (and rounded worse: the GEMM's float32 error against float64 was ~10x smaller). The
-column matrix is rebuilt in the backward instead of being kept (9x the input).
+its weights; on CPU im2col + one GEMM is faster there than oneDNN and rounds better (where:
+:mod:`policy`). The column matrix is rebuilt in the backward instead of being kept (9x the input).
 """
 from __future__ import annotations
 
@@ -11,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MAX_POSITIONS = 16  # H * W
-MIN_IN_CHANNELS = 256
+from fastmotion.models import policy
+
 
 
 def _columns(x: torch.Tensor) -> torch.Tensor:
@@ -52,8 +51,8 @@ class _GemmConv3x3(torch.autograd.Function):
 
 
 def applies(conv: nn.Conv2d, x: torch.Tensor) -> bool:
-    return (x.device.type == "cpu" and x.dim() == 4 and x.shape[2] * x.shape[3] <= MAX_POSITIONS
-            and x.shape[1] >= MIN_IN_CHANNELS and tuple(conv.kernel_size) == (3, 3)
+    return (x.device.type == "cpu" and x.dim() == 4 and x.shape[2] * x.shape[3] <= policy.GEMM_CONV_MAX_POSITIONS
+            and x.shape[1] >= policy.GEMM_CONV_MIN_IN_CHANNELS and tuple(conv.kernel_size) == (3, 3)
             and tuple(conv.padding) == (1, 1) and tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1)
             and conv.groups == 1 and conv.padding_mode == "zeros")
 

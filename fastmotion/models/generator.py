@@ -25,7 +25,7 @@ from fastmotion.models.conv3d_layout import FrameConv2d
 from fastmotion.models.dense_motion import DenseMotionModule, IdentityDeformation, prepare_source_inputs
 from fastmotion.models.input_size import HourglassSize, check_size
 from fastmotion.models.module_backend import BackendModule
-from fastmotion.models.movement_embedding import MovementEmbeddingModule
+from fastmotion.models.movement_embedding import optional_embedding
 
 
 class MotionTransferGenerator(BackendModule):
@@ -40,13 +40,8 @@ class MotionTransferGenerator(BackendModule):
                              f"got {interpolation_mode!r}")
         self.appearance_encoder = Encoder(block_expansion, in_features=num_channels, max_features=max_features,
                                           num_blocks=num_blocks)
-        if kp_embedding_params is not None:
-            self.kp_embedding_module = MovementEmbeddingModule(num_kp=num_kp, kp_variance=kp_variance,
-                                                               num_channels=num_channels, **kp_embedding_params)
-            embedding_features = self.kp_embedding_module.out_channels
-        else:
-            self.kp_embedding_module = None
-            embedding_features = 0
+        self.kp_embedding_module, embedding_features = optional_embedding(kp_embedding_params, num_kp, kp_variance,
+                                                                          num_channels)
         if dense_motion_params is not None:
             self.dense_motion_module = DenseMotionModule(num_kp=num_kp, kp_variance=kp_variance,
                                                          num_channels=num_channels, **dense_motion_params)

@@ -1,10 +1,10 @@
-"""The ``backend=`` switch shared by every Monkey-Net module.
+"""The two switches shared by every Monkey-Net module: the op backend and the model rewrites.
 
 A module's backend (set on the top-level module, propagated to all its fastmotion children)
 wins over ``fastmotion.use_backend(...)`` / ``FASTMOTION_BACKEND``; ``None`` defers to those and
-then to the device default. ``"reference"`` runs the original math with plain PyTorch (the
-ops' reference implementations, no model-level rewrites); anything else takes the fast path:
-fused ops plus the model-level rewrites (folded BatchNorm, sub-pixel up-sampling convs, ...).
+then to the device default. The model rewrites (folded BatchNorm, sub-pixel up-sampling convs,
+...) are a separate switch (``set_rewrites``, :mod:`fastmotion.models.policy`); by default they
+follow the backend: off for ``"reference"`` (the original math with plain PyTorch), else on.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Optional
 from torch import nn
 
 from fastmotion import backends
+from fastmotion.models import policy
 
 
 def check_backend(name) -> Optional[str]:
@@ -27,6 +28,7 @@ class BackendModule(nn.Module):
     """Base of the fastmotion Monkey-Net modules: carries the backend choice."""
 
     _fm_backend: Optional[str] = None
+    _fm_rewrites: Optional[bool] = None
 
     @property
     def backend(self) -> Optional[str]:
@@ -45,6 +47,15 @@ class BackendModule(nn.Module):
                 module._fm_backend = name
         return self
 
+    def set_rewrites(self, rewrites: Optional[bool]) -> "BackendModule":
+        """Run the model rewrites (True), the original layers (False) or what the environment and
+        the backend say (None) in this module and every fastmotion module inside it."""
+        rewrites = policy.check_rewrites(rewrites)
+        for module in self.modules():
+            if isinstance(module, BackendModule):
+                module._fm_rewrites = rewrites
+        return self
+
     def __getstate__(self):
         # Derived-weight caches (e.g. oneDNN pre-packed weights, which cannot be copied or
         # pickled) are rebuilt on demand; copies and pickles leave them out.
@@ -58,6 +69,5 @@ class BackendModule(nn.Module):
         return self._fm_backend
 
     def fast_path(self) -> bool:
-        """True unless this module runs the plain reference math."""
-        name = self._fm_backend or backends.requested_backend()
-        return name != "reference"
+        """Whether this module runs the model rewrites (see :mod:`fastmotion.models.policy`)."""
+        return policy.rewrites_on(self._fm_rewrites, self._fm_backend)

@@ -22,6 +22,15 @@ def kp_shift(kp_driving, kp_source, add_background: bool) -> torch.Tensor:
     return shift
 
 
+def optional_embedding(params, num_kp, kp_variance, num_channels):
+    """The movement embedding a module stacks onto its input, and its channel count: ``(None, 0)``
+    when the config gives no ``*_embedding_params``."""
+    if params is None:
+        return None, 0
+    embedding = MovementEmbeddingModule(num_kp=num_kp, kp_variance=kp_variance, num_channels=num_channels, **params)
+    return embedding, embedding.out_channels
+
+
 class MovementEmbeddingModule(BackendModule):
     """Keypoint heatmaps / displacements / keypoint-shifted source images, stacked per keypoint."""
 

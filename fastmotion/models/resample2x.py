@@ -1,21 +1,17 @@
 """2x resampling of the fast path: nearest up-sampling and 2x2 average pooling, fast on CPU.
 
 ATen's CPU kernels for ``upsample_nearest2d`` and ``avg_pool2d`` on NCHW tensors run far below
-memory speed on the hourglass's small maps (measured on the 2-core dev CPU, 2 threads):
+memory speed on the hourglass's small maps (up-sampling: bench/test_resample2x.py). Here:
 
-- up-sampling (16, 64, 32, 32): 15 ms; repeating each element along W then H with
-  ``repeat_interleave``: 2.4 ms. From 64 columns on ATen's kernel is the faster one.
-- pooling (16, 64, 64, 64): 4.8 ms; adding the even and odd rows, then the even and odd columns,
-  as strided views: 0.9 ms (5x at every size measured, 8x8 to 64x64).
+- up-sampling: the compiled kernel ``fastmotion::upsample2x_nearest``
+  (csrc/ops/cpu/resample2x.cpp) where it is built; else, on narrow maps, each element repeated
+  along W then H with ``repeat_interleave`` (where ATen's kernel takes over: :mod:`policy`);
+- pooling: the even and odd rows, then the even and odd columns, added as strided views.
 
-For channels_last tensors ATen's kernels are fast (0.4-0.6 ms above) and are used as they are.
-Results equal ATen's (the same four terms, summed in another order, for the pooling).
-
-Where the compiled extension is built, the up-sampling of NCHW tensors and the pooling's backward
-(scale by 1/4, repeat, zero the unpooled last row / column of odd sizes: one pass) run as the
-kernel ``fastmotion::upsample2x_nearest`` (csrc/ops/cpu/resample2x.cpp; (16, 64, 30, 30) ->
-0.55 ms against 7 ms for ATen and 2 ms for ``repeat_interleave``); without it, the repeat
-formulation above.
+For channels_last tensors ATen's kernels are fast and are used as they are. Results equal
+ATen's (the same four terms, summed in another order, for the pooling). The pooling's backward
+(scale by 1/4, repeat, zero the unpooled last row / column of odd sizes) is one pass of the
+compiled kernel where it is built.
 
 Backwards: up-sampling uses ATen's ``upsample_nearest2d_backward`` (fast at every size) rather
 than the sum over ``repeat_interleave``'s expanded dimensions autograd would record; pooling
@@ -28,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from fastmotion import _ext
+from fastmotion.models import policy
 
 _KERNEL = "upsample2x_nearest"
 
@@ -45,9 +42,6 @@ if _ext.has_kernel(_KERNEL, "CPU"):
 def _kernel_ok(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dim() == 4 and _ext.has_kernel(_KERNEL, "CPU")
 
-# Up to this many columns the repeat formulation wins for NCHW input on CPU (see above).
-_REPEAT_MAX_WIDTH = 63
-
 
 def _cpu_nchw(x: torch.Tensor) -> bool:
     """A CPU tensor that ATen's slow NCHW kernels would get (channels_last goes to ATen)."""
@@ -58,7 +52,7 @@ def _cpu_nchw(x: torch.Tensor) -> bool:
 def _upsample(x: torch.Tensor) -> torch.Tensor:
     if _cpu_nchw(x) and _kernel_ok(x):
         return torch.ops.fastmotion.upsample2x_nearest(x.contiguous(), 2 * x.shape[-2], 2 * x.shape[-1], 1.0)
-    if _cpu_nchw(x) and x.shape[-1] <= _REPEAT_MAX_WIDTH:
+    if _cpu_nchw(x) and x.shape[-1] <= policy.REPEAT_UPSAMPLE_MAX_WIDTH:
         return x.repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2)
     return F.interpolate(x, scale_factor=(2, 2), mode="nearest")
 

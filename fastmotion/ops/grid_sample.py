@@ -24,10 +24,8 @@ Input gradients without atomics on CPU (deterministic: bit-identical from run to
 any thread count). On GPU the input gradient is a scatter whose targets depend on the data, so
 no thread owns an input pixel: the CUDA backend adds each pixel's taps with global atomics, but
 first combines, within a warp of 32 consecutive pixels, every pixel's east corners with its right
-neighbour's west corners (one atomic per pixel, row and channel instead of two); a shared-memory
-tile variant (FASTMOTION_GRID_SAMPLE_SCATTER=tile) was measured slower on an H200 at
-(32, 64, 64, 64): 165 us against 121 us (PyTorch: 122 us). The Triton backend uses relaxed
-global atomics by default. Deterministic mode (torch.use_deterministic_algorithms(True), where
+neighbour's west corners (one atomic per pixel, row and channel instead of two). The Triton
+backend uses relaxed global atomics by default. Deterministic mode (torch.use_deterministic_algorithms(True), where
 PyTorch's own CUDA grid_sample backward refuses to run): the Triton backend computes the input
 gradient as a gather instead (output pixels sorted by the input cell they sample, each input
 pixel sums its cells' contributions in a fixed order; kernels/grid_sample.py), bit-identical from

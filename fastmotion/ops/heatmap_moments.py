@@ -15,8 +15,6 @@ bfloat16 logits accumulate in float32, and the returned mean and var have the lo
 """
 from __future__ import annotations
 
-import numbers
-
 import torch
 
 from fastmotion import _ext, backends, reference
@@ -124,11 +122,12 @@ IMPLS = backends.impl_table(_fused(_cpp), _FWD, _fused(_triton) if _triton is no
 
 
 def _check_kp_variance(kp_variance):
-    if kp_variance in ("matrix", "single"):
-        return kp_variance
-    if isinstance(kp_variance, numbers.Real) and not isinstance(kp_variance, bool) and kp_variance > 0:
-        return float(kp_variance)
-    raise ValueError(f"{OP}: kp_variance must be 'matrix', 'single' or a positive number, got {kp_variance!r}")
+    """'matrix', 'single', or a fixed variance checked as render_gaussians checks it (finite, > 0)."""
+    if isinstance(kp_variance, str):
+        if kp_variance in ("matrix", "single"):
+            return kp_variance
+        raise ValueError(f"{OP}: kp_variance must be 'matrix', 'single' or a finite number > 0, got {kp_variance!r}")
+    return _checks.positive_number(kp_variance, "kp_variance", OP)
 
 
 def heatmap_moments(logits: torch.Tensor, temperature: float = 0.1, kp_variance="matrix", clip_variance=None,

@@ -371,9 +371,9 @@ OPS: Dict[str, OpSpec] = {spec.name: spec for spec in (
            _cases([(1, 32, 64, 64), (32, 64, 64, 64), (1, 32, 256, 256)], key=[(32, 64, 64, 64)],
                   quick=[(1, 32, 64, 64)]),
            tiny={"shape": (1, 2, 4, 4)}, reference_is="F.grid_sample", registered=_grid_sample_registered,
-           # the CUDA backend's shared-memory tile input gradient and the Triton backend's deterministic
-           # gather input gradient (what torch.use_deterministic_algorithms(True) selects)
-           variants={"cuda-tile": ("cuda", {_SCATTER: "tile"}), "triton-gather": ("triton", {_SCATTER: "gather"})}),
+           # the Triton backend's deterministic gather input gradient (what
+           # torch.use_deterministic_algorithms(True) selects)
+           variants={"triton-gather": ("triton", {_SCATTER: "gather"})}),
     OpSpec("compose_flow", "dense_motion", "COMPOSE_IMPLS", _compose_reference, _compose_fused, _compose_inputs,
            _compose_bytes,
            _cases([(1, K1, 64, 64), (32, K1, 64, 64), (1, K1, 256, 256)], key=[(32, K1, 64, 64)],

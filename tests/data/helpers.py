@@ -1,21 +1,15 @@
-"""Small videos for the data tests, and where the shared data lives."""
+"""Small videos for the data tests, and the shared shapes data set."""
 import os
 
 import numpy as np
-import pytest
 
 from fastmotion.io.video import write_image
-
-SHARED_DATA = os.path.normpath(os.environ.get("FASTMOTION_SHARED_DATA", os.path.join(
-    os.path.dirname(__file__), "..", "..", "..", "shared", "data")))
+from tests.shared_data import shared_data
 
 
 def shared_shapes_dir():
-    """``<repo>/../shared/data/shapes`` (or ``$FASTMOTION_SHARED_DATA/shapes``), or skip."""
-    path = os.path.join(SHARED_DATA, "shapes")
-    if not os.path.isdir(os.path.join(path, "train")):
-        pytest.skip(f"the shapes data set is not at {path} (set FASTMOTION_SHARED_DATA)")
-    return path
+    """The shared shapes data set (tests/shared_data.py), or skip."""
+    return shared_data("shapes", needs="train")
 
 
 def clip(t=3, h=16, w=20, seed=0, levels=None):

@@ -14,9 +14,8 @@ import fastmotion.export as fx
 from fastmotion.inference.animator import _size_multiple
 from fastmotion.models import build_models
 from tests.models.helpers import randomize
+from tests.shared_data import shared_data
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DATA = os.environ.get("FASTMOTION_DATA", os.path.join(REPO, "..", "shared", "data"))
 CONFIGS = fastmotion.config.config_names()
 
 
@@ -66,10 +65,8 @@ def run_session(session, tensors):
 
 
 def moving_gif_frames(size):
-    """(source, driving) frames of ../shared/data/moving-gif, resized to ``size``, ``(T, 3, H, W)`` in [0, 1]."""
-    folder = os.path.join(DATA, "moving-gif")
-    if not os.path.isfile(os.path.join(folder, "driving.png")):
-        pytest.skip(f"the original moving-gif data is not at {os.path.normpath(folder)} (set FASTMOTION_DATA)")
+    """(source, driving) frames of the shared data's moving-gif, resized to ``size``, ``(T, 3, H, W)`` in [0, 1]."""
+    folder = shared_data("moving-gif", needs="driving.png")
     from fastmotion.io import read_video
 
     def load(path):

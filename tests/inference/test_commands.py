@@ -2,8 +2,8 @@
 one line on stderr, exit code 1 and no output file.
 
 The demo runs on the packaged assets (fastmotion/assets/demo) when they are installed, else on a
-stand-in (random weights, tests/inference/standin.py). ../shared/data/moving-gif (or
-$FASTMOTION_DATA/moving-gif) drives the model with the original's 128x128 strips."""
+stand-in (random weights, tests/inference/standin.py). The shared data's moving-gif strips
+(tests/shared_data.py) drive the model with the original's 128x128 strips."""
 import os
 
 import numpy as np
@@ -15,9 +15,8 @@ from fastmotion.inference import animator as animator_module
 from fastmotion.inference import demo as assets_module
 from fastmotion.io import read_image, read_video, write_video
 from tests.inference.standin import make_demo_standin, shapes_clip
+from tests.shared_data import shared_data
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DATA = os.environ.get("FASTMOTION_DATA", os.path.join(REPO, "..", "shared", "data"))
 PACKAGED = all(os.path.isfile(os.path.join(assets_module.PACKAGED_DIR, f)) for f in assets_module.FILES.values())
 
 
@@ -135,9 +134,7 @@ def test_animate_bf16_on_cpu(demo, tmp_path, capsys):
 
 
 def _moving_gif():
-    folder = os.path.join(DATA, "moving-gif")
-    if not os.path.isfile(os.path.join(folder, "driving.png")):
-        pytest.skip(f"the original moving-gif data is not at {os.path.normpath(folder)} (set FASTMOTION_DATA)")
+    folder = shared_data("moving-gif", needs="driving.png")
     return os.path.join(folder, "source.png"), os.path.join(folder, "driving.png")
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fastmotion.io import VideoError, count_frames, read_image, read_video, write_image, write_video
+from tests.shared_data import shared_data
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
 
 
 def _clip(t=5, h=32, w=48, seed=0):
@@ -129,12 +129,10 @@ def test_failed_write_keeps_the_old_file(tmp_path):
 
 
 def test_reads_the_original_strips():
-    source = os.path.join(DATA, "moving-gif", "source.png")
-    if not os.path.exists(source):
-        pytest.skip("../shared/data (the original Monkey-Net data) is not beside the repository")
-    video = read_video(source, (128, 128, 3))
+    folder = shared_data("moving-gif", needs="driving.png")
+    video = read_video(os.path.join(folder, "source.png"), (128, 128, 3))
     assert video.shape == (11, 128, 128, 3) and video.dtype == np.uint8
-    assert count_frames(os.path.join(DATA, "moving-gif", "driving.png"), (128, 128)) == 26
+    assert count_frames(os.path.join(folder, "driving.png"), (128, 128)) == 26
 
 
 def test_written_files_are_ordinary_files(tmp_path):

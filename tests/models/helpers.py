@@ -2,26 +2,17 @@
 from __future__ import annotations
 
 import copy
-import os
 
-import pytest
 import torch
 
 import fastmotion
 from fastmotion.models import build_models
-
-ORIGINAL_CONFIGS = os.environ.get("FASTMOTION_ORIGINAL_CONFIGS", os.path.join(
-    os.path.dirname(__file__), "..", "..", "..", "..", "shared", "data", "original-configs"))
-ORIGINAL_CONFIGS = os.path.normpath(ORIGINAL_CONFIGS)
-if not os.path.isdir(ORIGINAL_CONFIGS):
-    ORIGINAL_CONFIGS = "/work/shared/data/original-configs"
+from tests.shared_data import shared_data
 
 
 def original_configs_dir():
     """The folder of the original configs, or skip."""
-    if not os.path.isdir(ORIGINAL_CONFIGS):
-        pytest.skip(f"original configs not found at {ORIGINAL_CONFIGS} (set FASTMOTION_ORIGINAL_CONFIGS)")
-    return ORIGINAL_CONFIGS
+    return shared_data("original-configs")
 
 
 def small_config(name="shapes", **generator_overrides):

@@ -7,6 +7,7 @@ import torch
 
 from fastmotion.ops import compose_flow
 from fastmotion.reference import warp as ref
+from tests.compile_check import assert_compiles_like_eager
 from tests.tolerance import assert_matches_reference, backend_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # interpreter, masked lanes
@@ -192,14 +193,7 @@ def test_compile_fullgraph(backend, device):
     def f(a, b, c):
         return compose_flow(a, b, c, backend=backend).square().sum()
 
-    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
-    out = compiled(logits, shift, correction)
-    grads = torch.autograd.grad(out, (logits, shift, correction))
-    expect = f(logits, shift, correction)
-    expect_grads = torch.autograd.grad(expect, (logits, shift, correction))
-    torch.testing.assert_close(out, expect)
-    for a, e in zip(grads, expect_grads):
-        torch.testing.assert_close(a, e)
+    assert_compiles_like_eager(f, logits, shift, correction)
 
 
 @pytest.mark.parametrize(

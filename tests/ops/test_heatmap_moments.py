@@ -202,6 +202,8 @@ def test_autocast_is_neutral(backend, device):
         (lambda: heatmap_moments(torch.randn(1, 2, 4, 4), temperature=0), ValueError, "temperature"),
         (lambda: heatmap_moments(torch.randn(1, 2, 4, 4), temperature=-1.0), ValueError, "temperature"),
         (lambda: heatmap_moments(torch.randn(1, 2, 4, 4), kp_variance="full"), ValueError, "kp_variance"),
+        # a fixed variance is checked as render_gaussians checks it
+        (lambda: heatmap_moments(torch.randn(1, 2, 4, 4), kp_variance=float("inf")), ValueError, "kp_variance"),
         (lambda: heatmap_moments(torch.randn(1, 2, 4, 4), clip_variance=-1), ValueError, "clip_variance"),
         (lambda: heatmap_moments(torch.randn(1, 2, 4, 4), backend="cuda"), RuntimeError, "cuda"),
         (lambda: heatmap_moments(torch.randn(1, 2, 4, 4), backend="tpu"), ValueError, "backend"),

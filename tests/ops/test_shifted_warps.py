@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from fastmotion.ops import shifted_warps
 from fastmotion.reference import warp as ref
+from tests.compile_check import assert_compiles_like_eager
 from tests.tolerance import assert_matches_reference, backend_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # interpreter, masked lanes
@@ -215,14 +216,7 @@ def test_compile_fullgraph(backend, device):
     def f(s, k):
         return shifted_warps(s, k, backend=backend).square().sum()
 
-    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
-    out = compiled(source, shift)
-    grads = torch.autograd.grad(out, (source, shift))
-    expect = f(source, shift)
-    expect_grads = torch.autograd.grad(expect, (source, shift))
-    torch.testing.assert_close(out, expect)
-    for a, e in zip(grads, expect_grads):
-        torch.testing.assert_close(a, e)
+    assert_compiles_like_eager(f, source, shift)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from fastmotion.ops import warp_features
 from fastmotion.reference import warp as ref
 from fastmotion.reference.grid import make_coordinate_grid
+from tests.compile_check import assert_compiles_like_eager
 from tests.determinism import count_gathers, deterministic_algorithms
 from tests.tolerance import assert_matches_reference, backend_params, gather_params
 
@@ -309,14 +310,7 @@ def test_compile_fullgraph(backend, device):
         outs = warp_features([a, b], g, "nearest", backend=backend)
         return outs[0].square().sum() + outs[1].sum()
 
-    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
-    out = compiled(grid, *feats)
-    grads = torch.autograd.grad(out, [grid, *feats])
-    expect = f(grid, *feats)
-    expect_grads = torch.autograd.grad(expect, [grid, *feats])
-    torch.testing.assert_close(out, expect)
-    for a, e in zip(grads, expect_grads):
-        torch.testing.assert_close(a, e)
+    assert_compiles_like_eager(f, grid, *feats)
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)

@@ -11,6 +11,7 @@ from fastmotion.checkpoint import load_checkpoint
 from fastmotion.data import FramesDataset
 from fastmotion.io import read_image
 from fastmotion.train.trainer import Trainer, TrainingError
+from tests.shared_data import shared_data
 from tests.train.helpers import max_difference, parameters, synthetic_root, train_config, train_set
 
 
@@ -176,15 +177,9 @@ def test_tensorboard_scalars(tmp_path):
     assert [e.value for e in events.Scalars("loss/gen_gan")] == pytest.approx([d["gen_gan"] for d in result.losses])
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DATA = os.environ.get("FASTMOTION_DATA", os.path.join(REPO, "..", "shared", "data"))
-
-
 def test_loss_falls_on_the_original_shapes_data(tmp_path):
     """The first 8 training videos of the original's shapes data (64x64 strips), its augmentations."""
-    root = os.path.join(DATA, "shapes")
-    if not os.path.isdir(root):
-        pytest.skip(f"the original shapes data is not at {os.path.normpath(root)} (set FASTMOTION_DATA)")
+    root = shared_data("shapes")
     config = train_config(lr=2e-3, milestones=(100,))
     shapes = FramesDataset(root, image_shape=(64, 64, 3), is_train=True,
                            augmentation_params={"flip_param": {"horizontal_flip": True, "time_flip": True}})

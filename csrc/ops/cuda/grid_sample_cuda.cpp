@@ -1,9 +1,5 @@
 // Torch binding of the CUDA grid_sample kernels: checks, layout, dtype dispatch, device guard,
 // stream. Includes only c10/cuda stream and guard headers (no cuBLAS/cuSPARSE).
-//
-// FASTMOTION_GRID_SAMPLE_SCATTER=tile (read at every call) makes the backward accumulate blocks in
-// shared memory instead of the default warp-combined atomics; it exists to measure the two
-// against each other (bench/test_grid_sample.py, provider cuda-tile).
 #include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -12,8 +8,6 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <tuple>
 
 #include "ops/cuda/binding.h"
@@ -34,11 +28,6 @@ GridSampleGeometry geometry(const at::Tensor& input, const at::Tensor& grid, con
   g.in_sN = input.stride(0), g.in_sC = input.stride(1), g.in_sH = input.stride(2), g.in_sW = input.stride(3);
   g.out_sN = out.stride(0), g.out_sC = out.stride(1), g.out_sP = out.stride(3);
   return g;
-}
-
-bool shared_memory_tiles() {
-  const char* v = std::getenv("FASTMOTION_GRID_SAMPLE_SCATTER");
-  return v != nullptr && std::strcmp(v, "tile") == 0;
 }
 
 at::Tensor grid_sample_forward_cuda_op(const at::Tensor& input_in, const at::Tensor& grid_in, int64_t mode,
@@ -86,8 +75,7 @@ std::tuple<at::Tensor, at::Tensor> grid_sample_backward_cuda_op(const at::Tensor
   const bool grid_grad = grid_requires_grad && mode == 0;
   at::Tensor gin_acc = input_requires_grad ? at::empty(input.sizes(), input.options().dtype(acc), format_of(cl)).zero_()
                                            : at::Tensor();
-  const bool tiles = shared_memory_tiles();
-  const int64_t slots = grid_sample_backward_slots(g, tiles);
+  const int64_t slots = grid_sample_backward_slots(g);
   at::Tensor slot_buf = grid_grad ? at::empty({slots, g.N, g.Ho, g.Wo, 2}, grid.options().dtype(acc)) : at::Tensor();
   const cudaStream_t stream = stream_of(input);
   dispatch_cuda_float(input.scalar_type(), "grid_sample_backward", [&](auto* tag) {
@@ -98,7 +86,7 @@ std::tuple<at::Tensor, at::Tensor> grid_sample_backward_cuda_op(const at::Tensor
                    static_cast<const scalar_t*>(grid.const_data_ptr()),
                    input_requires_grad ? static_cast<acc_t*>(gin_acc.mutable_data_ptr()) : nullptr,
                    grid_grad ? static_cast<acc_t*>(slot_buf.mutable_data_ptr()) : nullptr, g, int(mode),
-                   int(padding_mode), align_corners, stream, tiles),
+                   int(padding_mode), align_corners, stream),
                "grid_sample_backward");
   });
   at::Tensor grad_input = input_requires_grad ? gin_acc.to(input.scalar_type()) : at::empty({0}, input.options());

@@ -6,30 +6,16 @@
 // that a warp reads and writes 32 consecutive channels of one tap.
 //
 // Backward: the input gradient is a scatter to data-dependent positions, so no thread owns an
-// input pixel. Two strategies, measured against each other on an H200 (bench/test_grid_sample.py,
-// provider cuda-tile; (32, 64, 64, 64) fp32, smooth flow, input + grid gradients):
-//  * warp-combined atomics (default): a warp holds 32 consecutive output pixels of one row, and
-//    along a smooth row pixel j's east corners are pixel j+1's west corners, so the east
-//    contributions are passed to the next lane with a shuffle and added there: one global
-//    atomic per pixel, row and channel (two per tap pair) instead of four; coalesced along x.
-//  * shared-memory tiles (FASTMOTION_GRID_SAMPLE_SCATTER=tile): a block of 8 x 32 pixels
-//    reduces its taps' bounding box, accumulates K channels of it in shared memory and adds the
-//    box to grad_input once (about 1.2 global atomics per input element). Measured on an H200
-//    (fwd+bwd inputs as in the benchmark, backward with both gradients):
-//                         warp-combined   tiles    plain per-tap atomics   PyTorch
-//      (32,64,64,64)        120.6 us     165.2 us       121.7 us            122.3 us
-//      (1,32,256,256)        39.2 us      53.5 us        44.2 us             40.1 us
-//    (the barriers between passes and the 46 KiB of shared memory per block cost more than the
-//    atomics they save), so tiles are not the default. The same run measured the grid-gradient
-//    half alone at 84 us and the input-gradient half alone at 92 us at (32,64,64,64): the
-//    backward is limited by its loads, not by the atomics (the forward moves 65 MB in 30 us);
-//    that is where the next improvement is.
+// input pixel. A warp holds 32 consecutive output pixels of one row, and along a smooth row pixel
+// j's east corners are pixel j+1's west corners, so the east contributions are passed to the next
+// lane with a shuffle and added there: one global atomic per pixel, row and channel (two per tap
+// pair) instead of four; coalesced along x. (Accumulating a block's footprint in shared memory
+// first was measured slower on an H200: its barriers cost more than the atomics they save.)
 // The grid gradient sums over the thread's channels in registers (no atomics); blocks that split
 // the channels of one image write partial sums to separate slots, added in order afterwards.
 #include "ops/cuda/grid_sample_kernel.h"
 
 #include <algorithm>
-#include <climits>
 
 #include "fastmotion/sampling.h"
 
@@ -38,9 +24,6 @@ namespace {
 
 constexpr int kFwdThreads = 128;
 constexpr int kClLanes = 32, kClPixels = 8;
-constexpr int kTileW = 32, kTileH = 8, kBwdThreads = kTileW * kTileH;
-constexpr int kSmemBytes = 46 * 1024;  // + a few hundred bytes static: within the default 48 KiB
-constexpr int kMaxK = 8;               // channels accumulated per shared-memory pass
 constexpr int kTargetBlocks = 2048;    // ~16 blocks per SM on an H100/H200: below that, channels are split
 constexpr int kWarpRows = 4;           // warp-combined backward: blocks of kWarpRows x 32 pixels
 constexpr unsigned kMaxGridYZ = 65535;
@@ -129,160 +112,6 @@ __global__ void __launch_bounds__(kClLanes * kClPixels)
 
 // ----------------------------------------------------------------------------------- backward
 
-__device__ __forceinline__ int warp_min(int v) {
-  for (int d = 16; d > 0; d >>= 1) v = min(v, __shfl_xor_sync(0xffffffffu, v, d));
-  return v;
-}
-__device__ __forceinline__ int warp_max(int v) {
-  for (int d = 16; d > 0; d >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, d));
-  return v;
-}
-
-template <typename scalar_t, int MODE>
-__global__ void __launch_bounds__(kBwdThreads)
-    bwd_tile_kernel(const scalar_t* __restrict__ gout, const scalar_t* __restrict__ in,
-                    const scalar_t* __restrict__ grid, acc_type_t<scalar_t>* __restrict__ gin,
-                    acc_type_t<scalar_t>* __restrict__ slots, GridSampleGeometry g, int padding, bool align,
-                    int64_t c_per_block, int tiles_x, int64_t n_offset, bool force_direct) {
-  using acc_t = acc_type_t<scalar_t>;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  acc_t* box = reinterpret_cast<acc_t*>(smem_raw);
-  __shared__ int warp_box[kBwdThreads / 32][4];
-  __shared__ int block_box[4];
-
-  const int tid = threadIdx.y * kTileW + threadIdx.x;
-  const int64_t P = g.Ho * g.Wo;
-  const int64_t i = static_cast<int64_t>(blockIdx.x / tiles_x) * kTileH + threadIdx.y;
-  const int64_t j = static_cast<int64_t>(blockIdx.x % tiles_x) * kTileW + threadIdx.x;
-  const bool active = i < g.Ho && j < g.Wo;
-  const int64_t p = i * g.Wo + j;
-  const int64_t n = n_offset + blockIdx.y;
-  const int64_t c0 = static_cast<int64_t>(blockIdx.z) * c_per_block;
-  const int64_t c1 = c0 + c_per_block < g.C ? c0 + c_per_block : g.C;
-  const auto ax = SampleAxis<acc_t>::make(g.W, align);
-  const auto ay = SampleAxis<acc_t>::make(g.H, align);
-
-  // Taps of this thread's pixel (inactive threads: no valid corner).
-  BilinearTaps<acc_t> t{};
-  NearestTap<acc_t> nt{};
-  acc_t dx = 0, dy = 0;
-  if (active) {
-    const scalar_t* gp = grid + (n * P + p) * 2;
-    const acc_t gx = to_acc(gp[0]), gy = to_acc(gp[1]);
-    if (MODE == kModeNearest) {
-      nt = NearestTap<acc_t>::make(ax.coordinate(gx, padding), ay.coordinate(gy, padding), ax, ay);
-    } else {
-      const acc_t x = ax.coordinate_with_grad(gx, padding, &dx);
-      const acc_t y = ay.coordinate_with_grad(gy, padding, &dy);
-      t = BilinearTaps<acc_t>::make(x, y, ax, ay);
-    }
-  }
-  const bool in_nw = active && (MODE == kModeNearest ? nt.inside : t.in_nw);
-  const bool in_ne = active && MODE == kModeBilinear && t.in_ne;
-  const bool in_sw = active && MODE == kModeBilinear && t.in_sw;
-  const bool in_se = active && MODE == kModeBilinear && t.in_se;
-  const int64_t tx0 = MODE == kModeNearest ? nt.x : t.x0, ty0 = MODE == kModeNearest ? nt.y : t.y0;
-
-  // Bounding box of the block's valid corners.
-  int lo_x = INT_MAX, hi_x = INT_MIN, lo_y = INT_MAX, hi_y = INT_MIN;
-  if (in_nw || in_sw) lo_x = min(lo_x, int(tx0)), hi_x = max(hi_x, int(tx0));
-  if (in_ne || in_se) lo_x = min(lo_x, int(tx0 + 1)), hi_x = max(hi_x, int(tx0 + 1));
-  if (in_nw || in_ne) lo_y = min(lo_y, int(ty0)), hi_y = max(hi_y, int(ty0));
-  if (in_sw || in_se) lo_y = min(lo_y, int(ty0 + 1)), hi_y = max(hi_y, int(ty0 + 1));
-  lo_x = warp_min(lo_x), hi_x = warp_max(hi_x), lo_y = warp_min(lo_y), hi_y = warp_max(hi_y);
-  const int lane = tid & 31, warp = tid >> 5;
-  if (lane == 0) {
-    warp_box[warp][0] = lo_x, warp_box[warp][1] = hi_x, warp_box[warp][2] = lo_y, warp_box[warp][3] = hi_y;
-  }
-  __syncthreads();
-  if (tid == 0) {
-    int a = INT_MAX, b = INT_MIN, c = INT_MAX, d = INT_MIN;
-    for (int w = 0; w < kBwdThreads / 32; ++w) {
-      a = min(a, warp_box[w][0]), b = max(b, warp_box[w][1]), c = min(c, warp_box[w][2]), d = max(d, warp_box[w][3]);
-    }
-    block_box[0] = a, block_box[1] = b, block_box[2] = c, block_box[3] = d;
-  }
-  __syncthreads();
-  lo_x = block_box[0], hi_x = block_box[1], lo_y = block_box[2], hi_y = block_box[3];
-  const bool any_tap = hi_x >= lo_x && hi_y >= lo_y;
-  const int64_t box_w = any_tap ? int64_t(hi_x) - lo_x + 1 : 0;
-  const int64_t area = any_tap ? box_w * (int64_t(hi_y) - lo_y + 1) : 0;
-  constexpr int64_t cap = kSmemBytes / sizeof(acc_t);
-  // Channels per shared-memory pass; 0: the box does not fit, use direct global atomics.
-  const int64_t K = (gin == nullptr || !any_tap || force_direct || area > cap) ? 0
-                    : (cap / area < kMaxK ? cap / area : int64_t(kMaxK));
-  const bool grid_grad = slots != nullptr && MODE == kModeBilinear;
-
-  // Local (box) and global offsets of the corners.
-  const int64_t l_nw = (ty0 - lo_y) * box_w + (tx0 - lo_x);
-  const int64_t gbase = n * g.in_sN;
-  const int64_t o_nw = ty0 * g.in_sH + tx0 * g.in_sW;
-  const int64_t sW = g.in_sW, sH = g.in_sH;
-  const acc_t w_nw = MODE == kModeNearest ? acc_t(1) : t.w_nw;
-  const acc_t w_ne = t.w_ne, w_sw = t.w_sw, w_se = t.w_se;
-  const scalar_t* in_n = in + gbase;
-  const scalar_t* gout_p = gout + n * g.out_sN + p * g.out_sP;
-  acc_t sx = 0, sy = 0;
-
-  const int64_t step = K > 0 ? K : kMaxK;
-  for (int64_t cb = c0; cb < c1; cb += step) {
-    const int64_t kk = cb + step < c1 ? step : c1 - cb;
-    if (K > 0) {
-      for (int64_t e = tid; e < kk * area; e += kBwdThreads) box[e] = acc_t(0);
-      __syncthreads();
-    }
-    for (int64_t k = 0; k < kk; ++k) {
-      const int64_t c = cb + k;
-      const acc_t gg = active ? to_acc(gout_p[c * g.out_sC]) : acc_t(0);
-      if (grid_grad && active) {
-        const scalar_t* qc = in_n + o_nw + c * g.in_sC;
-        const acc_t v_nw = in_nw ? to_acc(qc[0]) : acc_t(0);
-        const acc_t v_ne = in_ne ? to_acc(qc[sW]) : acc_t(0);
-        const acc_t v_sw = in_sw ? to_acc(qc[sH]) : acc_t(0);
-        const acc_t v_se = in_se ? to_acc(qc[sH + sW]) : acc_t(0);
-        acc_t ddx, ddy;
-        t.grad_coord(v_nw, v_ne, v_sw, v_se, gg, &ddx, &ddy);
-        sx += ddx;
-        sy += ddy;
-      }
-      if (gin == nullptr) continue;
-      if (K > 0) {
-        acc_t* b = box + k * area + l_nw;
-        if (in_nw) atomicAdd(b, w_nw * gg);
-        if (in_ne) atomicAdd(b + 1, w_ne * gg);
-        if (in_sw) atomicAdd(b + box_w, w_sw * gg);
-        if (in_se) atomicAdd(b + box_w + 1, w_se * gg);
-      } else {
-        acc_t* d = gin + gbase + o_nw + c * g.in_sC;
-        if (in_nw) atomicAdd(d, w_nw * gg);
-        if (in_ne) atomicAdd(d + sW, w_ne * gg);
-        if (in_sw) atomicAdd(d + sH, w_sw * gg);
-        if (in_se) atomicAdd(d + sH + sW, w_se * gg);
-      }
-    }
-    if (K > 0) {
-      __syncthreads();
-      // Channels-last: consecutive threads take consecutive channels of one box pixel.
-      const bool channel_fastest = g.in_sC == 1;
-      for (int64_t e = tid; e < kk * area; e += kBwdThreads) {
-        const int64_t k = channel_fastest ? e % kk : e / area;
-        const int64_t a = channel_fastest ? e / kk : e % area;
-        const acc_t v = box[k * area + a];
-        if (v != acc_t(0)) {  // adding +-0 to grad_input (zero-filled) changes nothing
-          const int64_t by = lo_y + a / box_w, bx = lo_x + a % box_w;
-          atomicAdd(gin + gbase + (cb + k) * g.in_sC + by * sH + bx * sW, v);
-        }
-      }
-      __syncthreads();  // before the next pass clears the box
-    }
-  }
-  if (grid_grad && active) {
-    acc_t* s = slots + ((static_cast<int64_t>(blockIdx.z) * g.N + n) * P + p) * 2;
-    s[0] = sx * dx;
-    s[1] = sy * dy;
-  }
-}
-
 // Backward with warp-combined atomics: threadIdx.x = column within a 32-pixel run of one output
 // row, threadIdx.y = row. See the file comment.
 template <typename scalar_t, int MODE, bool INPUT_GRAD, bool GRID_GRAD>
@@ -290,12 +119,12 @@ __global__ void __launch_bounds__(32 * kWarpRows, 6)
     bwd_warp_kernel(const scalar_t* __restrict__ gout, const scalar_t* __restrict__ in,
                     const scalar_t* __restrict__ grid, acc_type_t<scalar_t>* __restrict__ gin,
                     acc_type_t<scalar_t>* __restrict__ slots, GridSampleGeometry g, int padding, bool align,
-                    int64_t c_per_block, int tiles_x, int64_t n_offset) {
+                    int64_t c_per_block, int blocks_x, int64_t n_offset) {
   using acc_t = acc_type_t<scalar_t>;
   const int lane = threadIdx.x;
   const int64_t P = g.Ho * g.Wo;
-  const int64_t i = static_cast<int64_t>(blockIdx.x / tiles_x) * kWarpRows + threadIdx.y;
-  const int64_t j = static_cast<int64_t>(blockIdx.x % tiles_x) * 32 + lane;
+  const int64_t i = static_cast<int64_t>(blockIdx.x / blocks_x) * kWarpRows + threadIdx.y;
+  const int64_t j = static_cast<int64_t>(blockIdx.x % blocks_x) * 32 + lane;
   const bool active = i < g.Ho && j < g.Wo;
   const int64_t p = i * g.Wo + j;
   const int64_t n = n_offset + blockIdx.y;
@@ -424,64 +253,50 @@ cudaError_t grid_sample_forward_cuda(const scalar_t* input, const scalar_t* grid
 }
 
 namespace {
-// Blocks of one image in the backward: warp-combined kernel (kWarpRows x 32) or tiles (8 x 32).
-int64_t backward_tiles(const GridSampleGeometry& g, bool tiles) {
-  return cdiv(g.Wo, kTileW) * cdiv(g.Ho, tiles ? kTileH : kWarpRows);
-}
-int64_t backward_per_block(const GridSampleGeometry& g, bool tiles) {
-  const int64_t blocks = backward_tiles(g, tiles) * std::min<int64_t>(g.N, kMaxGridYZ);
-  return cdiv(g.C, channel_split(blocks, g.C, tiles ? kMaxK : 4));
+// Blocks of one image in the backward: kWarpRows x 32 pixels each.
+int64_t backward_blocks(const GridSampleGeometry& g) { return cdiv(g.Wo, 32) * cdiv(g.Ho, kWarpRows); }
+int64_t backward_per_block(const GridSampleGeometry& g) {
+  const int64_t blocks = backward_blocks(g) * std::min<int64_t>(g.N, kMaxGridYZ);
+  return cdiv(g.C, channel_split(blocks, g.C, 4));
 }
 }  // namespace
 
-int64_t grid_sample_backward_slots(const GridSampleGeometry& g, bool shared_memory_tiles) {
+int64_t grid_sample_backward_slots(const GridSampleGeometry& g) {
   if (g.C == 0) return 1;
-  return cdiv(g.C, backward_per_block(g, shared_memory_tiles));
+  return cdiv(g.C, backward_per_block(g));
 }
 
 template <typename scalar_t>
 cudaError_t grid_sample_backward_cuda(const scalar_t* grad_output, const scalar_t* input, const scalar_t* grid,
                                       acc_type_t<scalar_t>* grad_input, acc_type_t<scalar_t>* grid_grad_slots,
                                       const GridSampleGeometry& g, int mode, int padding, bool align_corners,
-                                      cudaStream_t stream, bool shared_memory_tiles) {
+                                      cudaStream_t stream) {
   const int64_t P = g.Ho * g.Wo;
   if (g.N == 0 || g.C == 0 || P == 0) return cudaSuccess;
   if (grad_input == nullptr && (grid_grad_slots == nullptr || mode != kModeBilinear)) return cudaSuccess;
-  const bool tiles = shared_memory_tiles;
-  const int64_t n_tiles = backward_tiles(g, tiles);
-  const int64_t per = backward_per_block(g, tiles);
+  const int64_t n_blocks = backward_blocks(g);
+  const int64_t per = backward_per_block(g);
   const unsigned splits = static_cast<unsigned>(cdiv(g.C, per));
-  if (n_tiles > 0x7fffffff || splits > kMaxGridYZ) return cudaErrorInvalidConfiguration;
-  const int tiles_x = static_cast<int>(cdiv(g.Wo, kTileW));
+  if (n_blocks > 0x7fffffff || splits > kMaxGridYZ) return cudaErrorInvalidConfiguration;
+  const int blocks_x = static_cast<int>(cdiv(g.Wo, 32));
+  const bool input_grad = grad_input != nullptr, grid_grad = grid_grad_slots != nullptr;
+  const dim3 block(32, kWarpRows);
   for (int64_t n0 = 0; n0 < g.N; n0 += kMaxGridYZ) {
     const unsigned nb = static_cast<unsigned>(std::min<int64_t>(kMaxGridYZ, g.N - n0));
-    const dim3 grid_dim(static_cast<unsigned>(n_tiles), nb, splits);
-    if (tiles) {
-      const dim3 block(kTileW, kTileH);
-      if (mode == kModeNearest) {
-        bwd_tile_kernel<scalar_t, kModeNearest><<<grid_dim, block, kSmemBytes, stream>>>(
-            grad_output, input, grid, grad_input, grid_grad_slots, g, padding, align_corners, per, tiles_x, n0, false);
-      } else {
-        bwd_tile_kernel<scalar_t, kModeBilinear><<<grid_dim, block, kSmemBytes, stream>>>(
-            grad_output, input, grid, grad_input, grid_grad_slots, g, padding, align_corners, per, tiles_x, n0, false);
-      }
-    } else {
-      const dim3 block(32, kWarpRows);
-      const bool input_grad = grad_input != nullptr, grid_grad = grid_grad_slots != nullptr;
+    const dim3 grid_dim(static_cast<unsigned>(n_blocks), nb, splits);
 #define FM_LAUNCH_WARP(MODE_, IN_, GRID_)                                                                        \
   bwd_warp_kernel<scalar_t, MODE_, IN_, GRID_><<<grid_dim, block, 0, stream>>>(                                 \
-      grad_output, input, grid, grad_input, grid_grad_slots, g, padding, align_corners, per, tiles_x, n0)
-      if (mode == kModeNearest) {
-        FM_LAUNCH_WARP(kModeNearest, true, false);
-      } else if (input_grad && grid_grad) {
-        FM_LAUNCH_WARP(kModeBilinear, true, true);
-      } else if (input_grad) {
-        FM_LAUNCH_WARP(kModeBilinear, true, false);
-      } else {
-        FM_LAUNCH_WARP(kModeBilinear, false, true);
-      }
-#undef FM_LAUNCH_WARP
+      grad_output, input, grid, grad_input, grid_grad_slots, g, padding, align_corners, per, blocks_x, n0)
+    if (mode == kModeNearest) {
+      FM_LAUNCH_WARP(kModeNearest, true, false);
+    } else if (input_grad && grid_grad) {
+      FM_LAUNCH_WARP(kModeBilinear, true, true);
+    } else if (input_grad) {
+      FM_LAUNCH_WARP(kModeBilinear, true, false);
+    } else {
+      FM_LAUNCH_WARP(kModeBilinear, false, true);
     }
+#undef FM_LAUNCH_WARP
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }
@@ -493,7 +308,7 @@ cudaError_t grid_sample_backward_cuda(const scalar_t* grad_output, const scalar_
                                                    bool, cudaStream_t);                                        \
   template cudaError_t grid_sample_backward_cuda<T>(const T*, const T*, const T*, acc_type_t<T>*,              \
                                                     acc_type_t<T>*, const GridSampleGeometry&, int, int, bool, \
-                                                    cudaStream_t, bool);
+                                                    cudaStream_t);
 
 FASTMOTION_INSTANTIATE_GRID_SAMPLE(float)
 FASTMOTION_INSTANTIATE_GRID_SAMPLE(double)

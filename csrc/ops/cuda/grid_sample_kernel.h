@@ -30,18 +30,16 @@ cudaError_t grid_sample_forward_cuda(const scalar_t* input, const scalar_t* grid
 
 // Number of grid-gradient slots grid_sample_backward_cuda writes for this geometry (channels are
 // split over that many blocks when the batch is too small to fill the GPU).
-int64_t grid_sample_backward_slots(const GridSampleGeometry& g, bool shared_memory_tiles = false);
+int64_t grid_sample_backward_slots(const GridSampleGeometry& g);
 
 // grad_input (acc type, the input's strides, zero-filled by the caller; nullptr: not needed)
 // += d loss / d input. grid_grad_slots (acc type, slots * N * Ho * Wo * 2; nullptr: not needed)
 // receives each slot's share of d loss / d grid; the caller adds the slots in order
-// (bilinear only: nearest has no grid gradient). shared_memory_tiles: accumulate each block's
-// footprint in shared memory before adding it to grad_input (measured slower; see the .cu file)
-// instead of the default warp-combined atomics.
+// (bilinear only: nearest has no grid gradient).
 template <typename scalar_t>
 cudaError_t grid_sample_backward_cuda(const scalar_t* grad_output, const scalar_t* input, const scalar_t* grid,
                                       acc_type_t<scalar_t>* grad_input, acc_type_t<scalar_t>* grid_grad_slots,
                                       const GridSampleGeometry& g, int mode, int padding, bool align_corners,
-                                      cudaStream_t stream, bool shared_memory_tiles = false);
+                                      cudaStream_t stream);
 
 }  // namespace fastmotion

@@ -1,0 +1,78 @@
+"""Triton math shared by every kernel family, written once: the accumulation dtype, division
+rounded as the reference's, Monkey-Net's grid coordinates and the align_corners=True taps of the
+keypoint-space warps, and float64 scalars passed as two float32 halves.
+
+Kernels take these from here, never from another op's module or from ``fastmotion.reference``.
+"""
+from __future__ import annotations
+
+import struct
+
+import torch
+import triton
+import triton.language as tl
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation dtype of a kernel on ``dtype`` data: float64 for float64, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def tl_acc(dtype: torch.dtype):
+    """:func:`acc_dtype` as a Triton dtype (the kernels' ``ACC`` constexpr)."""
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def split_float(x: float, acc: torch.dtype = torch.float64):
+    """``x`` as (hi, lo) float32 halves for a kernel accumulating in ``acc``: Triton passes Python
+    floats as float32, and :func:`join_float` adds the halves back (to ~2^-48 relative). A float32
+    kernel gets (x, 0.0), which rounds the same."""
+    if acc != torch.float64:
+        return x, 0.0
+    hi = struct.unpack("f", struct.pack("f", x))[0] if abs(x) < 3.4e38 else x
+    return hi, x - hi
+
+
+@triton.jit
+def join_float(hi, lo, ACC: tl.constexpr):
+    """The scalar :func:`split_float` split, in ``ACC``."""
+    return tl.cast(hi, ACC) + tl.cast(lo, ACC)
+
+
+@triton.jit
+def div_rn(a, b):
+    """IEEE round-to-nearest division, as the reference's (Triton's float32 ``/`` is the 2-ulp
+    ``div.full`` on NVIDIA GPUs)."""
+    if a.dtype == tl.float64:
+        return a / b
+    else:
+        return tl.math.div_rn(a, b)
+
+
+@triton.jit
+def grid_consts(w_m1, h_m1, x_on, y_on, ACC: tl.constexpr):
+    """The grid's size - 1 per axis and its single-pixel switches (:func:`grid_coord`) in ``ACC``:
+    torch.compile passes float scalars as float64, which would turn loop-carried state float64."""
+    return tl.cast(w_m1, ACC), tl.cast(h_m1, ACC), tl.cast(x_on, ACC), tl.cast(y_on, ACC)
+
+
+@triton.jit
+def grid_coord(idx, size_m1, on):
+    """Monkey-Net's coordinate of pixel ``idx`` (in the accumulation dtype) on an axis of
+    ``size_m1 + 1`` pixels: ``2 * (idx / (n - 1)) - 1``, the division rounded as the reference's
+    (:func:`div_rn`); 0 on a single-pixel axis (``on`` 0, ``size_m1`` 1)."""
+    return (2.0 * div_rn(idx, tl.cast(size_m1, idx.dtype)) - 1.0) * on
+
+
+@triton.jit
+def aligned_taps(coord, size):
+    """grid_sample's unnormalize (align_corners=True) of a coordinate, clamped to [-2, size + 1]:
+    the first tap's index (the second is +1) and the second tap's weight, NaN for a NaN / inf
+    coordinate (so the sample is NaN, as grid_sample's). Sizes go through tl.cast: Triton turns an
+    int argument equal to 1 into a constexpr, which has no .to()."""
+    c = (coord + 1.0) * 0.5 * tl.cast(size - 1, coord.dtype)
+    nonfinite = c - c
+    hi = tl.cast(size + 1, coord.dtype)
+    c = tl.where(c >= -2.0, tl.where(c <= hi, c, hi), -2.0)
+    f = tl.floor(c)
+    return f.to(tl.int32), (c - f) + nonfinite
