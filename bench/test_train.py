@@ -25,7 +25,7 @@ from fastmotion.train.trainer import Trainer
 
 BATCH = 8
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.environ.get("FASTMOTION_DATA", os.path.join(REPO, "..", "shared", "data"))
+DATA = os.environ.get("FASTMOTION_SHARED_DATA", os.path.join(REPO, "..", "shared", "data"))
 _reference = {}
 
 
@@ -76,7 +76,7 @@ def test_trainer_iteration(benchmark, videos, tmp_path, provider):
 def test_loader_alone(benchmark):
     root = os.path.join(DATA, "shapes")
     if not os.path.isdir(root):
-        pytest.skip(f"{root} not found (the original's shapes data; FASTMOTION_DATA points elsewhere)")
+        pytest.skip(f"{root} not found (the original's shapes data; FASTMOTION_SHARED_DATA points elsewhere)")
     config = fastmotion.load_config("shapes")
     dataset = FramesDataset(root, is_train=True, augmentation_params=config["dataset_params"]["augmentation_params"])
     workers = int(os.environ.get("FASTMOTION_BENCH_WORKERS", "2"))
