@@ -31,6 +31,7 @@ import fastmotion
 import fastmotion.export as fx
 from bench import harness
 from bench.test_model import _models
+from fastmotion.benchmark.timing import measure_interleaved
 from fastmotion.models import Animator as StreamingAnimator
 
 CASES = [("vox", 256)]
@@ -111,14 +112,8 @@ def test_exported_per_frame_latency(benchmark, case, tmp_path):
     outputs = {label: fn().float().cpu() for label, fn in providers.items()}
     rounds = int(os.environ.get("FASTMOTION_BENCH_ROUNDS", "50" if device == "cuda" else "10"))
     load_before = _load()
-    times = {label: [] for label in providers}
-    for _ in range(rounds):
-        for label, fn in providers.items():
-            harness.sync(device)
-            start = time.perf_counter()
-            fn()
-            harness.sync(device)
-            times[label].append(time.perf_counter() - start)
+    timings = measure_interleaved(providers, device, rounds, warmup=0)
+    times = {label: t.samples for label, t in timings.items()}
     median = {label: float(np.median(t)) for label, t in times.items()}
     info = {"load_before": load_before, "load_after": _load(), "threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu", "rounds": rounds, **setup}

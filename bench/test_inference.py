@@ -21,7 +21,6 @@ fastmotion fp32 (timed again after the interleaved rounds); everything else is i
 """
 import copy
 import os
-import time
 
 import numpy as np
 import pytest
@@ -30,6 +29,7 @@ import torch
 import fastmotion
 from bench import harness
 from fastmotion.benchmark.model import random_models as _models
+from fastmotion.benchmark.timing import measure_interleaved
 from fastmotion.inference.animator import cpu_has_bf16
 from fastmotion.models import Animator as StreamingAnimator
 from fastmotion.models import normalize_kp
@@ -98,14 +98,8 @@ def test_per_frame_latency(benchmark, case):
         fn()
     rounds = int(os.environ.get("FASTMOTION_BENCH_ROUNDS", "50" if device == "cuda" else "10"))
     load_before = _load()
-    times = {label: [] for label in providers}
-    for _ in range(rounds):
-        for label, fn in providers.items():
-            harness.sync(device)
-            start = time.perf_counter()
-            fn()
-            harness.sync(device)
-            times[label].append(time.perf_counter() - start)
+    timings = measure_interleaved(providers, device, rounds, warmup=0)
+    times = {label: t.samples for label, t in timings.items()}
     median = {label: float(np.median(t)) for label, t in times.items()}
     fastest = {label: float(np.min(t)) for label, t in times.items()}
     info = {"load_before": load_before, "load_after": _load(), "threads": torch.get_num_threads(),
