@@ -28,11 +28,10 @@ import torch
 
 import fastmotion
 from bench import harness
-from fastmotion.benchmark.model import random_models as _models
+from fastmotion.benchmark.model import original_transfer_call, random_models as _models
 from fastmotion.benchmark.timing import measure_interleaved
 from fastmotion.inference.animator import cpu_has_bf16
 from fastmotion.models import Animator as StreamingAnimator
-from fastmotion.models import normalize_kp
 
 CASES = [("vox", 256)]
 ORIGINAL = "original per-frame (reference, source re-encoded)"
@@ -53,14 +52,7 @@ def _providers(name, size, device):
     source, first, driving = (torch.rand((1, 3, size, size), generator=gen).to(device) for _ in range(3))
     kp_ref.to(device)
     gen_ref.to(device)
-    with torch.no_grad():
-        kp_source, kp_initial = kp_ref(source), kp_ref(first)
-
-    def original():
-        with torch.no_grad():
-            kp_driving = kp_ref(driving)
-            kp_norm = normalize_kp(kp_driving, kp_source, kp_initial=kp_initial, **params)
-            return gen_ref(source, kp_norm, kp_source)["video_prediction"]
+    original = original_transfer_call(kp_ref, gen_ref, source, first, driving, params)
 
     cached = StreamingAnimator(kp_ref, gen_ref, params)
     cached.set_source(source)

@@ -62,7 +62,7 @@ def inference_providers(name: str, size: int, batch: int, device: str) -> Dict[s
     """comparison -> {provider label: callable animating one driving frame}."""
     import fastmotion
     from fastmotion.inference.animator import cpu_has_bf16
-    from fastmotion.models import Animator, normalize_kp
+    from fastmotion.models import Animator
 
     config, (kp_ref, gen_ref, _) = random_models(name, "reference", False)
     _, (kp_fast, gen_fast, _) = random_models(name, None, False)
@@ -70,17 +70,6 @@ def inference_providers(name: str, size: int, batch: int, device: str) -> Dict[s
         m.to(device)
     params = config["transfer_params"]["normalization_params"]
     source, first, driving = _frames(batch, size, device)
-
-    def transfer_loop(kp_detector, generator):
-        with torch.no_grad():
-            kp_source, kp_initial = kp_detector(source), kp_detector(first)
-
-        def call():
-            with torch.no_grad():
-                kp_driving = kp_detector(driving)
-                kp_norm = normalize_kp(kp_driving, kp_source, kp_initial=kp_initial, **params)
-                return generator(source, kp_norm, kp_source)["video_prediction"]
-        return call
 
     def streaming(kp_detector, generator):
         animator = Animator(kp_detector, generator, params)
@@ -103,28 +92,36 @@ def inference_providers(name: str, size: int, batch: int, device: str) -> Dict[s
             animator(first)
             label = f"fastmotion.Animator {dtype}" + (" + CUDA graphs" if graphs else "")
             stream[label] = (lambda a: lambda: a(driving))(animator)
-    per_frame = {"reference (original transfer loop, backend=reference)": transfer_loop(kp_ref, gen_ref),
-                 "fast path (same loop)": transfer_loop(kp_fast, gen_fast)}
+    per_frame = {"reference (original transfer loop, backend=reference)":
+                 original_transfer_call(kp_ref, gen_ref, source, first, driving, params),
+                 "fast path (same loop)": original_transfer_call(kp_fast, gen_fast, source, first, driving, params)}
     return {STREAMING: stream, PER_FRAME: per_frame}
 
 
 def compiled_transfer_loop(name: str, size: int, batch: int, device: str) -> Callable:
     """The original transfer loop on ``backend="reference"`` with torch.compile'd networks."""
-    from fastmotion.models import normalize_kp
-
     config, (kp_detector, generator, _) = random_models(name, "reference", False)
     kp_detector.to(device)
     generator.to(device)
     params = config["transfer_params"]["normalization_params"]
     source, first, driving = _frames(batch, size, device)
+    return original_transfer_call(torch.compile(kp_detector, dynamic=False), torch.compile(generator, dynamic=False),
+                                  source, first, driving, params)
+
+
+def original_transfer_call(kp_detector, generator, source, first, driving, params) -> Callable:
+    """One driving frame animated the way the original transfer.py does it: the source's and the first
+    frame's keypoints found once, then per frame the driving keypoints, their normalisation and the
+    whole generator (the source re-encoded every frame)."""
+    from fastmotion.models import normalize_kp
+
     with torch.no_grad():
         kp_source, kp_initial = kp_detector(source), kp_detector(first)
-    detect, generate = torch.compile(kp_detector, dynamic=False), torch.compile(generator, dynamic=False)
 
     def call():
         with torch.no_grad():
-            kp_norm = normalize_kp(detect(driving), kp_source, kp_initial=kp_initial, **params)
-            return generate(source, kp_norm, kp_source)["video_prediction"]
+            kp_norm = normalize_kp(kp_detector(driving), kp_source, kp_initial=kp_initial, **params)
+            return generator(source, kp_norm, kp_source)["video_prediction"]
     return call
 
 
