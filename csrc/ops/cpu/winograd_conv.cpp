@@ -1,0 +1,329 @@
+// winograd_conv2d: float32 CPU inference convolution with Winograd's minimal filtering on
+// channels_last activations (fastmotion/models/winograd_conv.py), for 3x3 convolutions and for the
+// 3x3 convolutions of nearest 2x up-sampled inputs (the decoders' up-sampling layers).
+//
+// F(2x2, 3x3): each 2x2 block of outputs ("tile") reads a 4x4 input patch d. With g a filter and
+// B, G, A the transform matrices, the tile is A^T [(G g G^T) . (B^T d B)] A, so the Cin -> Cout
+// channel mixing becomes 16 independent GEMMs, tiles x Cin times Cin x Cout, over transformed
+// inputs V and pre-transformed weights U (computed once, in float64, in Python): 16 multiply-adds
+// per 4 outputs instead of 36. The points are 0, 1, -1 and infinity, so the input and output
+// transforms only add and subtract and the rounding error stays that of a direct convolution
+// (tests/models/test_winograd_conv.py); larger tiles need points like 2 and 1/2, which multiply it.
+//
+// Tiles are processed in blocks of tile rows small enough that the block's V and GEMM output stay
+// in the core's L2 cache: input transform -> GEMMs (oneDNN's brgemm micro-kernel through
+// at::native::cpublas) -> output transform with the epilogue (bias, then either a residual add or
+// a ReLU; optionally an input pre-op relu(scale * x + shift), a folded BatchNorm + ReLU applied to
+// in-image pixels only, so the zero padding stays zero).
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/native/CPUBlas.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "ops/cpu/vec_math.h"
+
+namespace fastmotion {
+namespace cpu {
+
+namespace {
+
+constexpr int64_t kLanes = 16;
+constexpr int64_t kPanel = 256;  // GEMM output columns a call  // channel chunk of the inner loops (one AVX-512 / two AVX2 vectors)
+
+inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// The two tilings:
+//   Conv3x3:   F(2x2, 3x3): 4x4 input patches, one every 2 pixels, 2x2 outputs each.
+//   Upsampled: F(2x2, 3x3) on the nearest 2x up-sampled input, read from the low-resolution one:
+//              the 4x4 up-sampled patch of output tile (2i, 2j) is low-res rows i-1, i, i, i+1
+//              (and columns), whose transform (x[i-1] - x[i], 2 x[i], 0, x[i] - x[i+1]) has a zero
+//              component: 3x3 low-res patches, one every pixel, 9 GEMMs instead of 16 and 9 of the
+//              16 weight planes (the 2 folded into them). Each low-res pixel's four outputs cost 9
+//              multiply-adds a channel pair, where the sub-pixel phase kernels take 16 and the
+//              up-sampled 3x3 convolution 36, and the up-sampled input is never formed.
+enum class Tiling { Conv3x3, Upsampled };
+
+template <Tiling K>
+struct Traits {
+  // patch side, outputs a tile side, input pixels a tile
+  static constexpr int T = K == Tiling::Conv3x3 ? 4 : 3, m = 2, in_step = K == Tiling::Conv3x3 ? 2 : 1;
+};
+
+// The 1-D transforms, applied lane-wise to vectors of n floats (n a multiple of kLanes):
+//   input  B^T d: T vectors in, T out;  output A^T m: T in, m out.
+//   Conv3x3:   v = (d0 - d2, d1 + d2, d2 - d1, d1 - d3);  y = (m0 + m1 + m2, m1 - m2 - m3)
+//   Upsampled: v = (d0 - d1, d1, d1 - d2);                y = (m0 + m1, m1 - m2)
+// Pointers in and out are strided views: in[j] = in0 + j * in_step, out[k] = out0 + k * out_step.
+template <Tiling K>
+FASTMOTION_INLINE void input_1d(const float* __restrict in, int64_t in_step, float* __restrict out, int64_t out_step,
+                                int64_t n) {
+  for (int64_t c0 = 0; c0 < n; c0 += kLanes) {
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const int64_t c = c0 + l;
+      const float d0 = in[c], d1 = in[in_step + c], d2 = in[2 * in_step + c];
+      if constexpr (K == Tiling::Upsampled) {
+        out[c] = d0 - d1;
+        out[out_step + c] = d1;
+        out[2 * out_step + c] = d1 - d2;
+      } else {
+        const float d3 = in[3 * in_step + c];
+        out[c] = d0 - d2;
+        out[out_step + c] = d1 + d2;
+        out[2 * out_step + c] = d2 - d1;
+        out[3 * out_step + c] = d1 - d3;
+      }
+    }
+  }
+}
+
+template <Tiling K>
+FASTMOTION_INLINE void output_1d(const float* __restrict in, int64_t in_step, float* __restrict out, int64_t out_step,
+                                 int64_t n) {
+  for (int64_t c0 = 0; c0 < n; c0 += kLanes) {
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const int64_t c = c0 + l;
+      const float m0 = in[c], m1 = in[in_step + c], m2 = in[2 * in_step + c];
+      if constexpr (K == Tiling::Upsampled) {
+        out[c] = m0 + m1;
+        out[out_step + c] = m1 - m2;
+      } else {
+        const float m3 = in[3 * in_step + c];
+        out[c] = m0 + m1 + m2;
+        out[out_step + c] = m1 - m2 - m3;
+      }
+    }
+  }
+}
+
+// The input's channels, concatenated from up to kMaxParts channels_last tensors (a decoder's
+// up-sampled map, skip and keypoint embedding are read where they lie, never concatenated).
+constexpr int kMaxParts = 4;
+struct Parts {
+  const float* data[kMaxParts];
+  int64_t channels[kMaxParts];
+  int count;
+};
+
+// Tile (ti, tj) reads the input patch at (in_step * ti - pad, in_step * tj - pad); its outputs
+// (m * ti + i, m * tj + j) within the (Ho, Wo) output.
+struct Geometry {
+  int64_t H, W, C, Cp, Ho, Wo, Co, Cop, tiles_h, tiles_w, pad;
+};
+
+// V[e][k][c] (row stride Cp) for the tiles of tile rows [row0, row0 + rows) of image n, k counting
+// tiles from the first; e = a * T + b. scratch: 2 * T * width * Cp floats, width = in_step *
+// (tiles_w - 1) + T.
+template <Tiling K>
+FASTMOTION_CPU_CLONES void input_transform(const Parts& x, const float* __restrict scale,
+                                           const float* __restrict shift, const Geometry& g, int64_t n, int64_t row0,
+                                           int64_t rows, float* __restrict V, float* __restrict scratch) {
+  constexpr int T = Traits<K>::T, in_step = Traits<K>::in_step;
+  const int64_t C = g.C, Cp = g.Cp, width = in_step * (g.tiles_w - 1) + T, plane = width * Cp;
+  const int64_t nt = rows * g.tiles_w, e_step = nt * Cp;
+  float* patch = scratch;             // [r][column][c]: T input rows, pre-op applied, zero padded
+  float* cols = scratch + T * plane;  // [a][column][c]: B^T applied down the columns
+  for (int64_t q = 0; q < rows; ++q) {
+    const int64_t y0 = in_step * (row0 + q) - g.pad, x0 = -g.pad;
+    for (int r = 0; r < T; ++r) {
+      const int64_t iy = y0 + r;
+      for (int64_t col = 0; col < width; ++col) {
+        float* __restrict p = patch + r * plane + col * Cp;
+        const int64_t ix = x0 + col;
+        int64_t c = 0;
+        if (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) {
+          const int64_t pixel = (n * g.H + iy) * g.W + ix;
+          for (int part = 0; part < x.count; ++part) {
+            const int64_t cs = x.channels[part];
+            const float* __restrict src = x.data[part] + pixel * cs;
+            float* __restrict dst = p + c;
+            if (scale != nullptr) {
+              const float* __restrict sc = scale + c;
+              const float* __restrict sh = shift + c;
+              for (int64_t k = 0; k < cs; ++k) {
+                const float v = src[k] * sc[k] + sh[k];
+                dst[k] = v > 0.0f ? v : 0.0f;
+              }
+            } else {
+              for (int64_t k = 0; k < cs; ++k) dst[k] = src[k];
+            }
+            c += cs;
+          }
+        }
+        for (; c < Cp; ++c) p[c] = 0.0f;
+      }
+    }
+    input_1d<K>(patch, plane, cols, plane, plane);  // all columns at once
+    float* vq = V + q * g.tiles_w * Cp;
+    for (int a = 0; a < T; ++a) {
+      for (int64_t tj = 0; tj < g.tiles_w; ++tj) {  // along the row, into the T planes e = a * T + b
+        input_1d<K>(cols + a * plane + in_step * tj * Cp, Cp, vq + a * T * e_step + tj * Cp, e_step, Cp);
+      }
+    }
+  }
+}
+
+// Output tiles from M[e][k][co] (row stride Cop) for the same tiles: bias, then residual add or ReLU.
+// Overwrites M; scratch: m * T * nt * Cop floats.
+template <Tiling K>
+FASTMOTION_CPU_CLONES void output_transform(float* __restrict M, const float* __restrict bias,
+                                            const float* __restrict residual, bool relu, const Geometry& g, int64_t n,
+                                            int64_t row0, int64_t rows, float* __restrict y, float* __restrict scratch) {
+  constexpr int T = Traits<K>::T, m = Traits<K>::m;
+  const int64_t Co = g.Co, Cop = g.Cop, nt = rows * g.tiles_w, e_step = nt * Cop;
+  // u[i][b] = sum_a A^T[i][a] M[a][b]: whole planes at once (tile-wise independent)
+  for (int b = 0; b < T; ++b) output_1d<K>(M + b * e_step, T * e_step, scratch + b * e_step, T * e_step, e_step);
+  // out[i][j] = sum_b A^T[j][b] u[i][b], into M's first m * m planes
+  for (int i = 0; i < m; ++i) output_1d<K>(scratch + i * T * e_step, e_step, M + m * i * e_step, e_step, e_step);
+  for (int64_t k = 0; k < nt; ++k) {
+    const int64_t oy = m * (row0 + k / g.tiles_w), ox = m * (k % g.tiles_w);
+    for (int i = 0; i < m && oy + i < g.Ho; ++i) {
+      for (int j = 0; j < m && ox + j < g.Wo; ++j) {
+        const int64_t off = ((n * g.Ho + oy + i) * g.Wo + ox + j) * Co;
+        const float* __restrict v = M + (m * i + j) * e_step + k * Cop;
+        float* __restrict dst = y + off;
+        if (residual != nullptr) {
+          const float* __restrict res = residual + off;
+          for (int64_t c = 0; c < Co; ++c) dst[c] = (v[c] + bias[c]) + res[c];
+        } else if (relu) {
+          for (int64_t c = 0; c < Co; ++c) {
+            const float r = v[c] + bias[c];
+            dst[c] = r > 0.0f ? r : 0.0f;
+          }
+        } else {
+          for (int64_t c = 0; c < Co; ++c) dst[c] = v[c] + bias[c];
+        }
+      }
+    }
+  }
+}
+
+template <Tiling K>
+void winograd_conv2d_impl(const Parts& x, int64_t N, const at::Tensor& U, const at::Tensor& bias, const float* scale,
+                          const float* shift, const float* residual, bool relu, const Geometry& g, at::Tensor& y) {
+  constexpr int T = Traits<K>::T, m = Traits<K>::m;
+  // A block is `rows` tile rows of one image. Its V (T^2 x tiles x Cp) and M (T^2 x tiles x Cop)
+  // stay within ~768 KiB (L2) for one tile row of a wide map; weight-heavy layers (large C x Cop)
+  // take at least 256 tiles a block, so the weights are not re-read from memory every few tiles.
+  const int64_t row_bytes = T * T * g.tiles_w * (g.Cp + g.Cop) * static_cast<int64_t>(sizeof(float));
+  int64_t rows = std::max<int64_t>(1, (768 << 10) / row_bytes);
+  if (g.C * g.Cop >= 256 * 256) rows = std::max<int64_t>(rows, (256 + g.tiles_w - 1) / g.tiles_w);
+  rows = std::min(rows, g.tiles_h);
+  const int64_t per_image = (g.tiles_h + rows - 1) / rows, blocks = N * per_image;
+  const int64_t width = Traits<K>::in_step * (g.tiles_w - 1) + T;
+  const float* up = U.const_data_ptr<float>();
+  const float* bp = bias.const_data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    const int64_t max_tiles = rows * g.tiles_w;
+    std::unique_ptr<float[]> V(new float[T * T * max_tiles * g.Cp]);
+    std::unique_ptr<float[]> M(new float[T * T * max_tiles * g.Cop]);
+    std::unique_ptr<float[]> scratch(
+        new float[std::max(2 * T * width * g.Cp, m * T * max_tiles * g.Cop)]);
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t n = blk / per_image, row0 = (blk % per_image) * rows;
+      const int64_t nr = std::min(rows, g.tiles_h - row0), nt = nr * g.tiles_w;
+      input_transform<K>(x, scale, shift, g, n, row0, nr, V.get(), scratch.get());
+        for (int e = 0; e < T * T; ++e) {
+          // column panels of at most kPanel outputs: a wide layer's weight panel (C x Cop) would
+          // not stay in cache while the micro-kernel walks the tiles
+          for (int64_t c0 = 0; c0 < g.Cop; c0 += kPanel) {
+            at::native::cpublas::brgemm(nt, std::min(kPanel, g.Cop - c0), g.C, g.Cp, g.Cop, g.Cop, false,
+                                        V.get() + e * nt * g.Cp, up + e * g.C * g.Cop + c0,
+                                        M.get() + e * nt * g.Cop + c0, false);
+          }
+        }
+      output_transform<K>(M.get(), bp, residual, relu, g, n, row0, nr, yp, scratch.get());
+    }
+    at::native::cpublas::brgemm_release(false);
+  });
+}
+
+}  // namespace
+
+// inputs: the (N, C_i, H, W) float32 channels_last parts of the input (C = sum C_i); weight_t
+// (planes, C, Cop) from transform_weights (Cop: Cout rounded up to 16, the padding columns zero);
+// bias (Cout); stride 1, the same zero padding on each side.
+//   upsampled false: conv2d(input, w, padding) (Conv3x3: 16 planes, padding 0 or 1);
+//   upsampled true: conv2d(upsample_nearest_2x(input), w, padding=1), (N, Cout, 2H, 2W)
+//   (Upsampled: 9 planes).
+at::Tensor winograd_conv2d_cpu(at::TensorList inputs, const at::Tensor& weight_t, const at::Tensor& bias,
+                               int64_t padding, bool upsampled, const std::optional<at::Tensor>& input_scale,
+                               const std::optional<at::Tensor>& input_shift, const std::optional<at::Tensor>& residual,
+                               bool relu) {
+  TORCH_CHECK(padding == 1 || (!upsampled && padding == 0),
+              "winograd_conv2d: padding must be 1 (or 0 without upsampled), got ", padding);
+  const Tiling tiling = upsampled ? Tiling::Upsampled : Tiling::Conv3x3;
+  const int64_t T = upsampled ? 3 : 4, m = 2;
+  TORCH_CHECK(!inputs.empty() && inputs.size() <= kMaxParts, "winograd_conv2d: inputs must be 1 to ", kMaxParts,
+              " tensors (channel parts), got ", inputs.size());
+  Parts parts{};
+  parts.count = static_cast<int>(inputs.size());
+  const at::Tensor& input = inputs[0];
+  int64_t C = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const at::Tensor& t = inputs[i];
+    TORCH_CHECK(t.dim() == 4 && t.scalar_type() == at::kFloat && t.device().is_cpu() &&
+                    t.is_contiguous(at::MemoryFormat::ChannelsLast) && t.size(0) == input.size(0) &&
+                    t.size(2) == input.size(2) && t.size(3) == input.size(3),
+                "winograd_conv2d: inputs must be float32 CPU (N, C, H, W) tensors in channels_last layout with one "
+                "N, H, W, got ", t.scalar_type(), " ", t.sizes(), " as part ", i);
+    parts.data[i] = t.const_data_ptr<float>();
+    parts.channels[i] = t.size(1);
+    C += t.size(1);
+  }
+  TORCH_CHECK(weight_t.dim() == 3 && weight_t.size(0) == T * T && weight_t.size(1) == C &&
+                  weight_t.scalar_type() == at::kFloat && weight_t.is_contiguous() && weight_t.size(2) % kLanes == 0,
+              "winograd_conv2d: weight_t must be contiguous float32 (", T * T, ", ", C,
+              ", Cout rounded up to ", kLanes, "), got ", weight_t.sizes());
+  const int64_t Cop = weight_t.size(2);
+  TORCH_CHECK(bias.dim() == 1 && bias.size(0) <= Cop && bias.size(0) > Cop - kLanes && bias.scalar_type() == at::kFloat &&
+                  bias.is_contiguous(),
+              "winograd_conv2d: bias must be contiguous float32 (Cout,) with Cout rounded up to ", kLanes, " = ", Cop,
+              ", got ", bias.sizes());
+  TORCH_CHECK(input_scale.has_value() == input_shift.has_value(),
+              "winograd_conv2d: input_scale and input_shift go together");
+  for (const auto* t : {&input_scale, &input_shift}) {
+    if (t->has_value()) {
+      TORCH_CHECK((*t)->dim() == 1 && (*t)->size(0) == C && (*t)->scalar_type() == at::kFloat && (*t)->is_contiguous(),
+                  "winograd_conv2d: input_scale / input_shift must be contiguous float32 (", C, ",), got ",
+                  (*t)->sizes());
+    }
+  }
+  TORCH_CHECK(!(relu && residual.has_value()), "winograd_conv2d: residual and relu together are not supported");
+  const int64_t N = input.size(0), H = input.size(2), W = input.size(3), Co = bias.size(0);
+  const int64_t Ho = upsampled ? 2 * H : H + 2 * padding - 2, Wo = upsampled ? 2 * W : W + 2 * padding - 2;
+  TORCH_CHECK(Ho > 0 && Wo > 0, "winograd_conv2d: the input (", H, "x", W, ") is smaller than the kernel");
+  if (residual.has_value()) {
+    TORCH_CHECK(residual->sizes() == at::IntArrayRef({N, Co, Ho, Wo}) && residual->scalar_type() == at::kFloat &&
+                    residual->is_contiguous(at::MemoryFormat::ChannelsLast),
+                "winograd_conv2d: residual must be float32 channels_last (", N, ", ", Co, ", ", Ho, ", ", Wo,
+                "), got ", residual->sizes());
+  }
+  at::Tensor y = at::empty({N, Co, Ho, Wo}, input.options(), at::MemoryFormat::ChannelsLast);
+  if (y.numel() == 0) return y;
+  const Geometry g{H, W, C, round_up(C, kLanes), Ho, Wo, Co, Cop, (Ho + m - 1) / m, (Wo + m - 1) / m, padding};
+  const float* scale = input_scale.has_value() ? input_scale->const_data_ptr<float>() : nullptr;
+  const float* shift = input_shift.has_value() ? input_shift->const_data_ptr<float>() : nullptr;
+  const float* res = residual.has_value() ? residual->const_data_ptr<float>() : nullptr;
+  if (tiling == Tiling::Conv3x3) {
+    winograd_conv2d_impl<Tiling::Conv3x3>(parts, N, weight_t, bias, scale, shift, res, relu, g, y);
+  } else {
+    winograd_conv2d_impl<Tiling::Upsampled>(parts, N, weight_t, bias, scale, shift, res, relu, g, y);
+  }
+  return y;
+}
+
+}  // namespace cpu
+}  // namespace fastmotion
+
+TORCH_LIBRARY_FRAGMENT(fastmotion, m) {
+  m.def(
+      "winograd_conv2d(Tensor[] inputs, Tensor weight_t, Tensor bias, int padding=1, bool upsampled=False, "
+      "Tensor? input_scale=None, Tensor? input_shift=None, Tensor? residual=None, bool relu=False) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(fastmotion, CPU, m) { m.impl("winograd_conv2d", &fastmotion::cpu::winograd_conv2d_cpu); }
