@@ -48,8 +48,7 @@ class ResBlock(BackendModule):
             out = self.conv2(out)
             return out + x
         x = cf.fast_layout(x)
-        out = cf.batchnorm_relu(self, "norm1", self.norm1, x)
-        out = cf.fused_conv(self, "conv1", self.conv1, out, norm=self.norm2, relu=True)
+        out = cf.fused_conv(self, "conv1", self.conv1, x, pre_norm=self.norm1, norm=self.norm2, relu=True)
         return cf.fused_conv(self, "conv2", self.conv2, out, residual=x)
 
 
@@ -75,6 +74,10 @@ class UpBlock(_ConvNormBlock):
             out = self.conv(out)
             out = self.norm(out)
             return F.relu(out)
+        if isinstance(x, list):  # channel parts the decoder left unconcatenated (cf.defer_cat)
+            if cf.winograd_takes_parts(self.conv, self.norm, x, subpixel=True):
+                return cf.fused_winograd(self, "conv", self.conv, x, norm=self.norm, relu=True, subpixel=True)
+            x = cf.cat_channels(x, True)
         x = cf.fast_layout(x)
         training = cf.needs_grad(x, self.conv.weight) or not cf.foldable(self.norm)
         subpixel = cf.use_subpixel(self.conv, x, training)
@@ -166,7 +169,9 @@ class Decoder(BackendModule):
         for up_block in self.up_blocks:
             skip = skips.pop()
             parts = [up_block(out)] + (list(skip) if isinstance(skip, (tuple, list)) else [skip])
-            out = cf.cat_channels(parts, fast)
+            out = parts if fast and cf.defer_cat(parts) else cf.cat_channels(parts, fast)
+        if isinstance(out, list):
+            out = cf.cat_channels(out, fast)
         if self.conv is None:
             return out
         return cf.fused_conv(self, "conv", self.conv, out) if fast else self.conv(out)

@@ -30,6 +30,7 @@ from torch import nn
 
 from fastmotion.models import batchnorm_relu as bn_relu
 from fastmotion.models import gemm_conv, policy
+from fastmotion.models import winograd_conv as wc
 
 _POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
 _REORDER = getattr(getattr(torch.ops, "mkldnn", None), "_reorder_convolution_weight", None)
@@ -250,9 +251,13 @@ def _onednn_ok(x: torch.Tensor) -> bool:
 
 
 def fused_conv(owner: nn.Module, name: str, conv: nn.Conv2d, x: torch.Tensor, norm=None, relu: bool = False,
-               subpixel: bool = False, residual=None, lean_relu: bool = False) -> torch.Tensor:
+               subpixel: bool = False, residual=None, lean_relu: bool = False, pre_norm=None) -> torch.Tensor:
     """Fast path of ``relu(norm(conv(upsample2x(x) if subpixel else x))) + residual`` (each part
-    optional; ``residual`` is added after the activation, and only used without ``relu``).
+    optional; ``residual`` is added after the activation, and only used without ``relu``), with
+    ``x`` replaced by ``relu(pre_norm(x))`` when ``pre_norm`` is given (a pre-activation block).
+
+    float32 CPU inference convolutions of large maps run as Winograd convolutions
+    (:mod:`winograd_conv`), with an eval-mode ``pre_norm`` + ReLU applied as the input is read.
 
     ``lean_relu``: the block's output is not kept by its consumer (pooling, concatenation), so
     with autograd a training-mode BatchNorm + ReLU keeps only its input (see
@@ -262,6 +267,14 @@ def fused_conv(owner: nn.Module, name: str, conv: nn.Conv2d, x: torch.Tensor, no
         raise ValueError("fused_conv: residual and relu together are not supported")
     params = (conv.weight, conv.bias) + ((norm.weight, norm.bias) if norm is not None else ())
     inference = not needs_grad(x, residual, *params) and (norm is None or foldable(norm))
+    if pre_norm is not None:
+        if (inference and foldable(pre_norm) and not needs_grad(pre_norm.weight, pre_norm.bias)
+                and _winograd_ok(conv, x, subpixel)):
+            return fused_winograd(owner, name, conv, x, norm, relu, subpixel, residual, pre_norm)
+        x = batchnorm_relu(owner, name + "_pre_norm", pre_norm, x)
+        inference = inference and not needs_grad(x)
+    elif inference and _winograd_ok(conv, x, subpixel):
+        return fused_winograd(owner, name, conv, x, norm, relu, subpixel, residual)
     padding, stride = ((1, 1), (1, 1)) if subpixel else (tuple(conv.padding), tuple(conv.stride))
     if not inference:
         w, b = conv.weight, conv.bias
@@ -318,6 +331,52 @@ def fused_conv(owner: nn.Module, name: str, conv: nn.Conv2d, x: torch.Tensor, no
         if residual is not None:
             y = y.add_(residual.to(y.dtype))
     return interleave_phases(y) if subpixel else y
+
+
+def _winograd_ok(conv: nn.Conv2d, x, subpixel: bool) -> bool:
+    first = x if isinstance(x, torch.Tensor) else x[0]
+    return (subpixel_ok(conv) and inference_dtype(first) == torch.float32
+            and wc.applies(x, conv.in_channels, subpixel))
+
+
+def winograd_takes_parts(conv: nn.Conv2d, norm, parts, subpixel: bool) -> bool:
+    """Whether :func:`fused_winograd` runs this inference layer on the channel ``parts`` of its
+    input as they are (no concatenation)."""
+    return not torch.is_grad_enabled() and (norm is None or foldable(norm)) and _winograd_ok(conv, parts, subpixel)
+
+
+def defer_cat(parts) -> bool:
+    """Whether a decoder may hand its next layer the channel parts unconcatenated (inference on
+    float32 CPU tensors; the layer concatenates them itself unless Winograd reads them in place)."""
+    return (not torch.is_grad_enabled() and len(parts) <= wc.MAX_PARTS
+            and all(p.device.type == "cpu" and p.dtype == torch.float32 and p.dim() == 4 for p in parts))
+
+
+def fused_winograd(owner, name, conv, x, norm=None, relu=False, subpixel=False, residual=None, pre_norm=None):
+    """The inference path of :func:`fused_conv` as a Winograd convolution (float32 CPU; see
+    :func:`_winograd_ok`); ``x`` may be the list of its channel parts."""
+    sources = (conv.weight, conv.bias) + (() if norm is None else (
+        norm.weight, norm.bias, norm.running_mean, norm.running_var))
+
+
+    def compute():
+        w, b = conv.weight, conv.bias
+        if norm is not None:
+            w, b = fold_batchnorm(w, b, norm)
+        b = w.new_zeros(w.shape[0]) if b is None else b
+        return wc.transform_weights(w, "upsampled" if subpixel else "conv3x3"), b.float().contiguous()
+
+    weight_t, bias = cached_weights(owner, name + "_winograd", sources, compute, (subpixel,))
+    scale = shift = None
+    if pre_norm is not None:
+        def compute_pre():
+            ones = torch.ones(pre_norm.num_features, dtype=pre_norm.running_var.dtype, device=x.device)
+            s, b = fold_batchnorm(ones, None, pre_norm)
+            return s.float().contiguous(), b.float().contiguous()
+
+        scale, shift = cached_weights(owner, name + "_pre_norm_winograd", (
+            pre_norm.weight, pre_norm.bias, pre_norm.running_mean, pre_norm.running_var), compute_pre)
+    return wc.winograd_conv2d(x, weight_t, bias, 1, subpixel, scale, shift, residual, relu)
 
 
 def batchnorm_relu(owner: nn.Module, name: str, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
