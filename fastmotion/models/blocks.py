@@ -40,6 +40,7 @@ class ResBlock(BackendModule):
 
     def forward(self, x):
         if not self.fast_path():
+            x = torch.cat(x, dim=1) if isinstance(x, list) else x
             out = self.norm1(x)
             out = F.relu(out)
             out = self.conv1(out)
@@ -47,6 +48,12 @@ class ResBlock(BackendModule):
             out = F.relu(out)
             out = self.conv2(out)
             return out + x
+        if isinstance(x, list):  # channel parts a decoder left unconcatenated (cf.defer_cat)
+            if (cf.foldable(self.norm1) and cf.winograd_takes_parts(self.conv1, self.norm2, x, subpixel=False)
+                    and cf.winograd_takes_parts(self.conv2, None, x, subpixel=False)):
+                out = cf.fused_winograd(self, "conv1", self.conv1, x, norm=self.norm2, relu=True, pre_norm=self.norm1)
+                return cf.fused_winograd(self, "conv2", self.conv2, out, residual=x)
+            x = cf.cat_channels(x, True)
         x = cf.fast_layout(x)
         out = cf.fused_conv(self, "conv1", self.conv1, x, pre_norm=self.norm1, norm=self.norm2, relu=True)
         return cf.fused_conv(self, "conv2", self.conv2, out, residual=x)
@@ -70,6 +77,7 @@ class UpBlock(_ConvNormBlock):
 
     def forward(self, x):
         if not self.fast_path():
+            x = torch.cat(x, dim=1) if isinstance(x, list) else x
             out = F.interpolate(x, scale_factor=(2, 2))
             out = self.conv(out)
             out = self.norm(out)
@@ -160,7 +168,8 @@ class Decoder(BackendModule):
 
     def forward(self, x):
         """``x``: skips, shallowest first. A skip may also be a tuple of tensors that are
-        concatenated along channels (the generator's warped skip and keypoint embedding)."""
+        concatenated along channels (the generator's warped skip and keypoint embedding). Without
+        a last conv, fast-path inference may return the output's channel parts as a list."""
         skips = list(x)
         fast = self.fast_path()
         out = skips.pop()
@@ -170,10 +179,10 @@ class Decoder(BackendModule):
             skip = skips.pop()
             parts = [up_block(out)] + (list(skip) if isinstance(skip, (tuple, list)) else [skip])
             out = parts if fast and cf.defer_cat(parts) else cf.cat_channels(parts, fast)
+        if self.conv is None:
+            return out  # parts (a list) when deferred: the generator's refinement blocks read them
         if isinstance(out, list):
             out = cf.cat_channels(out, fast)
-        if self.conv is None:
-            return out
         return cf.fused_conv(self, "conv", self.conv, out) if fast else self.conv(out)
 
 

@@ -370,7 +370,7 @@ def fused_winograd(owner, name, conv, x, norm=None, relu=False, subpixel=False, 
     scale = shift = None
     if pre_norm is not None:
         def compute_pre():
-            ones = torch.ones(pre_norm.num_features, dtype=pre_norm.running_var.dtype, device=x.device)
+            ones = torch.ones(pre_norm.num_features, dtype=pre_norm.running_var.dtype, device=bias.device)
             s, b = fold_batchnorm(ones, None, pre_norm)
             return s.float().contiguous(), b.float().contiguous()
 

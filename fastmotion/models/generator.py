@@ -119,6 +119,8 @@ class MotionTransferGenerator(BackendModule):
 
     def _decode(self, skips, fast, video_deformed):
         prediction = self.video_decoder(skips)
+        if isinstance(prediction, list) and not isinstance(next(iter(self.refinement_module), None), ResBlock):
+            prediction = cf.cat_channels(prediction, fast)
         if fast:  # the same modules; the last 1x1 conv through the fast conv path
             if cf.channels_last_for_autograd(prediction):
                 prediction = prediction.contiguous(memory_format=torch.channels_last)

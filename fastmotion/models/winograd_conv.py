@@ -37,7 +37,7 @@ _TILINGS = {
 
 
 def _fake(inputs, weight_t, bias, padding=1, upsampled=False, input_scale=None, input_shift=None, residual=None,
-          relu=False):
+          relu=False):  # noqa: ARG001 (the schema's arguments)
     n, _, h, w = inputs[0].shape
     ho, wo = (2 * h, 2 * w) if upsampled else (h + 2 * padding - 2, w + 2 * padding - 2)
     return inputs[0].new_empty((n, bias.shape[0], ho, wo)).contiguous(memory_format=torch.channels_last)
@@ -91,11 +91,14 @@ def winograd_conv2d(x: Union[torch.Tensor, Sequence[torch.Tensor]], weight_t: to
     ``upsample_nearest_2x(pre(x))`` in place of ``pre(x)``: ``(N, Cout, 2H, 2W)``.
 
     ``pre(x) = relu(input_scale * x + input_shift)`` per channel when given (a folded BatchNorm +
-    ReLU), else ``x``. ``x`` may be a list of tensors: the channel parts of the input, read in
-    place of their concatenation."""
+    ReLU), else ``x``. ``x`` and ``residual`` may be lists of tensors: the channel parts of one,
+    read in place of their concatenation."""
+    return torch.ops.fastmotion.winograd_conv2d(_parts(x), weight_t, bias, padding, upsampled, input_scale, input_shift,
+                                                None if residual is None else _parts(residual), relu)
+
+
+def _parts(x):
+    """The kernel reads channels_last and contiguous tensors as they are; others are copied."""
     parts = [x] if isinstance(x, torch.Tensor) else list(x)
-    parts = [p.contiguous(memory_format=torch.channels_last) for p in parts]
-    if residual is not None:
-        residual = residual.contiguous(memory_format=torch.channels_last)
-    return torch.ops.fastmotion.winograd_conv2d(parts, weight_t, bias, padding, upsampled, input_scale, input_shift,
-                                                residual, relu)
+    return [p if p.is_contiguous(memory_format=torch.channels_last) or p.is_contiguous()
+            else p.contiguous(memory_format=torch.channels_last) for p in parts]

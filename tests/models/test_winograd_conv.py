@@ -39,8 +39,9 @@ def test_matches_float64_convolution(shape):
     out = wc.winograd_conv2d(x.float(), weight_t, bias.float(), padding=pad)
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert_matches_reference(out, ref64, ref32, torch.float32)
-    if cin > 4:  # the same input as three channel parts: the same numbers
-        parts = list(x.float().split([cin // 3, cin // 3, cin - 2 * (cin // 3)], dim=1))
+    if cin > 4:  # the same input as channel parts in three layouts: the same numbers
+        a, b, c = x.float().split([cin // 3, cin // 3, cin - 2 * (cin // 3)], dim=1)
+        parts = [_channels_last(a), b.contiguous(), c]  # c: a strided view
         torch.testing.assert_close(wc.winograd_conv2d(parts, weight_t, bias.float(), padding=pad), out, rtol=0, atol=0)
 
 
@@ -57,6 +58,9 @@ def test_pre_op_residual_and_relu():
     ref64 = F.conv2d(pre, weight, bias, padding=1) + residual
     ref32 = F.conv2d(pre.float(), weight.float(), bias.float(), padding=1) + residual.float()
     assert_matches_reference(out, ref64, ref32, torch.float32)
+    parts = [residual[:, :2].float().contiguous(), _channels_last(residual[:, 2:].float())]
+    torch.testing.assert_close(wc.winograd_conv2d(x.float(), weight_t, bias.float(), input_scale=scale.float(),
+                                                  input_shift=shift.float(), residual=parts), out, rtol=0, atol=0)
     out = wc.winograd_conv2d(x.float(), weight_t, bias.float(), relu=True)
     ref64 = torch.relu(F.conv2d(x, weight, bias, padding=1))
     assert_matches_reference(out, ref64, torch.relu(F.conv2d(x.float(), weight.float(), bias.float(), padding=1)),
@@ -97,8 +101,10 @@ def test_float64_weight_transform_is_exact():
 @pytest.mark.parametrize("bad, match", [
     (dict(padding=2), "padding must be 1"),
     (dict(x=torch.randn(1, 8, 6, 6, dtype=torch.float64)), "float32 CPU"),
+    (dict(residual=[torch.randn(1, 4, 6, 6), torch.randn(1, 4, 6, 5)]), "residual must be float32 CPU"),
+    (dict(residual=[torch.randn(1, 7, 6, 6)]), "residual must be \\(1, 8, 6, 6\\)"),
     (dict(weight_t=torch.randn(16, 7, 16)), "weight_t must be contiguous float32"),
-    (dict(relu=True, residual=torch.randn(1, 8, 6, 6)), "residual and relu"),
+    (dict(relu=True, residual=[torch.randn(1, 8, 6, 6)]), "residual and relu"),
     (dict(upsampled=True), "weight_t must be contiguous float32 \\(9"),
     (dict(bias=torch.zeros(40)), "bias must be contiguous float32"),
 ])

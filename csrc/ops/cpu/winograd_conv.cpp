@@ -31,6 +31,14 @@ namespace cpu {
 
 namespace {
 
+// The transforms are add / subtract loops bound by load and store throughput: an AVX-512 copy as
+// well as vec_math.h's AVX2 and baseline ones (additions round the same in every copy).
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define WINOGRAD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define WINOGRAD_CLONES
+#endif
+
 constexpr int64_t kLanes = 16;
 constexpr int64_t kPanel = 256;  // GEMM output columns a call  // channel chunk of the inner loops (one AVX-512 / two AVX2 vectors)
 
@@ -99,14 +107,60 @@ FASTMOTION_INLINE void output_1d(const float* __restrict in, int64_t in_step, fl
   }
 }
 
-// The input's channels, concatenated from up to kMaxParts channels_last tensors (a decoder's
-// up-sampled map, skip and keypoint embedding are read where they lie, never concatenated).
+// A tensor's channels, concatenated from up to kMaxParts (N, C_i, H, W) tensors, each channels_last
+// (channel stride 1) or contiguous (channel stride H * W): a decoder's up-sampled map, warped skip
+// and keypoint embedding are read where they lie, never concatenated.
 constexpr int kMaxParts = 4;
 struct Parts {
   const float* data[kMaxParts];
   int64_t channels[kMaxParts];
+  int64_t pixel_stride[kMaxParts];    // between pixels (C_i for channels_last, 1 for contiguous)
+  int64_t channel_stride[kMaxParts];  // between channels (1 for channels_last, H * W for contiguous)
+  int64_t image_stride[kMaxParts];    // between images (C_i * H * W for both)
   int count;
 };
+
+// Columns [lo, hi) of input row iy of image n (column col is pixel x0 + col) into dst (column col at
+// dst + col * dst_step, channels [0, C)), through op(value, channel). A contiguous part is read
+// channel row by channel row (a transpose), not pixel by pixel across H * W-strided channels.
+template <typename Op>
+FASTMOTION_INLINE void gather_row(const Parts& x, int64_t n, int64_t iy, int64_t W, int64_t x0, int64_t lo,
+                                  int64_t hi, int64_t dst_step, float* __restrict dst, Op op) {
+  int64_t c = 0;
+  for (int part = 0; part < x.count; ++part) {
+    const int64_t cs = x.channels[part];
+    const float* base = x.data[part] + n * x.image_stride[part];
+    if (x.channel_stride[part] == 1) {
+      for (int64_t col = lo; col < hi; ++col) {
+        const float* __restrict src = base + (iy * W + x0 + col) * cs;
+        float* __restrict out = dst + col * dst_step + c;
+        for (int64_t k = 0; k < cs; ++k) out[k] = op(src[k], c + k);
+      }
+    } else {
+      for (int64_t k = 0; k < cs; ++k) {
+        const float* __restrict src = base + k * x.channel_stride[part] + iy * W + x0;
+        for (int64_t col = lo; col < hi; ++col) dst[col * dst_step + c + k] = op(src[col], c + k);
+      }
+    }
+    c += cs;
+  }
+}
+
+// Channels [0, C) of pixel yx (y * W + x) of image n into dst, through op(value, channel).
+template <typename Op>
+FASTMOTION_INLINE void gather_pixel(const Parts& x, int64_t n, int64_t yx, float* __restrict dst, Op op) {
+  int64_t c = 0;
+  for (int part = 0; part < x.count; ++part) {
+    const int64_t cs = x.channels[part], step = x.channel_stride[part];
+    const float* __restrict src = x.data[part] + n * x.image_stride[part] + yx * x.pixel_stride[part];
+    if (step == 1) {
+      for (int64_t k = 0; k < cs; ++k) dst[c + k] = op(src[k], c + k);
+    } else {
+      for (int64_t k = 0; k < cs; ++k) dst[c + k] = op(src[k * step], c + k);
+    }
+    c += cs;
+  }
+}
 
 // Tile (ti, tj) reads the input patch at (in_step * ti - pad, in_step * tj - pad); its outputs
 // (m * ti + i, m * tj + j) within the (Ho, Wo) output.
@@ -118,7 +172,7 @@ struct Geometry {
 // tiles from the first; e = a * T + b. scratch: 2 * T * width * Cp floats, width = in_step *
 // (tiles_w - 1) + T.
 template <Tiling K>
-FASTMOTION_CPU_CLONES void input_transform(const Parts& x, const float* __restrict scale,
+WINOGRAD_CLONES void input_transform(const Parts& x, const float* __restrict scale,
                                            const float* __restrict shift, const Geometry& g, int64_t n, int64_t row0,
                                            int64_t rows, float* __restrict V, float* __restrict scratch) {
   constexpr int T = Traits<K>::T, in_step = Traits<K>::in_step;
@@ -130,30 +184,24 @@ FASTMOTION_CPU_CLONES void input_transform(const Parts& x, const float* __restri
     const int64_t y0 = in_step * (row0 + q) - g.pad, x0 = -g.pad;
     for (int r = 0; r < T; ++r) {
       const int64_t iy = y0 + r;
-      for (int64_t col = 0; col < width; ++col) {
-        float* __restrict p = patch + r * plane + col * Cp;
-        const int64_t ix = x0 + col;
-        int64_t c = 0;
-        if (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) {
-          const int64_t pixel = (n * g.H + iy) * g.W + ix;
-          for (int part = 0; part < x.count; ++part) {
-            const int64_t cs = x.channels[part];
-            const float* __restrict src = x.data[part] + pixel * cs;
-            float* __restrict dst = p + c;
-            if (scale != nullptr) {
-              const float* __restrict sc = scale + c;
-              const float* __restrict sh = shift + c;
-              for (int64_t k = 0; k < cs; ++k) {
-                const float v = src[k] * sc[k] + sh[k];
-                dst[k] = v > 0.0f ? v : 0.0f;
-              }
-            } else {
-              for (int64_t k = 0; k < cs; ++k) dst[k] = src[k];
-            }
-            c += cs;
-          }
-        }
-        for (; c < Cp; ++c) p[c] = 0.0f;
+      float* __restrict row = patch + r * plane;
+      const int64_t lo = std::clamp<int64_t>(-x0, 0, width), hi = std::clamp<int64_t>(g.W - x0, lo, width);
+      if (iy < 0 || iy >= g.H || lo == hi) {
+        for (int64_t i = 0; i < width * Cp; ++i) row[i] = 0.0f;
+        continue;
+      }
+      for (int64_t i = 0; i < lo * Cp; ++i) row[i] = 0.0f;  // columns left and right of the image
+      for (int64_t i = hi * Cp; i < width * Cp; ++i) row[i] = 0.0f;
+      if (scale != nullptr) {
+        gather_row(x, n, iy, g.W, x0, lo, hi, Cp, row, [&](float v, int64_t ch) {
+          const float r = v * scale[ch] + shift[ch];
+          return r > 0.0f ? r : 0.0f;
+        });
+      } else {
+        gather_row(x, n, iy, g.W, x0, lo, hi, Cp, row, [](float v, int64_t) { return v; });
+      }
+      for (int64_t col = lo; col < hi; ++col) {
+        for (int64_t c = C; c < Cp; ++c) row[col * Cp + c] = 0.0f;
       }
     }
     input_1d<K>(patch, plane, cols, plane, plane);  // all columns at once
@@ -169,8 +217,8 @@ FASTMOTION_CPU_CLONES void input_transform(const Parts& x, const float* __restri
 // Output tiles from M[e][k][co] (row stride Cop) for the same tiles: bias, then residual add or ReLU.
 // Overwrites M; scratch: m * T * nt * Cop floats.
 template <Tiling K>
-FASTMOTION_CPU_CLONES void output_transform(float* __restrict M, const float* __restrict bias,
-                                            const float* __restrict residual, bool relu, const Geometry& g, int64_t n,
+WINOGRAD_CLONES void output_transform(float* __restrict M, const float* __restrict bias,
+                                            const Parts* residual, bool relu, const Geometry& g, int64_t n,
                                             int64_t row0, int64_t rows, float* __restrict y, float* __restrict scratch) {
   constexpr int T = Traits<K>::T, m = Traits<K>::m;
   const int64_t Co = g.Co, Cop = g.Cop, nt = rows * g.tiles_w, e_step = nt * Cop;
@@ -186,8 +234,8 @@ FASTMOTION_CPU_CLONES void output_transform(float* __restrict M, const float* __
         const float* __restrict v = M + (m * i + j) * e_step + k * Cop;
         float* __restrict dst = y + off;
         if (residual != nullptr) {
-          const float* __restrict res = residual + off;
-          for (int64_t c = 0; c < Co; ++c) dst[c] = (v[c] + bias[c]) + res[c];
+          gather_pixel(*residual, n, (oy + i) * g.Wo + ox + j, dst,
+                       [&](float r, int64_t c) { return (v[c] + bias[c]) + r; });
         } else if (relu) {
           for (int64_t c = 0; c < Co; ++c) {
             const float r = v[c] + bias[c];
@@ -203,7 +251,7 @@ FASTMOTION_CPU_CLONES void output_transform(float* __restrict M, const float* __
 
 template <Tiling K>
 void winograd_conv2d_impl(const Parts& x, int64_t N, const at::Tensor& U, const at::Tensor& bias, const float* scale,
-                          const float* shift, const float* residual, bool relu, const Geometry& g, at::Tensor& y) {
+                          const float* shift, const Parts* residual, bool relu, const Geometry& g, at::Tensor& y) {
   constexpr int T = Traits<K>::T, m = Traits<K>::m;
   // A block is `rows` tile rows of one image. Its V (T^2 x tiles x Cp) and M (T^2 x tiles x Cop)
   // stay within ~768 KiB (L2) for one tile row of a wide map; weight-heavy layers (large C x Cop)
@@ -250,31 +298,42 @@ void winograd_conv2d_impl(const Parts& x, int64_t N, const at::Tensor& U, const 
 //   upsampled false: conv2d(input, w, padding) (Conv3x3: 16 planes, padding 0 or 1);
 //   upsampled true: conv2d(upsample_nearest_2x(input), w, padding=1), (N, Cout, 2H, 2W)
 //   (Upsampled: 9 planes).
+// Parts of `what` (all with the first one's N, H, W), or an error naming it.
+Parts make_parts(at::TensorList tensors, const char* what) {
+  TORCH_CHECK(!tensors.empty() && tensors.size() <= kMaxParts, "winograd_conv2d: ", what, " must be 1 to ", kMaxParts,
+              " tensors (channel parts), got ", tensors.size());
+  Parts parts{};
+  parts.count = static_cast<int>(tensors.size());
+  const at::Tensor& first = tensors[0];
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const at::Tensor& t = tensors[i];
+    const bool ok = t.dim() == 4 && t.scalar_type() == at::kFloat && t.device().is_cpu() &&
+                    t.size(0) == first.size(0) && t.size(2) == first.size(2) && t.size(3) == first.size(3);
+    const bool channels_last = ok && t.is_contiguous(at::MemoryFormat::ChannelsLast);
+    TORCH_CHECK(channels_last || (ok && t.is_contiguous()),
+                "winograd_conv2d: ", what, " must be float32 CPU (N, C, H, W) tensors, channels_last or contiguous, "
+                "with one N, H, W; got ", t.scalar_type(), " ", t.sizes(), " as part ", i);
+    parts.data[i] = t.const_data_ptr<float>();
+    parts.channels[i] = t.size(1);
+    parts.pixel_stride[i] = channels_last ? t.size(1) : 1;
+    parts.channel_stride[i] = channels_last ? 1 : t.size(2) * t.size(3);
+    parts.image_stride[i] = t.size(1) * t.size(2) * t.size(3);
+  }
+  return parts;
+}
+
 at::Tensor winograd_conv2d_cpu(at::TensorList inputs, const at::Tensor& weight_t, const at::Tensor& bias,
                                int64_t padding, bool upsampled, const std::optional<at::Tensor>& input_scale,
-                               const std::optional<at::Tensor>& input_shift, const std::optional<at::Tensor>& residual,
-                               bool relu) {
+                               const std::optional<at::Tensor>& input_shift,
+                               std::optional<at::TensorList> residual, bool relu) {
   TORCH_CHECK(padding == 1 || (!upsampled && padding == 0),
               "winograd_conv2d: padding must be 1 (or 0 without upsampled), got ", padding);
   const Tiling tiling = upsampled ? Tiling::Upsampled : Tiling::Conv3x3;
   const int64_t T = upsampled ? 3 : 4, m = 2;
-  TORCH_CHECK(!inputs.empty() && inputs.size() <= kMaxParts, "winograd_conv2d: inputs must be 1 to ", kMaxParts,
-              " tensors (channel parts), got ", inputs.size());
-  Parts parts{};
-  parts.count = static_cast<int>(inputs.size());
+  const Parts parts = make_parts(inputs, "inputs");
   const at::Tensor& input = inputs[0];
   int64_t C = 0;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const at::Tensor& t = inputs[i];
-    TORCH_CHECK(t.dim() == 4 && t.scalar_type() == at::kFloat && t.device().is_cpu() &&
-                    t.is_contiguous(at::MemoryFormat::ChannelsLast) && t.size(0) == input.size(0) &&
-                    t.size(2) == input.size(2) && t.size(3) == input.size(3),
-                "winograd_conv2d: inputs must be float32 CPU (N, C, H, W) tensors in channels_last layout with one "
-                "N, H, W, got ", t.scalar_type(), " ", t.sizes(), " as part ", i);
-    parts.data[i] = t.const_data_ptr<float>();
-    parts.channels[i] = t.size(1);
-    C += t.size(1);
-  }
+  for (int i = 0; i < parts.count; ++i) C += parts.channels[i];
   TORCH_CHECK(weight_t.dim() == 3 && weight_t.size(0) == T * T && weight_t.size(1) == C &&
                   weight_t.scalar_type() == at::kFloat && weight_t.is_contiguous() && weight_t.size(2) % kLanes == 0,
               "winograd_conv2d: weight_t must be contiguous float32 (", T * T, ", ", C,
@@ -297,18 +356,22 @@ at::Tensor winograd_conv2d_cpu(at::TensorList inputs, const at::Tensor& weight_t
   const int64_t N = input.size(0), H = input.size(2), W = input.size(3), Co = bias.size(0);
   const int64_t Ho = upsampled ? 2 * H : H + 2 * padding - 2, Wo = upsampled ? 2 * W : W + 2 * padding - 2;
   TORCH_CHECK(Ho > 0 && Wo > 0, "winograd_conv2d: the input (", H, "x", W, ") is smaller than the kernel");
+  Parts residual_parts{};
   if (residual.has_value()) {
-    TORCH_CHECK(residual->sizes() == at::IntArrayRef({N, Co, Ho, Wo}) && residual->scalar_type() == at::kFloat &&
-                    residual->is_contiguous(at::MemoryFormat::ChannelsLast),
-                "winograd_conv2d: residual must be float32 channels_last (", N, ", ", Co, ", ", Ho, ", ", Wo,
-                "), got ", residual->sizes());
+    residual_parts = make_parts(*residual, "residual");
+    int64_t cr = 0;
+    for (int i = 0; i < residual_parts.count; ++i) cr += residual_parts.channels[i];
+    const at::Tensor& r = (*residual)[0];
+    TORCH_CHECK(r.size(0) == N && cr == Co && r.size(2) == Ho && r.size(3) == Wo,
+                "winograd_conv2d: residual must be (", N, ", ", Co, ", ", Ho, ", ", Wo, ") in all, got ", cr,
+                " channels of ", r.sizes());
   }
   at::Tensor y = at::empty({N, Co, Ho, Wo}, input.options(), at::MemoryFormat::ChannelsLast);
   if (y.numel() == 0) return y;
   const Geometry g{H, W, C, round_up(C, kLanes), Ho, Wo, Co, Cop, (Ho + m - 1) / m, (Wo + m - 1) / m, padding};
   const float* scale = input_scale.has_value() ? input_scale->const_data_ptr<float>() : nullptr;
   const float* shift = input_shift.has_value() ? input_shift->const_data_ptr<float>() : nullptr;
-  const float* res = residual.has_value() ? residual->const_data_ptr<float>() : nullptr;
+  const Parts* res = residual.has_value() ? &residual_parts : nullptr;
   if (tiling == Tiling::Conv3x3) {
     winograd_conv2d_impl<Tiling::Conv3x3>(parts, N, weight_t, bias, scale, shift, res, relu, g, y);
   } else {
@@ -323,7 +386,7 @@ at::Tensor winograd_conv2d_cpu(at::TensorList inputs, const at::Tensor& weight_t
 TORCH_LIBRARY_FRAGMENT(fastmotion, m) {
   m.def(
       "winograd_conv2d(Tensor[] inputs, Tensor weight_t, Tensor bias, int padding=1, bool upsampled=False, "
-      "Tensor? input_scale=None, Tensor? input_shift=None, Tensor? residual=None, bool relu=False) -> Tensor");
+      "Tensor? input_scale=None, Tensor? input_shift=None, Tensor[]? residual=None, bool relu=False) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(fastmotion, CPU, m) { m.impl("winograd_conv2d", &fastmotion::cpu::winograd_conv2d_cpu); }
