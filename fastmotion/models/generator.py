@@ -68,7 +68,12 @@ class MotionTransferGenerator(BackendModule):
         op = type(self).__name__
         fr.check_dtype(source, "source_image", op, self)
         check_size(source, "source_image", op, self.input_size_rules())
-        return self.appearance_encoder(source)
+        skips = self.appearance_encoder(source)
+        if self.fast_path() and not torch.is_grad_enabled():
+            # the skips only feed warp_features, whose CPU kernel reads contiguous maps faster than
+            # the encoder's channels_last ones (bench/test_ops.py, warp_features)
+            skips = [s.contiguous() for s in skips]
+        return skips
 
     def input_size_rules(self):
         """The appearance hourglass at full size and the dense motion hourglass at its scale."""

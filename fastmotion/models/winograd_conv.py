@@ -47,9 +47,19 @@ if _ext.has_kernel(_KERNEL, "CPU"):
     torch.library.register_fake(f"fastmotion::{_KERNEL}")(_fake)
 
 
-def available() -> bool:
+# The GEMMs run on oneDNN's brgemm micro-kernels, which need AVX2 or AVX-512 (elsewhere torch falls
+# back to a plain loop, slower than the direct convolutions it would replace).
+_VECTOR_CPU = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+
+
+def built() -> bool:
     """Whether the compiled kernel is there (the extension is built)."""
     return _ext.has_kernel(_KERNEL, "CPU")
+
+
+def available() -> bool:
+    """Whether the fast path uses the kernel: it is built and the CPU runs it fast."""
+    return _VECTOR_CPU and built()
 
 
 def transform_weights(weight: torch.Tensor, tiling: str = "conv3x3") -> torch.Tensor:
