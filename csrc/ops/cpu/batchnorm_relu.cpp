@@ -337,6 +337,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_backward_cpu(const
 }  // namespace cpu
 }  // namespace fastmotion
 
+TORCH_LIBRARY_FRAGMENT(fastmotion, m) { fastmotion::define_batchnorm_relu_schema(m); }
+
 TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
   m.impl("batchnorm_relu_forward", &fastmotion::cpu::batchnorm_relu_forward_cpu);
   m.impl("batchnorm_relu_backward", &fastmotion::cpu::batchnorm_relu_backward_cpu);

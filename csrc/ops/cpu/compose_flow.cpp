@@ -253,6 +253,8 @@ std::tuple<at::Tensor, at::Tensor> compose_flow_backward_cpu(const at::Tensor& g
 }  // namespace cpu
 }  // namespace fastmotion
 
+TORCH_LIBRARY_FRAGMENT(fastmotion, m) { fastmotion::define_compose_flow_schema(m); }
+
 TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
   m.impl("compose_flow_forward", &fastmotion::cpu::compose_flow_forward_cpu);
   m.impl("compose_flow_backward", &fastmotion::cpu::compose_flow_backward_cpu);

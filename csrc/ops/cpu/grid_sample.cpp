@@ -822,6 +822,8 @@ std::tuple<at::Tensor, at::Tensor> grid_sample_backward_cpu(const at::Tensor& gr
 }  // namespace
 }  // namespace fastmotion
 
+TORCH_LIBRARY_FRAGMENT(fastmotion, m) { fastmotion::define_grid_sample_schema(m); }
+
 TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
   m.impl("grid_sample_forward", &fastmotion::grid_sample_forward_cpu);
   m.impl("grid_sample_backward", &fastmotion::grid_sample_backward_cpu);

@@ -296,6 +296,8 @@ at::Tensor heatmap_moments_backward_cpu(const at::Tensor& grad_mean_in, const at
 }  // namespace
 }  // namespace fastmotion
 
+TORCH_LIBRARY_FRAGMENT(fastmotion, m) { fastmotion::define_heatmap_moments_schema(m); }
+
 TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
   m.impl("heatmap_moments_forward", &fastmotion::heatmap_moments_forward_cpu);
   m.impl("heatmap_moments_backward", &fastmotion::heatmap_moments_backward_cpu);

@@ -461,6 +461,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> render_gaussians_back
 }  // namespace
 }  // namespace fastmotion
 
+TORCH_LIBRARY_FRAGMENT(fastmotion, m) { fastmotion::define_render_gaussians_schema(m); }
+
 TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
   m.impl("render_gaussians_forward", &fastmotion::render_gaussians_forward_cpu);
   m.impl("render_gaussians_backward", &fastmotion::render_gaussians_backward_cpu);

@@ -370,6 +370,8 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cpu(const at::Tensor& 
 }  // namespace cpu
 }  // namespace fastmotion
 
+TORCH_LIBRARY_FRAGMENT(fastmotion, m) { fastmotion::define_shifted_warps_schema(m); }
+
 TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
   m.impl("shifted_warps_forward", &fastmotion::cpu::shifted_warps_forward_cpu);
   m.impl("shifted_warps_backward", &fastmotion::cpu::shifted_warps_backward_cpu);

@@ -552,6 +552,8 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
 }  // namespace cpu
 }  // namespace fastmotion
 
+TORCH_LIBRARY_FRAGMENT(fastmotion, m) { fastmotion::define_warp_features_schema(m); }
+
 TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
   m.impl("warp_features_forward", &fastmotion::cpu::warp_features_forward_cpu);
   m.impl("warp_features_backward", &fastmotion::cpu::warp_features_backward_cpu);
