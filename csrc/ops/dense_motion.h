@@ -74,6 +74,16 @@ inline void check_compose_flow_forward(const at::Tensor& mask_logits, const at::
   }
 }
 
+// compose_flow_forward's inputs as both kernels read them: contiguous; corr undefined when absent.
+struct ComposeFlowInputs {
+  at::Tensor logits, shift, corr;
+};
+inline ComposeFlowInputs compose_flow_inputs(const at::Tensor& mask_logits, const at::Tensor& kp_shift,
+                                             const c10::optional<at::Tensor>& correction) {
+  const bool has_corr = correction.has_value() && correction->defined();
+  return {mask_logits.contiguous(), kp_shift.contiguous(), has_corr ? correction->contiguous() : at::Tensor()};
+}
+
 // grad_grid (N, H, W, 2) with mask_logits' dtype.
 inline void check_compose_flow_backward(const at::Tensor& grad_grid, const at::Tensor& mask_logits,
                                         const at::Tensor& kp_shift) {

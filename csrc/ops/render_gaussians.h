@@ -15,6 +15,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <c10/util/Optional.h>
 #include <torch/library.h>
 
@@ -175,6 +176,19 @@ inline GaussianInputs prepare_gaussian_inputs(const at::Tensor& mean_d, const c1
   if (mean_s) in.mean_s = keypoint_block_contiguous(*mean_s, lead);
   if (var_s) in.var_s = keypoint_block_contiguous(*var_s, lead);
   return in;
+}
+
+// The backward's outputs, allocated: dense gradients of the keypoint tensors ((0,) for absent ones).
+struct GaussianGrads {
+  at::Tensor mean_d, var_d, mean_s, var_s;
+};
+inline GaussianGrads empty_gaussian_grads(const at::Tensor& mean_d, const c10::optional<at::Tensor>& var_d,
+                                          const c10::optional<at::Tensor>& mean_s,
+                                          const c10::optional<at::Tensor>& var_s) {
+  const auto opts = mean_d.options();
+  return {at::empty(mean_d.sizes(), opts), var_d ? at::empty(var_d->sizes(), opts) : at::empty({0}, opts),
+          mean_s ? at::empty(mean_d.sizes(), opts) : at::empty({0}, opts),
+          var_s ? at::empty(var_s->sizes(), opts) : at::empty({0}, opts)};
 }
 
 }  // namespace fastmotion

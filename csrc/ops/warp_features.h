@@ -34,9 +34,10 @@ inline bool warp_features_nearest(int64_t mode) {
 
 // features: (N, C_i, H_i, W_i), one floating dtype, H_i, W_i >= 1; grid (N, h, w, 2) in the
 // accumulation dtype of the features (float; double for double), h, w >= 1; one device.
-inline void check_warp_features_forward(at::TensorList features, const at::Tensor& grid, int64_t mode) {
+// Returns warp_features_nearest(mode).
+inline bool check_warp_features_forward(at::TensorList features, const at::Tensor& grid, int64_t mode) {
   const char* op = "warp_features";
-  warp_features_nearest(mode);
+  const bool nearest = warp_features_nearest(mode);
   TORCH_CHECK(grid.dim() == 4 && grid.size(3) == 2, op, ": grid must be (N, h, w, 2), got ", grid.sizes());
   TORCH_CHECK(grid.size(1) >= 1 && grid.size(2) >= 1, op, ": grid's h and w must be >= 1, got ", grid.sizes());
   for (size_t i = 0; i < features.size(); ++i) {
@@ -57,12 +58,13 @@ inline void check_warp_features_forward(at::TensorList features, const at::Tenso
     TORCH_CHECK(grid.scalar_type() == acc, op, ": grid must have the accumulation dtype ", acc, ", got ",
                 grid.scalar_type());
   }
+  return nearest;
 }
 
-// grad_outs match features one to one (shape and dtype).
-inline void check_warp_features_backward(at::TensorList grad_outs, at::TensorList features, const at::Tensor& grid,
+// grad_outs match features one to one (shape and dtype). Returns warp_features_nearest(mode).
+inline bool check_warp_features_backward(at::TensorList grad_outs, at::TensorList features, const at::Tensor& grid,
                                          int64_t mode) {
-  check_warp_features_forward(features, grid, mode);
+  const bool nearest = check_warp_features_forward(features, grid, mode);
   TORCH_CHECK(grad_outs.size() == features.size(), "warp_features_backward: got ", grad_outs.size(),
               " gradients for ", features.size(), " feature maps");
   for (size_t i = 0; i < features.size(); ++i) {
@@ -72,6 +74,7 @@ inline void check_warp_features_backward(at::TensorList grad_outs, at::TensorLis
     TORCH_CHECK(grad_outs[i].device() == grid.device(), "warp_features_backward: grad_outs[", i,
                 "] is on another device");
   }
+  return nearest;
 }
 
 }  // namespace fastmotion
