@@ -34,8 +34,7 @@
 #include "ops/cpu/vec_math.h"
 #include "ops/register.h"
 
-namespace fastmotion {
-namespace cpu {
+namespace fastmotion::cpu {
 
 namespace {
 
@@ -323,8 +322,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_backward_cpu(const
   return {grad_x, grad_weight, grad_bias};
 }
 
-}  // namespace cpu
-}  // namespace fastmotion
+}  // namespace fastmotion::cpu
 
-FASTMOTION_REGISTER_CPU(batchnorm_relu, fastmotion::cpu::batchnorm_relu_forward_cpu,
-                        fastmotion::cpu::batchnorm_relu_backward_cpu)
+FASTMOTION_REGISTER_CPU(batchnorm_relu, fastmotion::cpu)

@@ -25,8 +25,7 @@
 #include "ops/dense_motion.h"
 #include "ops/register.h"
 
-namespace fastmotion {
-namespace cpu {
+namespace fastmotion::cpu {
 
 constexpr int64_t kPiece = 64;
 
@@ -243,8 +242,6 @@ std::tuple<at::Tensor, at::Tensor> compose_flow_backward_cpu(const at::Tensor& g
 }
 
 }  // namespace
-}  // namespace cpu
-}  // namespace fastmotion
+}  // namespace fastmotion::cpu
 
-FASTMOTION_REGISTER_CPU(compose_flow, fastmotion::cpu::compose_flow_forward_cpu,
-                        fastmotion::cpu::compose_flow_backward_cpu)
+FASTMOTION_REGISTER_CPU(compose_flow, fastmotion::cpu)

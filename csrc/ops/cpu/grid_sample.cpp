@@ -823,4 +823,4 @@ std::tuple<at::Tensor, at::Tensor> grid_sample_backward_cpu(const at::Tensor& gr
 }  // namespace
 }  // namespace fastmotion
 
-FASTMOTION_REGISTER_CPU(grid_sample, fastmotion::grid_sample_forward_cpu, fastmotion::grid_sample_backward_cpu)
+FASTMOTION_REGISTER_CPU(grid_sample, fastmotion)

@@ -252,5 +252,4 @@ at::Tensor heatmap_moments_backward_cpu(const at::Tensor& grad_mean_in, const at
 }  // namespace
 }  // namespace fastmotion
 
-FASTMOTION_REGISTER_CPU(heatmap_moments, fastmotion::heatmap_moments_forward_cpu,
-                        fastmotion::heatmap_moments_backward_cpu)
+FASTMOTION_REGISTER_CPU(heatmap_moments, fastmotion)

@@ -137,14 +137,8 @@ FM_ROW_IMPL void bwd_sum_impl(const acc_t* __restrict g, int64_t W, RowQ<acc_t> 
     sg += e;
     dot += gs * e;
   }
-  r[0] = r0;
-  r[1] = r1;
-  r[2] = r2;
-  r[3] = u0;
-  r[4] = u1;
-  r[5] = u2;
-  r[6] = sg;
-  r[7] = dot;
+  const acc_t sums[8] = {r0, r1, r2, u0, u1, u2, sg, dot};
+  for (int i = 0; i < 8; ++i) r[i] = sums[i];
 }
 
 template <typename acc_t>
@@ -478,5 +472,4 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> render_gaussians_back
 }  // namespace
 }  // namespace fastmotion
 
-FASTMOTION_REGISTER_CPU(render_gaussians, fastmotion::render_gaussians_forward_cpu,
-                        fastmotion::render_gaussians_backward_cpu)
+FASTMOTION_REGISTER_CPU(render_gaussians, fastmotion)

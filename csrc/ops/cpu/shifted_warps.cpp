@@ -31,8 +31,7 @@
 #include "ops/dense_motion.h"
 #include "ops/register.h"
 
-namespace fastmotion {
-namespace cpu {
+namespace fastmotion::cpu {
 
 // Zero border around a copied plane: taps range over [-2, size + 2] (see axis_taps).
 constexpr int64_t kPadLo = 2;
@@ -359,8 +358,6 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cpu(const at::Tensor& 
 }
 
 }  // namespace
-}  // namespace cpu
-}  // namespace fastmotion
+}  // namespace fastmotion::cpu
 
-FASTMOTION_REGISTER_CPU(shifted_warps, fastmotion::cpu::shifted_warps_forward_cpu,
-                        fastmotion::cpu::shifted_warps_backward_cpu)
+FASTMOTION_REGISTER_CPU(shifted_warps, fastmotion::cpu)

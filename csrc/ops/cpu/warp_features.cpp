@@ -31,8 +31,7 @@
 #include "ops/register.h"
 #include "ops/warp_features.h"
 
-namespace fastmotion {
-namespace cpu {
+namespace fastmotion::cpu {
 
 // One axis of the grid's resize to a map: for every map index, the two grid indices and weights
 // (nearest: the same index twice, weights 1 and 0).
@@ -560,8 +559,6 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
 }
 
 }  // namespace
-}  // namespace cpu
-}  // namespace fastmotion
+}  // namespace fastmotion::cpu
 
-FASTMOTION_REGISTER_CPU(warp_features, fastmotion::cpu::warp_features_forward_cpu,
-                        fastmotion::cpu::warp_features_backward_cpu)
+FASTMOTION_REGISTER_CPU(warp_features, fastmotion::cpu)

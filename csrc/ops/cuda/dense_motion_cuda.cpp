@@ -133,7 +133,5 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cuda_op(const at::Tens
 }  // namespace
 }  // namespace fastmotion
 
-FASTMOTION_REGISTER_CUDA(compose_flow, fastmotion::compose_flow_forward_cuda_op,
-                         fastmotion::compose_flow_backward_cuda_op)
-FASTMOTION_REGISTER_CUDA(shifted_warps, fastmotion::shifted_warps_forward_cuda_op,
-                         fastmotion::shifted_warps_backward_cuda_op)
+FASTMOTION_REGISTER_CUDA(compose_flow)
+FASTMOTION_REGISTER_CUDA(shifted_warps)

@@ -65,14 +65,15 @@ __device__ __forceinline__ bool last_block(unsigned int* counter, unsigned int b
 // plane (block / blocks_per_plane), its block within the plane and its pixel p32. 32-bit index
 // arithmetic (the launchers check the ranges): 64-bit division is slow.
 struct PlaneThread {
-  int64_t plane, blk;
-  int32_t p32;
+  int64_t plane, blk, p;
+  int32_t p32;  // = p
 };
 
 __device__ __forceinline__ PlaneThread plane_thread(int32_t block, int64_t blocks_per_plane) {
   const int32_t bpp = static_cast<int32_t>(blocks_per_plane);
   const int32_t blk = block % bpp;
-  return PlaneThread{block / bpp, blk, blk * kThreads + static_cast<int32_t>(threadIdx.x)};
+  const int32_t p32 = blk * kThreads + static_cast<int32_t>(threadIdx.x);
+  return PlaneThread{block / bpp, blk, p32, p32};
 }
 
 // ---------------------------------------------------------------------------- compose_flow
@@ -83,9 +84,8 @@ __global__ void __launch_bounds__(kThreads)
                            const scalar_t* __restrict__ corr, int64_t K1, int64_t H, int64_t W, int64_t blocks_per_n,
                            scalar_t* __restrict__ out) {
   const PlaneThread th = plane_thread(static_cast<int32_t>(blockIdx.x), blocks_per_n);
-  const int64_t n = th.plane, hw = H * W;
+  const int64_t n = th.plane, hw = H * W, p = th.p;
   const int32_t p32 = th.p32;
-  const int64_t p = p32;
   if (p >= hw) return;
   const scalar_t* l = logits + n * K1 * hw + p;
   const acc_t* s = shift + n * K1 * 2;
@@ -191,9 +191,8 @@ __global__ void __launch_bounds__(kThreads)
                            int64_t C, int64_t H, int64_t W, int64_t K1, int64_t blocks_per_plane,
                            scalar_t* __restrict__ out) {
   const PlaneThread th = plane_thread(static_cast<int32_t>(blockIdx.x), blocks_per_plane);
-  const int64_t nk = th.plane, hw = H * W;
+  const int64_t nk = th.plane, hw = H * W, p = th.p;
   const int32_t p32 = th.p32;
-  const int64_t p = p32;
   if (p >= hw) return;
   const int64_t n = static_cast<int32_t>(nk) / static_cast<int32_t>(K1);
   const int64_t i = p32 / static_cast<int32_t>(W), j = p32 - static_cast<int32_t>(i) * static_cast<int32_t>(W);
@@ -243,9 +242,8 @@ __global__ void __launch_bounds__(kThreads)
   if (static_cast<int64_t>(blockIdx.x) < shift_blocks) {
     // kp_shift gradient of block (n, k), pixels of this thread block
     const PlaneThread th = plane_thread(static_cast<int32_t>(blockIdx.x), blocks_per_plane);
-    const int64_t nk = th.plane, blk = th.blk;
+    const int64_t nk = th.plane, blk = th.blk, p = th.p;
     const int32_t p32 = th.p32;
-    const int64_t p = p32;
     acc_t ax = 0, ay = 0;
     if (p < hw) {
       const int64_t n = static_cast<int32_t>(nk) / static_cast<int32_t>(K1);
@@ -276,9 +274,8 @@ __global__ void __launch_bounds__(kThreads)
   }
   // source gradient of plane (n, c), pixels of this thread block
   const PlaneThread th = plane_thread(static_cast<int32_t>(blockIdx.x - shift_blocks), blocks_per_plane);
-  const int64_t nc = th.plane;
+  const int64_t nc = th.plane, p = th.p;
   const int32_t p32 = th.p32;
-  const int64_t p = p32;
   if (p >= hw) return;
   const int64_t n = static_cast<int32_t>(nc) / static_cast<int32_t>(C), c = nc - n * C;
   const int64_t r = p32 / static_cast<int32_t>(W), q = p32 - static_cast<int32_t>(r) * static_cast<int32_t>(W);

@@ -106,4 +106,4 @@ std::tuple<at::Tensor, at::Tensor> grid_sample_backward_cuda_op(const at::Tensor
 }  // namespace
 }  // namespace fastmotion
 
-FASTMOTION_REGISTER_CUDA(grid_sample, fastmotion::grid_sample_forward_cuda_op, fastmotion::grid_sample_backward_cuda_op)
+FASTMOTION_REGISTER_CUDA(grid_sample)

@@ -78,5 +78,4 @@ at::Tensor heatmap_moments_backward_cuda_op(const at::Tensor& grad_mean, const a
 }  // namespace
 }  // namespace fastmotion
 
-FASTMOTION_REGISTER_CUDA(heatmap_moments, fastmotion::heatmap_moments_forward_cuda_op,
-                         fastmotion::heatmap_moments_backward_cuda_op)
+FASTMOTION_REGISTER_CUDA(heatmap_moments)

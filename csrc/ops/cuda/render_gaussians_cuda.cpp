@@ -118,5 +118,4 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> render_gaussians_back
 }  // namespace
 }  // namespace fastmotion
 
-FASTMOTION_REGISTER_CUDA(render_gaussians, fastmotion::render_gaussians_forward_cuda_op,
-                         fastmotion::render_gaussians_backward_cuda_op)
+FASTMOTION_REGISTER_CUDA(render_gaussians)

@@ -135,6 +135,17 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// The five moments (x, y, x^2, xy, y^2 weighted by w) of one pixel, added to acc[0..4].
+template <typename acc_t>
+__device__ __forceinline__ void add_moments(acc_t* acc, acc_t w, acc_t dx, acc_t dy) {
+  const acc_t wx = w * dx, wy = w * dy;
+  acc[0] += wx;
+  acc[1] += wy;
+  acc[2] += wx * dx;
+  acc[3] += wx * dy;
+  acc[4] += wy * dy;
+}
+
 // Adds one pixel's contribution to a map's 12 accumulators (layout: gaussian_moments_to_dq).
 template <bool kNormSum, typename acc_t>
 __device__ __forceinline__ void accumulate(acc_t* acc, const GaussQuad<acc_t>& g, acc_t x, acc_t y, acc_t gout) {
@@ -143,20 +154,9 @@ __device__ __forceinline__ void accumulate(acc_t* acc, const GaussQuad<acc_t>& g
   const bool neg = q < acc_t(0);
   const acc_t e = dev_exp(acc_t(-0.5) * (neg ? acc_t(0) : q));
   const acc_t m = neg ? acc_t(0) : e;
-  const acc_t w = gout * m;
-  const acc_t wx = w * dx, wy = w * dy;
-  acc[0] += wx;
-  acc[1] += wy;
-  acc[2] += wx * dx;
-  acc[3] += wx * dy;
-  acc[4] += wy * dy;
+  add_moments(acc, gout * m, dx, dy);
   if (kNormSum) {
-    const acc_t mx = m * dx, my = m * dy;
-    acc[5] += mx;
-    acc[6] += my;
-    acc[7] += mx * dx;
-    acc[8] += mx * dy;
-    acc[9] += my * dy;
+    add_moments(acc + 5, m, dx, dy);
     acc[10] += e;
     acc[11] += gout * e;
   }

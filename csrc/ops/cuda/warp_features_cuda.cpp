@@ -111,5 +111,4 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cuda_op(a
 }  // namespace
 }  // namespace fastmotion
 
-FASTMOTION_REGISTER_CUDA(warp_features, fastmotion::warp_features_forward_cuda_op,
-                         fastmotion::warp_features_backward_cuda_op)
+FASTMOTION_REGISTER_CUDA(warp_features)
