@@ -92,9 +92,9 @@ def _sw_fake_forward(source, kp_shift):
     return source.new_empty((n, kp_shift.shape[1], c, h, w))
 
 
-def _sw_fake_backward(grad_out, source, kp_shift, source_grad, shift_grad):
-    gs = source.new_empty(tuple(source.shape) if source_grad else (0,))
-    gk = kp_shift.new_empty(tuple(kp_shift.shape) if shift_grad else (0,))
+def _sw_fake_backward(grad_out, source, kp_shift, source_requires_grad, kp_shift_requires_grad):
+    gs = source.new_empty(tuple(source.shape) if source_requires_grad else (0,))
+    gk = kp_shift.new_empty(tuple(kp_shift.shape) if kp_shift_requires_grad else (0,))
     return gs, gk
 
 
@@ -151,9 +151,9 @@ def _register_triton():
         return tk.shifted_warps_forward(source, kp_shift)
 
     @torch.library.triton_op(f"fastmotion::{_SW_BWD}_triton", mutates_args=())
-    def sw_backward(grad_out: torch.Tensor, source: torch.Tensor, kp_shift: torch.Tensor, source_grad: bool,
-                    shift_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        return tk.shifted_warps_backward(grad_out, source, kp_shift, source_grad, shift_grad)
+    def sw_backward(grad_out: torch.Tensor, source: torch.Tensor, kp_shift: torch.Tensor, source_requires_grad: bool,
+                    kp_shift_requires_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return tk.shifted_warps_backward(grad_out, source, kp_shift, source_requires_grad, kp_shift_requires_grad)
 
     cf_forward.register_autograd(_cf_backward_with(cf_backward), setup_context=_cf_setup_context)
     sw_forward.register_autograd(_sw_backward_with(sw_backward), setup_context=_sw_setup_context)

@@ -1,7 +1,7 @@
 """``render_gaussians`` and ``keypoint_heatmap_embedding``: Gaussian keypoint heatmaps.
 
 Backends: reference (plain PyTorch), cpu (C++), cuda (CUDA C++), triton. Both ops run on one
-fused kernel pair, ``fastmotion::gaussian_heatmaps_forward`` / ``_backward``: per heatmap the
+fused kernel pair, ``fastmotion::render_gaussians_forward`` / ``_backward``: per heatmap the
 2x2 covariance is inverted once and every pixel costs a few FMAs and one exp per Gaussian; the
 embedding's driving-minus-source difference, its normalisation and the zero background channel
 are written in the same pass, in the ``(..., K+1, H, W)`` layout the next convolution reads. The
@@ -31,8 +31,8 @@ from fastmotion.reference import gaussian as ref
 
 OP_RENDER = "render_gaussians"
 OP_EMBED = "keypoint_heatmap_embedding"
-_FWD = "gaussian_heatmaps_forward"
-_BWD = "gaussian_heatmaps_backward"
+_FWD = "render_gaussians_forward"
+_BWD = "render_gaussians_backward"
 
 
 # ---- torch.library registration of the fused op (C++ and Triton) ----
@@ -90,7 +90,7 @@ def _backward_with(backward_op):
     return backward
 
 
-_backward_cpp = _backward_with(lambda *a: torch.ops.fastmotion.gaussian_heatmaps_backward(*a))
+_backward_cpp = _backward_with(lambda *a: torch.ops.fastmotion.render_gaussians_backward(*a))
 
 
 _HAS_CPP = _ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward, _backward_cpp, _setup_context)
@@ -103,21 +103,21 @@ def _register_triton():
     def forward_triton(mean_d: torch.Tensor, var_d: torch.Tensor | None, mean_s: torch.Tensor | None,
                        var_s: torch.Tensor | None, fixed_var: float, height: int, width: int, norm_const: float,
                        norm_sum: bool, background: bool) -> torch.Tensor:
-        return tk.gaussian_heatmaps_forward(mean_d, var_d, mean_s, var_s, fixed_var, height, width, norm_const,
-                                            norm_sum, background)
+        return tk.render_gaussians_forward(mean_d, var_d, mean_s, var_s, fixed_var, height, width, norm_const,
+                                           norm_sum, background)
 
     @torch.library.triton_op(f"fastmotion::{_BWD}_triton", mutates_args=())
     def backward_triton(grad_out: torch.Tensor, mean_d: torch.Tensor, var_d: torch.Tensor | None,
                         mean_s: torch.Tensor | None, var_s: torch.Tensor | None, fixed_var: float,
                         norm_const: float, norm_sum: bool,
                         background: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return tk.gaussian_heatmaps_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var, norm_const,
-                                             norm_sum, background)
+        return tk.render_gaussians_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var, norm_const,
+                                            norm_sum, background)
 
     forward_triton.register_autograd(_backward_with(backward_triton), setup_context=_setup_context)
-    _backward_eager = _backward_with(_eager.triton_launcher(tk.gaussian_heatmaps_backward))
+    _backward_eager = _backward_with(_eager.triton_launcher(tk.render_gaussians_backward))
     # eager: the launchers themselves (see fastmotion/ops/_eager.py)
-    return _eager.fused_op("GaussianHeatmapsTriton", _eager.triton_launcher(tk.gaussian_heatmaps_forward),
+    return _eager.fused_op("RenderGaussiansTriton", _eager.triton_launcher(tk.render_gaussians_forward),
                            _setup_context, _backward_eager, forward_triton, transforms=False)
 
 

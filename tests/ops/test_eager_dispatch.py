@@ -126,7 +126,7 @@ def test_eager_path_records_the_ops_own_function(op, backend, device):
             continue
         names.add(type(n).__name__)
         stack.extend(f for f, _ in n.next_functions)
-    expected = {"heatmap_moments": "HeatmapMomentsForward", "render_gaussians": "GaussianHeatmapsForward",
+    expected = {"heatmap_moments": "HeatmapMomentsForward", "render_gaussians": "RenderGaussiansForward",
                 "grid_sample": "GridSampleForward", "compose_flow": "ComposeFlowForward",
                 "shifted_warps": "ShiftedWarpsForward", "warp_features": "WarpFeatures"}[op]
     assert any(name.startswith(expected) for name in names), names

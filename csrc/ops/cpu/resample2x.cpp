@@ -14,8 +14,7 @@
 #include "ops/cpu/vec_math.h"
 #include "ops/resample2x.h"
 
-namespace fastmotion {
-namespace cpu {
+namespace fastmotion::cpu {
 
 namespace {
 
@@ -82,8 +81,9 @@ at::Tensor upsample2x_nearest_cpu(const at::Tensor& input, int64_t out_h, int64_
   return out;
 }
 
-}  // namespace cpu
-}  // namespace fastmotion
+}  // namespace fastmotion::cpu
+
+TORCH_LIBRARY_FRAGMENT(fastmotion, m) { fastmotion::define_resample2x_schema(m); }
 
 TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
   m.impl("upsample2x_nearest", &fastmotion::cpu::upsample2x_nearest_cpu);

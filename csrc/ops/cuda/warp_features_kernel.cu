@@ -75,25 +75,12 @@ __device__ __forceinline__ void resized_grid(const acc_t* __restrict__ grid_n, i
   *gy = ry.w0 * (rx.w0 * g00[1] + rx.w1 * g01[1]) + ry.w1 * (rx.w0 * g10[1] + rx.w1 * g11[1]);
 }
 
+// Taps of the map at grid value (gx, gy) (bilinear, zeros, align_corners=True).
 template <typename acc_t>
-struct Taps {
-  AxisTaps<acc_t> x, y;
-  bool in00, in01, in10, in11;
-  int64_t off00;  // (y0, x0) offset in a plane with strides (sh, sw); valid only where a mask is set
-
-  __device__ __forceinline__ static Taps make(acc_t gx, acc_t gy, int64_t H, int64_t W, int64_t sh, int64_t sw) {
-    Taps t;
-    t.x = axis_taps<acc_t>(unnormalize_align_corners<acc_t>(gx, W), W);
-    t.y = axis_taps<acc_t>(unnormalize_align_corners<acc_t>(gy, H), H);
-    const bool x0 = t.x.in0(W), x1 = t.x.in1(W), y0 = t.y.in0(H), y1 = t.y.in1(H);
-    t.in00 = y0 && x0;
-    t.in01 = y0 && x1;
-    t.in10 = y1 && x0;
-    t.in11 = y1 && x1;
-    t.off00 = t.y.i0 * sh + t.x.i0 * sw;
-    return t;
-  }
-};
+__device__ __forceinline__ PlaneTaps<acc_t> grid_taps(acc_t gx, acc_t gy, int64_t H, int64_t W, int64_t sh, int64_t sw) {
+  return PlaneTaps<acc_t>::make(axis_taps<acc_t>(unnormalize_align_corners<acc_t>(gx, W), W),
+                                axis_taps<acc_t>(unnormalize_align_corners<acc_t>(gy, H), H), H, W, sh, sw);
+}
 
 // Block position: sample n, first pixel, first channel; thread: pixel p and channel lane.
 struct BlockPos {
@@ -138,10 +125,7 @@ __global__ void __launch_bounds__(kThreads)
   pixel_yx(b.p, a.W, &y, &x);
   acc_t gx, gy;
   resized_grid(grid + b.n * h * w * 2, h, w, a.H, a.W, nearest, y, x, &gx, &gy);
-  const auto t = Taps<acc_t>::make(gx, gy, a.H, a.W, a.sh, a.sw);
-  const acc_t fx = t.x.frac, fy = t.y.frac;
-  const acc_t w00 = (acc_t(1) - fy) * (acc_t(1) - fx), w01 = (acc_t(1) - fy) * fx;
-  const acc_t w10 = fy * (acc_t(1) - fx), w11 = fy * fx;
+  const auto t = grid_taps<acc_t>(gx, gy, a.H, a.W, a.sh, a.sw);
   const scalar_t* feat = static_cast<const scalar_t*>(a.feature) + b.n * a.sn + t.off00;
   scalar_t* out = static_cast<scalar_t*>(a.out);
   const int64_t hw = a.H * a.W;
@@ -152,7 +136,7 @@ __global__ void __launch_bounds__(kThreads)
     const acc_t v01 = t.in01 ? to_acc(f[a.sw]) : acc_t(0);
     const acc_t v10 = t.in10 ? to_acc(f[a.sh]) : acc_t(0);
     const acc_t v11 = t.in11 ? to_acc(f[a.sh + a.sw]) : acc_t(0);
-    out[(b.n * a.C + c) * hw + b.p] = from_acc<scalar_t>(w00 * v00 + w01 * v01 + w10 * v10 + w11 * v11);
+    out[(b.n * a.C + c) * hw + b.p] = from_acc<scalar_t>(t.w00 * v00 + t.w01 * v01 + t.w10 * v10 + t.w11 * v11);
   }
 }
 
@@ -164,7 +148,7 @@ __device__ __forceinline__ void atomic_add(acc_t* p, acc_t v) {
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
     warp_backward_kernel(const __grid_constant__ LaunchGroup g, const acc_t* __restrict__ grid, int64_t h, int64_t w,
-                         bool nearest, bool features_grad, bool grid_grad, acc_t* __restrict__ gc) {
+                         bool nearest, bool features_requires_grad, bool grid_requires_grad, acc_t* __restrict__ gc) {
   __shared__ acc_t red[2][kThreads];
   const int mi = map_of(g, blockIdx.x);
   const MapLaunch& a = g.m[mi];
@@ -177,10 +161,8 @@ __global__ void __launch_bounds__(kThreads)
     pixel_yx(b.p, a.W, &y, &x);
     acc_t gx, gy;
     resized_grid(grid + b.n * h * w * 2, h, w, a.H, a.W, nearest, y, x, &gx, &gy);
-    const auto t = Taps<acc_t>::make(gx, gy, a.H, a.W, a.sh, a.sw);
+    const auto t = grid_taps<acc_t>(gx, gy, a.H, a.W, a.sh, a.sw);
     const acc_t fx = t.x.frac, fy = t.y.frac;
-    const acc_t w00 = (acc_t(1) - fy) * (acc_t(1) - fx), w01 = (acc_t(1) - fy) * fx;
-    const acc_t w10 = fy * (acc_t(1) - fx), w11 = fy * fx;
     const scalar_t* feat = static_cast<const scalar_t*>(a.feature) + b.n * a.sn + t.off00;
     const scalar_t* grad = static_cast<const scalar_t*>(a.grad);
     acc_t* gacc = static_cast<acc_t*>(a.out);
@@ -188,7 +170,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t c_end = min(a.C, b.c0 + a.cchunk);
     for (int64_t c = b.c0 + b.lane; c < c_end; c += a.cpb) {
       const acc_t gv = to_acc(grad[(b.n * a.C + c) * hw + b.p]);
-      if (grid_grad) {
+      if (grid_requires_grad) {
         const scalar_t* f = feat + c * a.sc;
         const acc_t v00 = t.in00 ? to_acc(f[0]) : acc_t(0);
         const acc_t v01 = t.in01 ? to_acc(f[a.sw]) : acc_t(0);
@@ -197,16 +179,16 @@ __global__ void __launch_bounds__(kThreads)
         ax += gv * ((acc_t(1) - fy) * (v01 - v00) + fy * (v11 - v10));
         ay += gv * ((acc_t(1) - fx) * (v10 - v00) + fx * (v11 - v01));
       }
-      if (features_grad) {
+      if (features_requires_grad) {
         acc_t* d = gacc + (b.n * a.C + c) * hw + dst00;
-        if (t.in00) atomic_add(d, w00 * gv);
-        if (t.in01) atomic_add(d + 1, w01 * gv);
-        if (t.in10) atomic_add(d + a.W, w10 * gv);
-        if (t.in11) atomic_add(d + a.W + 1, w11 * gv);
+        if (t.in00) atomic_add(d, t.w00 * gv);
+        if (t.in01) atomic_add(d + 1, t.w01 * gv);
+        if (t.in10) atomic_add(d + a.W, t.w10 * gv);
+        if (t.in11) atomic_add(d + a.W + 1, t.w11 * gv);
       }
     }
   }
-  if (!grid_grad) return;
+  if (!grid_requires_grad) return;
   red[0][threadIdx.x] = ax;
   red[1][threadIdx.x] = ay;
   __syncthreads();
@@ -324,14 +306,16 @@ int64_t window_len(int64_t grid_size, int64_t map_size, bool nearest) {
 
 }  // namespace
 
-size_t warp_features_backward_workspace(const WarpFeatureMap* maps, int count, int64_t N, bool features_grad,
-                                        bool grid_grad, size_t scalar_size, size_t acc_size) {
+size_t warp_features_backward_workspace(const WarpFeatureMap* maps, int count, int64_t N, bool features_requires_grad,
+                                        bool grid_requires_grad, size_t scalar_size, size_t acc_size) {
   size_t gc = 0, scratch = 0;
   for (int i = 0; i < count; ++i) {
     MapLaunch a{};
     plan_blocks(maps[i], N, &a);
-    if (grid_grad) gc += static_cast<size_t>(N * a.cblocks * maps[i].H * maps[i].W * 2);
-    if (features_grad && scalar_size != acc_size) scratch += static_cast<size_t>(N * maps[i].C * maps[i].H * maps[i].W);
+    if (grid_requires_grad) gc += static_cast<size_t>(N * a.cblocks * maps[i].H * maps[i].W * 2);
+    if (features_requires_grad && scalar_size != acc_size) {
+      scratch += static_cast<size_t>(N * maps[i].C * maps[i].H * maps[i].W);
+    }
   }
   return ((gc * acc_size + 255) / 256) * 256 + scratch * acc_size;
 }
@@ -373,21 +357,21 @@ cudaError_t warp_features_backward_cuda(const WarpFeatureMap* maps, int count, c
     if (maps[i].H * maps[i].W > 0x7fffffff - kThreads) return cudaErrorInvalidConfiguration;
   }
   constexpr bool kDirect = sizeof(scalar_t) == sizeof(acc_t);  // float / double: atomics into the output
-  bool features_grad = false;
-  for (int i = 0; i < count; ++i) features_grad = features_grad || maps[i].out != nullptr;
-  const bool grid_grad = grad_grid != nullptr;
+  bool features_requires_grad = false;
+  for (int i = 0; i < count; ++i) features_requires_grad = features_requires_grad || maps[i].out != nullptr;
+  const bool grid_requires_grad = grad_grid != nullptr;
   // workspace: coordinate-gradient partials, then (half / bfloat16) the float32 scratch
   size_t gc_elems = 0, scratch_elems = 0;
   for (int i = 0; i < count; ++i) {
     MapLaunch a{};
     plan_blocks(maps[i], N, &a);
-    if (grid_grad) gc_elems += static_cast<size_t>(N * a.cblocks * maps[i].H * maps[i].W * 2);
-    if (features_grad && !kDirect) scratch_elems += static_cast<size_t>(N * maps[i].C * maps[i].H * maps[i].W);
+    if (grid_requires_grad) gc_elems += static_cast<size_t>(N * a.cblocks * maps[i].H * maps[i].W * 2);
+    if (features_requires_grad && !kDirect) scratch_elems += static_cast<size_t>(N * maps[i].C * maps[i].H * maps[i].W);
   }
   acc_t* gc = static_cast<acc_t*>(workspace);
   acc_t* scratch = reinterpret_cast<acc_t*>(static_cast<char*>(workspace) + ((gc_elems * sizeof(acc_t) + 255) / 256) * 256);
   cudaError_t err = cudaSuccess;
-  if (features_grad) {
+  if (features_requires_grad) {
     if (kDirect) {
       for (int i = 0; i < count; ++i) {
         const size_t bytes = static_cast<size_t>(N * maps[i].C * maps[i].H * maps[i].W) * sizeof(acc_t);
@@ -408,14 +392,14 @@ cudaError_t warp_features_backward_cuda(const WarpFeatureMap* maps, int count, c
       plan_blocks(maps[i], N, &a);
       gc_off[i] = go;
       acc_off[i] = so;
-      if (grid_grad) go += N * a.cblocks * maps[i].H * maps[i].W * 2;
-      if (features_grad && !kDirect) so += N * maps[i].C * maps[i].H * maps[i].W;
+      if (grid_requires_grad) go += N * a.cblocks * maps[i].H * maps[i].W * 2;
+      if (features_requires_grad && !kDirect) so += N * maps[i].C * maps[i].H * maps[i].W;
     }
   }
   bool wrote_grid = false;
   for (int pass = 0; pass < 3; ++pass) {  // A: scatter + partials, B: grid gradient, C: cast
-    if (pass == 1 && !grid_grad) continue;
-    if (pass == 2 && (kDirect || !features_grad)) continue;
+    if (pass == 1 && !grid_requires_grad) continue;
+    if (pass == 2 && (kDirect || !features_requires_grad)) continue;
     bool first_group = true;
     for (int first = 0; first < count; first += kMaxWarpMaps) {
       LaunchGroup g{};
@@ -441,7 +425,7 @@ cudaError_t warp_features_backward_cuda(const WarpFeatureMap* maps, int count, c
       if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
       if (pass == 0) {
         warp_backward_kernel<scalar_t, acc_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-            g, grid, h, w, nearest, features_grad, grid_grad, gc);
+            g, grid, h, w, nearest, features_requires_grad, grid_requires_grad, gc);
       } else if (pass == 1) {
         warp_grid_grad_kernel<acc_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
             g, gc, N, h, w, nearest, !first_group, grad_grid);
@@ -454,7 +438,7 @@ cudaError_t warp_features_backward_cuda(const WarpFeatureMap* maps, int count, c
       first_group = false;
     }
   }
-  if (grid_grad && !wrote_grid && N * h * w > 0) {  // no maps: the grid gets no gradient
+  if (grid_requires_grad && !wrote_grid && N * h * w > 0) {  // no maps: the grid gets no gradient
     err = cudaMemsetAsync(grad_grid, 0, static_cast<size_t>(N * h * w * 2) * sizeof(acc_t), stream);
   }
   return err;

@@ -1,4 +1,4 @@
-// CUDA kernels of the Gaussian-heatmap ops (math: csrc/include/fastmotion/gaussian.h).
+// CUDA kernels of the Gaussian-heatmap ops (math: csrc/include/fastmotion/render_gaussians.h).
 //
 // Thread blocks are 2-D: threadIdx.x runs along a row (coalesced), threadIdx.y over rows. Each
 // thread keeps its column's dx and walks rows, so a pixel costs the quadratic form (two FMAs
@@ -9,9 +9,9 @@
 // of its pixels, the block reduces them (warp shuffles, then one warp), and when the block owns
 // the whole heatmap thread 0 writes the closed-form gradients; otherwise it writes partials and
 // a one-thread-per-keypoint epilogue kernel finishes.
-#include "ops/cuda/gaussian_kernel.h"
+#include "ops/cuda/render_gaussians_kernel.h"
 
-#include "fastmotion/gaussian.h"
+#include "fastmotion/render_gaussians.h"
 
 namespace fastmotion {
 namespace {
@@ -28,6 +28,13 @@ __device__ __forceinline__ acc_t gauss_of_q(acc_t q) {
   return dev_exp(acc_t(-0.5) * (q < acc_t(0) ? acc_t(0) : q));
 }
 
+// The Gaussian of keypoint g at pixel row y, column offset dx = x - g.mx.
+template <typename acc_t>
+__device__ __forceinline__ acc_t gauss_at(const GaussQuad<acc_t>& g, acc_t dx, acc_t y) {
+  const acc_t dy = y - g.my;
+  return gauss_of_q(g.q(dx, g.pb * dy, g.pc * dy * dy));
+}
+
 template <typename acc_t>
 struct DevKeypoint {
   GaussQuad<acc_t> quad;
@@ -40,7 +47,7 @@ __device__ DevKeypoint<acc_t> load_keypoint(const GaussianKeypoints<scalar_t>& k
   DevKeypoint<acc_t> out;
   out.v[0] = out.v[1] = out.v[2] = out.v[3] = acc_t(0);
   const scalar_t* m = kp.mean + a * kp.m_sa + b * kp.m_sb + k * 2;
-  const int nv = gaussian_var_numel(mode);
+  const int nv = var_mode_numel(mode);
   if (nv > 0) {
     const scalar_t* v = kp.var + a * kp.v_sa + b * kp.v_sb + k * nv;
     for (int i = 0; i < nv; ++i) out.v[i] = to_acc(v[i]);
@@ -101,12 +108,8 @@ __global__ void __launch_bounds__(kThreads)
       const acc_t dxd = x - kd.quad.mx, dxs = x - ks.quad.mx;
       for (int64_t i = r0 + ty; i < r1; i += TY) {
         const acc_t y = grid_coord<acc_t>(i, H);
-        const acc_t dyd = y - kd.quad.my;
-        sums[0] += gauss_of_q(kd.quad.q(dxd, kd.quad.pb * dyd, kd.quad.pc * dyd * dyd));
-        if (d.has_source) {
-          const acc_t dys = y - ks.quad.my;
-          sums[1] += gauss_of_q(ks.quad.q(dxs, ks.quad.pb * dys, ks.quad.pc * dys * dys));
-        }
+        sums[0] += gauss_at(kd.quad, dxd, y);
+        if (d.has_source) sums[1] += gauss_at(ks.quad, dxs, y);
       }
     }
     __shared__ acc_t smem[(kThreads / 32) * 2];
@@ -125,15 +128,22 @@ __global__ void __launch_bounds__(kThreads)
     const acc_t dxd = x - kd.quad.mx, dxs = x - ks.quad.mx;
     for (int64_t i = r0 + ty; i < r1; i += TY) {
       const acc_t y = grid_coord<acc_t>(i, H);
-      const acc_t dyd = y - kd.quad.my;
-      acc_t v = gauss_of_q(kd.quad.q(dxd, kd.quad.pb * dyd, kd.quad.pc * dyd * dyd)) * scale_d;
-      if (d.has_source) {
-        const acc_t dys = y - ks.quad.my;
-        v -= gauss_of_q(ks.quad.q(dxs, ks.quad.pb * dys, ks.quad.pc * dys * dys)) * scale_s;
-      }
+      acc_t v = gauss_at(kd.quad, dxd, y) * scale_d;
+      if (d.has_source) v -= gauss_at(ks.quad, dxs, y) * scale_s;
       o[i * W + j] = from_acc<scalar_t>(v);
     }
   }
+}
+
+// The five moments (x, y, x^2, xy, y^2 weighted by w) of one pixel, added to acc[0..4].
+template <typename acc_t>
+__device__ __forceinline__ void add_moments(acc_t* acc, acc_t w, acc_t dx, acc_t dy) {
+  const acc_t wx = w * dx, wy = w * dy;
+  acc[0] += wx;
+  acc[1] += wy;
+  acc[2] += wx * dx;
+  acc[3] += wx * dy;
+  acc[4] += wy * dy;
 }
 
 // Adds one pixel's contribution to a map's 12 accumulators (layout: gaussian_moments_to_dq).
@@ -144,20 +154,9 @@ __device__ __forceinline__ void accumulate(acc_t* acc, const GaussQuad<acc_t>& g
   const bool neg = q < acc_t(0);
   const acc_t e = dev_exp(acc_t(-0.5) * (neg ? acc_t(0) : q));
   const acc_t m = neg ? acc_t(0) : e;
-  const acc_t w = gout * m;
-  const acc_t wx = w * dx, wy = w * dy;
-  acc[0] += wx;
-  acc[1] += wy;
-  acc[2] += wx * dx;
-  acc[3] += wx * dy;
-  acc[4] += wy * dy;
+  add_moments(acc, gout * m, dx, dy);
   if (kNormSum) {
-    const acc_t mx = m * dx, my = m * dy;
-    acc[5] += mx;
-    acc[6] += my;
-    acc[7] += mx * dx;
-    acc[8] += mx * dy;
-    acc[9] += my * dy;
+    add_moments(acc + 5, m, dx, dy);
     acc[10] += e;
     acc[11] += gout * e;
   }
@@ -171,7 +170,7 @@ __device__ void finish_keypoint(const DevKeypoint<acc_t>& kp, const GaussianDims
   gaussian_param_grads<acc_t>(kp.quad, d.mode, kp.v, M, gma, gva);
   gm[0] = from_acc<scalar_t>(gma[0]);
   gm[1] = from_acc<scalar_t>(gma[1]);
-  for (int i = 0; i < gaussian_var_numel(d.mode); ++i) gv[i] = from_acc<scalar_t>(gva[i]);
+  for (int i = 0; i < var_mode_numel(d.mode); ++i) gv[i] = from_acc<scalar_t>(gva[i]);
 }
 
 template <typename scalar_t, typename acc_t, bool kNormSum, bool kHasSource>
@@ -213,7 +212,7 @@ __global__ void __launch_bounds__(kThreads)
   block_sum<kGaussianPartials, acc_t>(acc, smem);
   if (threadIdx.x != 0 || threadIdx.y != 0) return;
   if (gridDim.y == 1) {
-    const int nv = gaussian_var_numel(d.mode);
+    const int nv = var_mode_numel(d.mode);
     finish_keypoint<scalar_t, acc_t>(kd, d, acc_t(1), acc, gmd + 2 * r, gvd + nv * r);
     if (kHasSource) finish_keypoint<scalar_t, acc_t>(ks, d, acc_t(-1), acc + 12, gms + 2 * r, gvs + nv * r);
   } else {
@@ -239,7 +238,7 @@ __global__ void gaussian_backward_epilogue_kernel(const acc_t* __restrict__ part
     for (int i = 0; i < kGaussianPartials; ++i) s[i] += p[i];
   }
   const acc_t fixed = acc_t(d.fixed_var);
-  const int nv = gaussian_var_numel(d.mode);
+  const int nv = var_mode_numel(d.mode);
   finish_keypoint<scalar_t, acc_t>(load_keypoint<scalar_t, acc_t>(drv, d.mode, fixed, a, b, k), d, acc_t(1), s,
                                    gmd + 2 * r, gvd + nv * r);
   if (d.has_source) {
@@ -267,9 +266,9 @@ void launch_backward(dim3 grid, dim3 block, cudaStream_t stream, const scalar_t*
 }  // namespace
 
 template <typename scalar_t>
-cudaError_t gaussian_heatmaps_forward_cuda(const GaussianKeypoints<scalar_t>& driving,
-                                           const GaussianKeypoints<scalar_t>& source, const GaussianDims& dims,
-                                           scalar_t* out, cudaStream_t stream) {
+cudaError_t render_gaussians_forward_cuda(const GaussianKeypoints<scalar_t>& driving,
+                                          const GaussianKeypoints<scalar_t>& source, const GaussianDims& dims,
+                                          scalar_t* out, cudaStream_t stream) {
   using acc_t = acc_type_t<scalar_t>;
   const int64_t heatmaps = dims.A * dims.B * (dims.K + (dims.background ? 1 : 0));
   if (heatmaps == 0 || dims.H * dims.W == 0) return cudaSuccess;
@@ -305,12 +304,12 @@ int gaussian_backward_split(const GaussianDims& dims, int device) {
 }
 
 template <typename scalar_t>
-cudaError_t gaussian_heatmaps_backward_cuda(const scalar_t* grad_out, const GaussianGradStrides& grad_strides,
-                                            const GaussianKeypoints<scalar_t>& driving,
-                                            const GaussianKeypoints<scalar_t>& source, const GaussianDims& dims,
-                                            int split, acc_type_t<scalar_t>* partials, scalar_t* grad_mean_d,
-                                            scalar_t* grad_var_d, scalar_t* grad_mean_s, scalar_t* grad_var_s,
-                                            cudaStream_t stream) {
+cudaError_t render_gaussians_backward_cuda(const scalar_t* grad_out, const GaussianGradStrides& grad_strides,
+                                           const GaussianKeypoints<scalar_t>& driving,
+                                           const GaussianKeypoints<scalar_t>& source, const GaussianDims& dims,
+                                           int split, acc_type_t<scalar_t>* partials, scalar_t* grad_mean_d,
+                                           scalar_t* grad_var_d, scalar_t* grad_mean_s, scalar_t* grad_var_s,
+                                           cudaStream_t stream) {
   using acc_t = acc_type_t<scalar_t>;
   const int64_t rows = dims.A * dims.B * dims.K;
   if (rows == 0 || dims.H * dims.W == 0) return cudaSuccess;
@@ -350,9 +349,9 @@ cudaError_t gaussian_heatmaps_backward_cuda(const scalar_t* grad_out, const Gaus
 }
 
 #define FASTMOTION_INSTANTIATE_GAUSSIAN(T)                                                                         \
-  template cudaError_t gaussian_heatmaps_forward_cuda<T>(const GaussianKeypoints<T>&, const GaussianKeypoints<T>&, \
+  template cudaError_t render_gaussians_forward_cuda<T>(const GaussianKeypoints<T>&, const GaussianKeypoints<T>&, \
                                                          const GaussianDims&, T*, cudaStream_t);                   \
-  template cudaError_t gaussian_heatmaps_backward_cuda<T>(                                                        \
+  template cudaError_t render_gaussians_backward_cuda<T>(                                                        \
       const T*, const GaussianGradStrides&, const GaussianKeypoints<T>&, const GaussianKeypoints<T>&,              \
       const GaussianDims&, int, acc_type_t<T>*, T*, T*, T*, T*, cudaStream_t);
 
