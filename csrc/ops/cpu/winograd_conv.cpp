@@ -61,48 +61,54 @@ struct Traits {
   static constexpr int T = K == Tiling::Conv3x3 ? 4 : 3, m = 2, in_step = K == Tiling::Conv3x3 ? 2 : 1;
 };
 
-// The 1-D transforms, applied lane-wise to vectors of n floats (n a multiple of kLanes):
-//   input  B^T d: T vectors in, T out;  output A^T m: T in, m out.
+// The 1-D transforms, on one channel:
+//   input  B^T d: T values in, T out;  output A^T m: T in, 2 out.
 //   Conv3x3:   v = (d0 - d2, d1 + d2, d2 - d1, d1 - d3);  y = (m0 + m1 + m2, m1 - m2 - m3)
 //   Upsampled: v = (d0 - d1, d1, d1 - d2);                y = (m0 + m1, m1 - m2)
-// Pointers in and out are strided views: in[j] = in0 + j * in_step, out[k] = out0 + k * out_step.
 template <Tiling K>
-FASTMOTION_INLINE void input_1d(const float* __restrict in, int64_t in_step, float* __restrict out, int64_t out_step,
-                                int64_t n) {
-  for (int64_t c0 = 0; c0 < n; c0 += kLanes) {
-    for (int64_t l = 0; l < kLanes; ++l) {
-      const int64_t c = c0 + l;
-      const float d0 = in[c], d1 = in[in_step + c], d2 = in[2 * in_step + c];
-      if constexpr (K == Tiling::Upsampled) {
-        out[c] = d0 - d1;
-        out[out_step + c] = d1;
-        out[2 * out_step + c] = d1 - d2;
-      } else {
-        const float d3 = in[3 * in_step + c];
-        out[c] = d0 - d2;
-        out[out_step + c] = d1 + d2;
-        out[2 * out_step + c] = d2 - d1;
-        out[3 * out_step + c] = d1 - d3;
-      }
+struct Transform1d {
+  static constexpr int T = Traits<K>::T;
+  static FASTMOTION_INLINE void input(const float* d, float* v) {
+    if constexpr (K == Tiling::Upsampled) {
+      v[0] = d[0] - d[1];
+      v[1] = d[1];
+      v[2] = d[1] - d[2];
+    } else {
+      v[0] = d[0] - d[2];
+      v[1] = d[1] + d[2];
+      v[2] = d[2] - d[1];
+      v[3] = d[1] - d[3];
     }
   }
-}
+  static FASTMOTION_INLINE void output(const float* m, float* y) {
+    if constexpr (K == Tiling::Upsampled) {
+      y[0] = m[0] + m[1];
+      y[1] = m[1] - m[2];
+    } else {
+      y[0] = m[0] + m[1] + m[2];
+      y[1] = m[1] - m[2] - m[3];
+    }
+  }
+};
 
-template <Tiling K>
-FASTMOTION_INLINE void output_1d(const float* __restrict in, int64_t in_step, float* __restrict out, int64_t out_step,
-                                 int64_t n) {
+// A 1-D transform applied lane-wise to vectors of n floats (n a multiple of kLanes), through
+// strided views: in[j] = in0 + j * in_step (T of them), out[k] = out0 + k * out_step (T for the
+// input transform, 2 for the output one).
+template <Tiling K, bool kInput>
+FASTMOTION_INLINE void transform_1d(const float* __restrict in, int64_t in_step, float* __restrict out,
+                                    int64_t out_step, int64_t n) {
+  constexpr int T = Traits<K>::T, n_out = kInput ? T : 2;
   for (int64_t c0 = 0; c0 < n; c0 += kLanes) {
     for (int64_t l = 0; l < kLanes; ++l) {
       const int64_t c = c0 + l;
-      const float m0 = in[c], m1 = in[in_step + c], m2 = in[2 * in_step + c];
-      if constexpr (K == Tiling::Upsampled) {
-        out[c] = m0 + m1;
-        out[out_step + c] = m1 - m2;
+      float d[T], v[T];
+      for (int j = 0; j < T; ++j) d[j] = in[j * in_step + c];
+      if constexpr (kInput) {
+        Transform1d<K>::input(d, v);
       } else {
-        const float m3 = in[3 * in_step + c];
-        out[c] = m0 + m1 + m2;
-        out[out_step + c] = m1 - m2 - m3;
+        Transform1d<K>::output(d, v);
       }
+      for (int k = 0; k < n_out; ++k) out[k * out_step + c] = v[k];
     }
   }
 }
@@ -204,11 +210,11 @@ WINOGRAD_CLONES void input_transform(const Parts& x, const float* __restrict sca
         for (int64_t c = C; c < Cp; ++c) row[col * Cp + c] = 0.0f;
       }
     }
-    input_1d<K>(patch, plane, cols, plane, plane);  // all columns at once
+    transform_1d<K, true>(patch, plane, cols, plane, plane);  // all columns at once
     float* vq = V + q * g.tiles_w * Cp;
     for (int a = 0; a < T; ++a) {
       for (int64_t tj = 0; tj < g.tiles_w; ++tj) {  // along the row, into the T planes e = a * T + b
-        input_1d<K>(cols + a * plane + in_step * tj * Cp, Cp, vq + a * T * e_step + tj * Cp, e_step, Cp);
+        transform_1d<K, true>(cols + a * plane + in_step * tj * Cp, Cp, vq + a * T * e_step + tj * Cp, e_step, Cp);
       }
     }
   }
@@ -223,9 +229,9 @@ WINOGRAD_CLONES void output_transform(float* __restrict M, const float* __restri
   constexpr int T = Traits<K>::T, m = Traits<K>::m;
   const int64_t Co = g.Co, Cop = g.Cop, nt = rows * g.tiles_w, e_step = nt * Cop;
   // u[i][b] = sum_a A^T[i][a] M[a][b]: whole planes at once (tile-wise independent)
-  for (int b = 0; b < T; ++b) output_1d<K>(M + b * e_step, T * e_step, scratch + b * e_step, T * e_step, e_step);
+  for (int b = 0; b < T; ++b) transform_1d<K, false>(M + b * e_step, T * e_step, scratch + b * e_step, T * e_step, e_step);
   // out[i][j] = sum_b A^T[j][b] u[i][b], into M's first m * m planes
-  for (int i = 0; i < m; ++i) output_1d<K>(scratch + i * T * e_step, e_step, M + m * i * e_step, e_step, e_step);
+  for (int i = 0; i < m; ++i) transform_1d<K, false>(scratch + i * T * e_step, e_step, M + m * i * e_step, e_step, e_step);
   for (int64_t k = 0; k < nt; ++k) {
     const int64_t oy = m * (row0 + k / g.tiles_w), ox = m * (k % g.tiles_w);
     for (int i = 0; i < m && oy + i < g.Ho; ++i) {
