@@ -76,3 +76,34 @@ def aligned_taps(coord, size):
     c = tl.where(c >= -2.0, tl.where(c <= hi, c, hi), -2.0)
     f = tl.floor(c)
     return f.to(tl.int32), (c - f) + nonfinite
+
+
+@triton.jit
+def aligned_corners(x, y, W, H, mask):
+    """:func:`aligned_taps` of a point (x, y) in Monkey-Net coordinates on a W x H map: the
+    north-west tap (x0, y0), the weights (fx, fy) of the east / south taps, and the load masks of
+    the four taps (nw, ne, sw, se), which are ``mask`` and inside the map (zero padding)."""
+    x0, fx = aligned_taps(x, W)
+    y0, fy = aligned_taps(y, H)
+    in_x0 = (x0 >= 0) & (x0 < W)
+    in_x1 = (x0 + 1 >= 0) & (x0 + 1 < W)
+    in_y0 = (y0 >= 0) & (y0 < H)
+    in_y1 = (y0 + 1 >= 0) & (y0 + 1 < H)
+    return x0, y0, fx, fy, mask & in_y0 & in_x0, mask & in_y0 & in_x1, mask & in_y1 & in_x0, mask & in_y1 & in_x1
+
+
+@triton.jit
+def load_corners(nw_ptr, s_h, s_w, m00, m01, m10, m11, ACC: tl.constexpr):
+    """The four taps (nw, ne, sw, se) from the north-west one's address and the map's strides, in
+    ``ACC``; 0 where a mask of :func:`aligned_corners` is off."""
+    v00 = tl.load(nw_ptr, mask=m00, other=0.0).to(ACC)
+    v01 = tl.load(nw_ptr + s_w, mask=m01, other=0.0).to(ACC)
+    v10 = tl.load(nw_ptr + s_h, mask=m10, other=0.0).to(ACC)
+    v11 = tl.load(nw_ptr + s_h + s_w, mask=m11, other=0.0).to(ACC)
+    return v00, v01, v10, v11
+
+
+@triton.jit
+def corner_slopes(v00, v01, v10, v11, fx, fy):
+    """d(bilinear sample) / d(pixel coordinate) along x and y, from the four taps."""
+    return (1.0 - fy) * (v01 - v00) + fy * (v11 - v10), (1.0 - fx) * (v10 - v00) + fx * (v11 - v01)

@@ -35,7 +35,8 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from fastmotion.kernels._common import acc_dtype, aligned_taps, grid_consts, grid_coord, tl_acc
+from fastmotion.kernels._common import (acc_dtype, aligned_corners, aligned_taps, corner_slopes, grid_consts,
+                                         grid_coord, load_corners, tl_acc)
 
 
 @triton.jit
@@ -104,6 +105,16 @@ def compose_flow_bwd_kernel(grad_ptr, logits_ptr, shift_ptr, glogits_ptr, partia
 
 
 @triton.jit
+def _shifted_taps(shift_ptr, nk, p, H, W, w_m1, h_m1, x_on, y_on, pmask, ACC: tl.constexpr):
+    # aligned_corners of pixels p of the map shifted by keypoint nk, its coordinate computed as
+    # the reference's: Monkey-Net grid + shift
+    sx = tl.load(shift_ptr + nk * 2).to(ACC)
+    sy = tl.load(shift_ptr + nk * 2 + 1).to(ACC)
+    return aligned_corners(grid_coord((p % W).to(ACC), w_m1, x_on) + sx, grid_coord((p // W).to(ACC), h_m1, y_on) + sy,
+                           W, H, pmask)
+
+
+@triton.jit
 def shifted_warps_fwd_kernel(src_ptr, shift_ptr, out_ptr, C, H, W, K1, s_n, s_c, s_h, s_w, w_m1, h_m1, x_on, y_on,
                              NBLK, BLOCK: tl.constexpr, ACC: tl.constexpr):
     w_m1, h_m1, x_on, y_on = grid_consts(w_m1, h_m1, x_on, y_on, ACC)
@@ -113,36 +124,17 @@ def shifted_warps_fwd_kernel(src_ptr, shift_ptr, out_ptr, C, H, W, K1, s_n, s_c,
     p = (pid % NBLK) * BLOCK + tl.arange(0, BLOCK)
     HW = H * W
     pmask = p < HW
-    i = p // W
-    j = p % W
-    sx = tl.load(shift_ptr + nk * 2).to(ACC)
-    sy = tl.load(shift_ptr + nk * 2 + 1).to(ACC)
-    x0, fx = aligned_taps(grid_coord(j.to(ACC), w_m1, x_on) + sx, W)
-    y0, fy = aligned_taps(grid_coord(i.to(ACC), h_m1, y_on) + sy, H)
-    x1 = x0 + 1
-    y1 = y0 + 1
-    in_x0 = (x0 >= 0) & (x0 < W)
-    in_x1 = (x1 >= 0) & (x1 < W)
-    in_y0 = (y0 >= 0) & (y0 < H)
-    in_y1 = (y1 >= 0) & (y1 < H)
-    m00 = pmask & in_y0 & in_x0
-    m01 = pmask & in_y0 & in_x1
-    m10 = pmask & in_y1 & in_x0
-    m11 = pmask & in_y1 & in_x1
-    o00 = y0.to(tl.int64) * s_h + x0.to(tl.int64) * s_w
-    o01 = o00 + s_w
-    o10 = o00 + s_h
-    o11 = o10 + s_w
+    x0, y0, fx, fy, m00, m01, m10, m11 = _shifted_taps(shift_ptr, nk, p, H, W, w_m1, h_m1, x_on, y_on, pmask, ACC)
+    nw = y0.to(tl.int64) * s_h + x0.to(tl.int64) * s_w
     w00 = (1.0 - fy) * (1.0 - fx)
     w01 = (1.0 - fy) * fx
     w10 = fy * (1.0 - fx)
     w11 = fy * fx
-    src_n = src_ptr + n * s_n
+    src_n = src_ptr + n * s_n + nw
     out = out_ptr + nk * C * HW + p
     for c in range(0, C):
-        sc = src_n + c * s_c
-        v = (w00 * tl.load(sc + o00, mask=m00, other=0.0).to(ACC) + w01 * tl.load(sc + o01, mask=m01, other=0.0).to(ACC)
-             + w10 * tl.load(sc + o10, mask=m10, other=0.0).to(ACC) + w11 * tl.load(sc + o11, mask=m11, other=0.0).to(ACC))
+        v00, v01, v10, v11 = load_corners(src_n + c * s_c, s_h, s_w, m00, m01, m10, m11, ACC)
+        v = w00 * v00 + w01 * v01 + w10 * v10 + w11 * v11
         tl.store(out + c * HW, v.to(out_ptr.dtype.element_ty), mask=pmask)
 
 
@@ -157,39 +149,17 @@ def shifted_warps_bwd_shift_kernel(grad_ptr, src_ptr, shift_ptr, partial_ptr, C,
     p = blk * BLOCK + tl.arange(0, BLOCK)
     HW = H * W
     pmask = p < HW
-    i = p // W
-    j = p % W
-    sx = tl.load(shift_ptr + nk * 2).to(ACC)
-    sy = tl.load(shift_ptr + nk * 2 + 1).to(ACC)
-    x0, fx = aligned_taps(grid_coord(j.to(ACC), w_m1, x_on) + sx, W)
-    y0, fy = aligned_taps(grid_coord(i.to(ACC), h_m1, y_on) + sy, H)
-    x1 = x0 + 1
-    y1 = y0 + 1
-    in_x0 = (x0 >= 0) & (x0 < W)
-    in_x1 = (x1 >= 0) & (x1 < W)
-    in_y0 = (y0 >= 0) & (y0 < H)
-    in_y1 = (y1 >= 0) & (y1 < H)
-    m00 = pmask & in_y0 & in_x0
-    m01 = pmask & in_y0 & in_x1
-    m10 = pmask & in_y1 & in_x0
-    m11 = pmask & in_y1 & in_x1
-    o00 = y0.to(tl.int64) * s_h + x0.to(tl.int64) * s_w
-    o01 = o00 + s_w
-    o10 = o00 + s_h
-    o11 = o10 + s_w
-    src_n = src_ptr + n * s_n
+    x0, y0, fx, fy, m00, m01, m10, m11 = _shifted_taps(shift_ptr, nk, p, H, W, w_m1, h_m1, x_on, y_on, pmask, ACC)
+    src_n = src_ptr + n * s_n + y0.to(tl.int64) * s_h + x0.to(tl.int64) * s_w
     g_nk = grad_ptr + nk * C * HW + p
     acc_x = tl.zeros([BLOCK], dtype=ACC)
     acc_y = tl.zeros([BLOCK], dtype=ACC)
     for c in range(0, C):
-        sc = src_n + c * s_c
-        v00 = tl.load(sc + o00, mask=m00, other=0.0).to(ACC)
-        v01 = tl.load(sc + o01, mask=m01, other=0.0).to(ACC)
-        v10 = tl.load(sc + o10, mask=m10, other=0.0).to(ACC)
-        v11 = tl.load(sc + o11, mask=m11, other=0.0).to(ACC)
+        v00, v01, v10, v11 = load_corners(src_n + c * s_c, s_h, s_w, m00, m01, m10, m11, ACC)
         g = tl.load(g_nk + c * HW, mask=pmask, other=0.0).to(ACC)
-        acc_x += g * ((1.0 - fy) * (v01 - v00) + fy * (v11 - v10))
-        acc_y += g * ((1.0 - fx) * (v10 - v00) + fx * (v11 - v01))
+        dx, dy = corner_slopes(v00, v01, v10, v11, fx, fy)
+        acc_x += g * dx
+        acc_y += g * dy
     out = partial_ptr + (nk * NBLK + blk) * 2
     tl.store(out, tl.sum(acc_x, 0) * (0.5 * w_m1 * x_on))
     tl.store(out + 1, tl.sum(acc_y, 0) * (0.5 * h_m1 * y_on))

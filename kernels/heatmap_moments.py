@@ -47,16 +47,21 @@ def _smallest_singular(a, b, c, d):
 
 
 @triton.jit
+def _join_scalars(inv_t, inv_t_lo, w_m1, h_m1, x_on, y_on, eps_hw, eps_hw_lo, ex2, ex2_lo, ey2, ey2_lo, clip, clip_lo,
+                  ACC: tl.constexpr):
+    # the float arguments that _scalars() split, back in ACC
+    w_m1, h_m1, x_on, y_on = grid_consts(w_m1, h_m1, x_on, y_on, ACC)
+    return (join_float(inv_t, inv_t_lo, ACC), w_m1, h_m1, x_on, y_on, join_float(eps_hw, eps_hw_lo, ACC),
+            join_float(ex2, ex2_lo, ACC), join_float(ey2, ey2_lo, ACC), join_float(clip, clip_lo, ACC))
+
+
+@triton.jit
 def heatmap_moments_fwd_kernel(logits_ptr, mean_ptr, var_ptr, raw_ptr, lse_ptr, HW, W, inv_t, inv_t_lo, w_m1, h_m1,
                                x_on, y_on, eps_hw, eps_hw_lo, ex2, ex2_lo, ey2, ey2_lo, clip, clip_lo,
                                BLOCK: tl.constexpr, ACC: tl.constexpr, VAR_MODE: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
-    inv_t = join_float(inv_t, inv_t_lo, ACC)
-    w_m1, h_m1, x_on, y_on = grid_consts(w_m1, h_m1, x_on, y_on, ACC)
-    eps_hw = join_float(eps_hw, eps_hw_lo, ACC)
-    ex2 = join_float(ex2, ex2_lo, ACC)
-    ey2 = join_float(ey2, ey2_lo, ACC)
-    clip = join_float(clip, clip_lo, ACC)
+    inv_t, w_m1, h_m1, x_on, y_on, eps_hw, ex2, ey2, clip = _join_scalars(
+        inv_t, inv_t_lo, w_m1, h_m1, x_on, y_on, eps_hw, eps_hw_lo, ex2, ex2_lo, ey2, ey2_lo, clip, clip_lo, ACC)
     base = logits_ptr + row * HW
     neg_inf = float("-inf")
     zero = tl.zeros([BLOCK], dtype=ACC)
@@ -135,12 +140,8 @@ def heatmap_moments_bwd_kernel(logits_ptr, grad_ptr, mean_ptr, raw_ptr, lse_ptr,
                                ey2_lo, clip, clip_lo, BLOCK: tl.constexpr, ACC: tl.constexpr, VAR_MODE: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     chunk = tl.program_id(1)
-    inv_t = join_float(inv_t, inv_t_lo, ACC)
-    w_m1, h_m1, x_on, y_on = grid_consts(w_m1, h_m1, x_on, y_on, ACC)
-    eps_hw = join_float(eps_hw, eps_hw_lo, ACC)
-    ex2 = join_float(ex2, ex2_lo, ACC)
-    ey2 = join_float(ey2, ey2_lo, ACC)
-    clip = join_float(clip, clip_lo, ACC)
+    inv_t, w_m1, h_m1, x_on, y_on, eps_hw, ex2, ey2, clip = _join_scalars(
+        inv_t, inv_t_lo, w_m1, h_m1, x_on, y_on, eps_hw, eps_hw_lo, ex2, ex2_lo, ey2, ey2_lo, clip, clip_lo, ACC)
     mx = tl.load(mean_ptr + row * 2).to(ACC)
     my = tl.load(mean_ptr + row * 2 + 1).to(ACC)
     va = tl.load(raw_ptr + row * 4).to(ACC)

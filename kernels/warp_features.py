@@ -35,7 +35,7 @@ import triton.language as tl
 from torch.library import wrap_triton
 
 from fastmotion.kernels import grid_sample as _grid_sample
-from fastmotion.kernels._common import acc_dtype, aligned_taps, div_rn, tl_acc
+from fastmotion.kernels._common import acc_dtype, aligned_corners, corner_slopes, div_rn, load_corners, tl_acc
 from fastmotion.kernels.sampling import PAD_ZEROS
 from fastmotion.reference.warp import resize_grid
 
@@ -154,17 +154,9 @@ def _fwd_map(f_ptr, o_ptr, grid_ptr, lp, C, Hf, Wf, s_n, s_c, s_h, s_w, total, h
     y = p // Wf
     x = p % Wf
     gx, gy = _resized_grid(grid_ptr + n * h * w * 2, h, w, Hf, Wf, y, x, mask, NEAREST, ACC)
-    x0, fx = aligned_taps(gx, Wf)
-    y0, fy = aligned_taps(gy, Hf)
-    in_x0 = (x0 >= 0) & (x0 < Wf)
-    in_x1 = (x0 + 1 >= 0) & (x0 + 1 < Wf)
-    in_y0 = (y0 >= 0) & (y0 < Hf)
-    in_y1 = (y0 + 1 >= 0) & (y0 + 1 < Hf)
+    x0, y0, fx, fy, m00, m01, m10, m11 = aligned_corners(gx, gy, Wf, Hf, mask)
     base = f_ptr + n * s_n + c.to(tl.int64) * s_c + y0.to(tl.int64) * s_h + x0.to(tl.int64) * s_w
-    v00 = tl.load(base, mask=mask & in_y0 & in_x0, other=0.0).to(ACC)
-    v01 = tl.load(base + s_w, mask=mask & in_y0 & in_x1, other=0.0).to(ACC)
-    v10 = tl.load(base + s_h, mask=mask & in_y1 & in_x0, other=0.0).to(ACC)
-    v11 = tl.load(base + s_h + s_w, mask=mask & in_y1 & in_x1, other=0.0).to(ACC)
+    v00, v01, v10, v11 = load_corners(base, s_h, s_w, m00, m01, m10, m11, ACC)
     v = (1.0 - fy) * ((1.0 - fx) * v00 + fx * v01) + fy * ((1.0 - fx) * v10 + fx * v11)
     tl.store(o_ptr + e, v.to(o_ptr.dtype.element_ty), mask=mask)
 
@@ -224,16 +216,7 @@ def _bwd_map(f_ptr, g_ptr, gf_ptr, gc_ptr, grid_ptr, lp, C, Hf, Wf, s_n, s_c, s_
     y = p // Wf
     x = p % Wf
     gx, gy = _resized_grid(grid_ptr + n * h * w * 2, h, w, Hf, Wf, y, x, mask, NEAREST, ACC)
-    x0, fx = aligned_taps(gx, Wf)
-    y0, fy = aligned_taps(gy, Hf)
-    in_x0 = (x0 >= 0) & (x0 < Wf)
-    in_x1 = (x0 + 1 >= 0) & (x0 + 1 < Wf)
-    in_y0 = (y0 >= 0) & (y0 < Hf)
-    in_y1 = (y0 + 1 >= 0) & (y0 + 1 < Hf)
-    m00 = mask & in_y0 & in_x0
-    m01 = mask & in_y0 & in_x1
-    m10 = mask & in_y1 & in_x0
-    m11 = mask & in_y1 & in_x1
+    x0, y0, fx, fy, m00, m01, m10, m11 = aligned_corners(gx, gy, Wf, Hf, mask)
     src_off = y0.to(tl.int64) * s_h + x0.to(tl.int64) * s_w
     dst_off = y0.to(tl.int64) * Wf + x0  # contiguous layout of the gradient scratch
     acc_x = tl.zeros([BLOCK], dtype=ACC)
@@ -244,13 +227,10 @@ def _bwd_map(f_ptr, g_ptr, gf_ptr, gc_ptr, grid_ptr, lp, C, Hf, Wf, s_n, s_c, s_
         nc = n * C + c
         g = tl.load(g_ptr + nc * hw_f + p, mask=mask, other=0.0).to(ACC)
         if GRID_GRAD:
-            base = f_ptr + n * s_n + c * s_c + src_off
-            v00 = tl.load(base, mask=m00, other=0.0).to(ACC)
-            v01 = tl.load(base + s_w, mask=m01, other=0.0).to(ACC)
-            v10 = tl.load(base + s_h, mask=m10, other=0.0).to(ACC)
-            v11 = tl.load(base + s_h + s_w, mask=m11, other=0.0).to(ACC)
-            acc_x += g * ((1.0 - fy) * (v01 - v00) + fy * (v11 - v10))
-            acc_y += g * ((1.0 - fx) * (v10 - v00) + fx * (v11 - v01))
+            v00, v01, v10, v11 = load_corners(f_ptr + n * s_n + c * s_c + src_off, s_h, s_w, m00, m01, m10, m11, ACC)
+            dx, dy = corner_slopes(v00, v01, v10, v11, fx, fy)
+            acc_x += g * dx
+            acc_y += g * dy
         if FEAT_GRAD:
             d = gf_ptr + nc * hw_f + dst_off
             tl.atomic_add(d, ((1.0 - fy) * (1.0 - fx) * g).to(gf_ptr.dtype.element_ty), mask=m00, sem="relaxed")

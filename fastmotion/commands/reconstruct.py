@@ -18,8 +18,8 @@ def add_parser(sub) -> None:
                        description="The original reconstruction protocol: each test video re-generated from its "
                                    "first frame; prints the mean L1, writes per-video L1 (CSV) and side-by-side "
                                    "videos (real | reconstruction).")
-    add_config_options(p, checkpoint_help="the model (.pth.tar); without it, an untrained model (seeded by --seed) "
-                                          "is evaluated, the baseline a trained one is compared with")
+    add_config_options(p, checkpoint_help="the model (.pth.tar); without it, an untrained model (seeded by "
+                                          "--seed) is evaluated, the baseline a trained one is compared with")
     p.add_argument("--out", help="output folder (default: reconstruction/ beside the checkpoint, else ./reconstruction)")
     p.add_argument("--num-videos", type=int, help="evaluate only the first N test videos (default: the config's "
                                                   "reconstruction_params.num_videos, else all)")
