@@ -114,23 +114,11 @@ def _resized_grid(grid_n, h, w, Hf, Wf, y, x, mask, NEAREST: tl.constexpr, ACC: 
 
 
 @triton.jit
-def _which_map(pid, b1, b2, b3, b4, b5, b6, b7, NUM: tl.constexpr):
-    # index of the map whose program range holds pid (b_i: first program of map i)
+def _which_map(pid, starts, NUM: tl.constexpr):
+    # index of the map whose program range holds pid (starts[i]: first program of map i)
     m = pid * 0
-    if NUM > 1:
-        m += tl.where(pid >= b1, 1, 0)
-    if NUM > 2:
-        m += tl.where(pid >= b2, 1, 0)
-    if NUM > 3:
-        m += tl.where(pid >= b3, 1, 0)
-    if NUM > 4:
-        m += tl.where(pid >= b4, 1, 0)
-    if NUM > 5:
-        m += tl.where(pid >= b5, 1, 0)
-    if NUM > 6:
-        m += tl.where(pid >= b6, 1, 0)
-    if NUM > 7:
-        m += tl.where(pid >= b7, 1, 0)
+    for i in tl.static_range(1, NUM):
+        m += tl.where(pid >= starts[i], 1, 0)
     return m
 
 
@@ -174,30 +162,19 @@ def warp_features_fwd_kernel(
         f7, o7, C7, H7, W7, sn7, sc7, sh7, sw7, T7, b7,
         NUM: tl.constexpr, NEAREST: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr, IDX64: tl.constexpr):
     pid = tl.program_id(0)
-    m = _which_map(pid, b1, b2, b3, b4, b5, b6, b7, NUM)
-    if m == 0:
-        _fwd_map(f0, o0, grid_ptr, pid - b0, C0, H0, W0, sn0, sc0, sh0, sw0, T0, h, w, NEAREST, BLOCK, ACC, IDX64)
-    if NUM > 1:
-        if m == 1:
-            _fwd_map(f1, o1, grid_ptr, pid - b1, C1, H1, W1, sn1, sc1, sh1, sw1, T1, h, w, NEAREST, BLOCK, ACC, IDX64)
-    if NUM > 2:
-        if m == 2:
-            _fwd_map(f2, o2, grid_ptr, pid - b2, C2, H2, W2, sn2, sc2, sh2, sw2, T2, h, w, NEAREST, BLOCK, ACC, IDX64)
-    if NUM > 3:
-        if m == 3:
-            _fwd_map(f3, o3, grid_ptr, pid - b3, C3, H3, W3, sn3, sc3, sh3, sw3, T3, h, w, NEAREST, BLOCK, ACC, IDX64)
-    if NUM > 4:
-        if m == 4:
-            _fwd_map(f4, o4, grid_ptr, pid - b4, C4, H4, W4, sn4, sc4, sh4, sw4, T4, h, w, NEAREST, BLOCK, ACC, IDX64)
-    if NUM > 5:
-        if m == 5:
-            _fwd_map(f5, o5, grid_ptr, pid - b5, C5, H5, W5, sn5, sc5, sh5, sw5, T5, h, w, NEAREST, BLOCK, ACC, IDX64)
-    if NUM > 6:
-        if m == 6:
-            _fwd_map(f6, o6, grid_ptr, pid - b6, C6, H6, W6, sn6, sc6, sh6, sw6, T6, h, w, NEAREST, BLOCK, ACC, IDX64)
-    if NUM > 7:
-        if m == 7:
-            _fwd_map(f7, o7, grid_ptr, pid - b7, C7, H7, W7, sn7, sc7, sh7, sw7, T7, h, w, NEAREST, BLOCK, ACC, IDX64)
+    # Triton has no arrays of pointers: the maps' arguments are gathered into tuples that an
+    # unrolled loop indexes with compile-time constants
+    maps = ((f0, o0, C0, H0, W0, sn0, sc0, sh0, sw0, T0), (f1, o1, C1, H1, W1, sn1, sc1, sh1, sw1, T1),
+            (f2, o2, C2, H2, W2, sn2, sc2, sh2, sw2, T2), (f3, o3, C3, H3, W3, sn3, sc3, sh3, sw3, T3),
+            (f4, o4, C4, H4, W4, sn4, sc4, sh4, sw4, T4), (f5, o5, C5, H5, W5, sn5, sc5, sh5, sw5, T5),
+            (f6, o6, C6, H6, W6, sn6, sc6, sh6, sw6, T6), (f7, o7, C7, H7, W7, sn7, sc7, sh7, sw7, T7))
+    starts = (b0, b1, b2, b3, b4, b5, b6, b7)
+    m = _which_map(pid, starts, NUM)
+    for i in tl.static_range(NUM):
+        if m == i:
+            f, o, C, Hf, Wf, s_n, s_c, s_h, s_w, total = maps[i]
+            _fwd_map(f, o, grid_ptr, pid - starts[i], C, Hf, Wf, s_n, s_c, s_h, s_w, total, h, w, NEAREST, BLOCK, ACC,
+                     IDX64)
 
 
 # ------------------------------------------------------------------------------ backward A
@@ -258,38 +235,21 @@ def warp_features_bwd_kernel(
         NUM: tl.constexpr, FEAT_GRAD: tl.constexpr, GRID_GRAD: tl.constexpr, NEAREST: tl.constexpr,
         CHUNK: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr):
     pid = tl.program_id(0)
-    m = _which_map(pid, b1, b2, b3, b4, b5, b6, b7, NUM)
-    if m == 0:
-        _bwd_map(f0, g0, gf_ptr + gfo0, gc_ptr + gco0, grid_ptr, pid - b0, C0, H0, W0, sn0, sc0, sh0, sw0, nch0, pb0,
-                 h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
-    if NUM > 1:
-        if m == 1:
-            _bwd_map(f1, g1, gf_ptr + gfo1, gc_ptr + gco1, grid_ptr, pid - b1, C1, H1, W1, sn1, sc1, sh1, sw1, nch1,
-                     pb1, h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
-    if NUM > 2:
-        if m == 2:
-            _bwd_map(f2, g2, gf_ptr + gfo2, gc_ptr + gco2, grid_ptr, pid - b2, C2, H2, W2, sn2, sc2, sh2, sw2, nch2,
-                     pb2, h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
-    if NUM > 3:
-        if m == 3:
-            _bwd_map(f3, g3, gf_ptr + gfo3, gc_ptr + gco3, grid_ptr, pid - b3, C3, H3, W3, sn3, sc3, sh3, sw3, nch3,
-                     pb3, h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
-    if NUM > 4:
-        if m == 4:
-            _bwd_map(f4, g4, gf_ptr + gfo4, gc_ptr + gco4, grid_ptr, pid - b4, C4, H4, W4, sn4, sc4, sh4, sw4, nch4,
-                     pb4, h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
-    if NUM > 5:
-        if m == 5:
-            _bwd_map(f5, g5, gf_ptr + gfo5, gc_ptr + gco5, grid_ptr, pid - b5, C5, H5, W5, sn5, sc5, sh5, sw5, nch5,
-                     pb5, h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
-    if NUM > 6:
-        if m == 6:
-            _bwd_map(f6, g6, gf_ptr + gfo6, gc_ptr + gco6, grid_ptr, pid - b6, C6, H6, W6, sn6, sc6, sh6, sw6, nch6,
-                     pb6, h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
-    if NUM > 7:
-        if m == 7:
-            _bwd_map(f7, g7, gf_ptr + gfo7, gc_ptr + gco7, grid_ptr, pid - b7, C7, H7, W7, sn7, sc7, sh7, sw7, nch7,
-                     pb7, h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
+    maps = ((f0, g0, C0, H0, W0, sn0, sc0, sh0, sw0, nch0, pb0, gfo0, gco0),
+            (f1, g1, C1, H1, W1, sn1, sc1, sh1, sw1, nch1, pb1, gfo1, gco1),
+            (f2, g2, C2, H2, W2, sn2, sc2, sh2, sw2, nch2, pb2, gfo2, gco2),
+            (f3, g3, C3, H3, W3, sn3, sc3, sh3, sw3, nch3, pb3, gfo3, gco3),
+            (f4, g4, C4, H4, W4, sn4, sc4, sh4, sw4, nch4, pb4, gfo4, gco4),
+            (f5, g5, C5, H5, W5, sn5, sc5, sh5, sw5, nch5, pb5, gfo5, gco5),
+            (f6, g6, C6, H6, W6, sn6, sc6, sh6, sw6, nch6, pb6, gfo6, gco6),
+            (f7, g7, C7, H7, W7, sn7, sc7, sh7, sw7, nch7, pb7, gfo7, gco7))
+    starts = (b0, b1, b2, b3, b4, b5, b6, b7)
+    m = _which_map(pid, starts, NUM)
+    for i in tl.static_range(NUM):
+        if m == i:
+            f, g, C, Hf, Wf, s_n, s_c, s_h, s_w, nch, pb, gfo, gco = maps[i]
+            _bwd_map(f, g, gf_ptr + gfo, gc_ptr + gco, grid_ptr, pid - starts[i], C, Hf, Wf, s_n, s_c, s_h, s_w, nch,
+                     pb, h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
 
 
 # ------------------------------------------------------------------------------ backward B
@@ -358,35 +318,18 @@ def warp_features_grid_grad_kernel(
     mask = a < h * w
     ay = a // w
     ax = a % w
-    gx, gy = _gather_map(gc_ptr + gco0, n, nch0, H0, W0, h, w, ay, ax, mask, ly0, lx0, NEAREST, ACC, BLOCK)
-    if NUM > 1:
-        tx, ty = _gather_map(gc_ptr + gco1, n, nch1, H1, W1, h, w, ay, ax, mask, ly1, lx1, NEAREST, ACC, BLOCK)
-        gx += tx
-        gy += ty
-    if NUM > 2:
-        tx, ty = _gather_map(gc_ptr + gco2, n, nch2, H2, W2, h, w, ay, ax, mask, ly2, lx2, NEAREST, ACC, BLOCK)
-        gx += tx
-        gy += ty
-    if NUM > 3:
-        tx, ty = _gather_map(gc_ptr + gco3, n, nch3, H3, W3, h, w, ay, ax, mask, ly3, lx3, NEAREST, ACC, BLOCK)
-        gx += tx
-        gy += ty
-    if NUM > 4:
-        tx, ty = _gather_map(gc_ptr + gco4, n, nch4, H4, W4, h, w, ay, ax, mask, ly4, lx4, NEAREST, ACC, BLOCK)
-        gx += tx
-        gy += ty
-    if NUM > 5:
-        tx, ty = _gather_map(gc_ptr + gco5, n, nch5, H5, W5, h, w, ay, ax, mask, ly5, lx5, NEAREST, ACC, BLOCK)
-        gx += tx
-        gy += ty
-    if NUM > 6:
-        tx, ty = _gather_map(gc_ptr + gco6, n, nch6, H6, W6, h, w, ay, ax, mask, ly6, lx6, NEAREST, ACC, BLOCK)
-        gx += tx
-        gy += ty
-    if NUM > 7:
-        tx, ty = _gather_map(gc_ptr + gco7, n, nch7, H7, W7, h, w, ay, ax, mask, ly7, lx7, NEAREST, ACC, BLOCK)
-        gx += tx
-        gy += ty
+    maps = ((H0, W0, nch0, gco0, ly0, lx0), (H1, W1, nch1, gco1, ly1, lx1), (H2, W2, nch2, gco2, ly2, lx2),
+            (H3, W3, nch3, gco3, ly3, lx3), (H4, W4, nch4, gco4, ly4, lx4), (H5, W5, nch5, gco5, ly5, lx5),
+            (H6, W6, nch6, gco6, ly6, lx6), (H7, W7, nch7, gco7, ly7, lx7))
+    for i in tl.static_range(NUM):
+        Hf, Wf, nch, gco, ly, lx = maps[i]
+        tx, ty = _gather_map(gc_ptr + gco, n, nch, Hf, Wf, h, w, ay, ax, mask, ly, lx, NEAREST, ACC, BLOCK)
+        if i == 0:
+            gx = tx
+            gy = ty
+        else:
+            gx += tx
+            gy += ty
     out = out_ptr + (n * h * w + a) * 2
     if ACCUMULATE:  # a later group of maps adds to the earlier groups' sum
         gx += tl.load(out, mask=mask, other=0.0)
@@ -410,30 +353,14 @@ def warp_features_cast_kernel(
         d4, T4, o4, b4, d5, T5, o5, b5, d6, T6, o6, b6, d7, T7, o7, b7,
         NUM: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
-    m = _which_map(pid, b1, b2, b3, b4, b5, b6, b7, NUM)
-    if m == 0:
-        _cast_map(src_ptr + o0, d0, pid - b0, T0, BLOCK)
-    if NUM > 1:
-        if m == 1:
-            _cast_map(src_ptr + o1, d1, pid - b1, T1, BLOCK)
-    if NUM > 2:
-        if m == 2:
-            _cast_map(src_ptr + o2, d2, pid - b2, T2, BLOCK)
-    if NUM > 3:
-        if m == 3:
-            _cast_map(src_ptr + o3, d3, pid - b3, T3, BLOCK)
-    if NUM > 4:
-        if m == 4:
-            _cast_map(src_ptr + o4, d4, pid - b4, T4, BLOCK)
-    if NUM > 5:
-        if m == 5:
-            _cast_map(src_ptr + o5, d5, pid - b5, T5, BLOCK)
-    if NUM > 6:
-        if m == 6:
-            _cast_map(src_ptr + o6, d6, pid - b6, T6, BLOCK)
-    if NUM > 7:
-        if m == 7:
-            _cast_map(src_ptr + o7, d7, pid - b7, T7, BLOCK)
+    maps = ((d0, T0, o0), (d1, T1, o1), (d2, T2, o2), (d3, T3, o3), (d4, T4, o4), (d5, T5, o5), (d6, T6, o6),
+            (d7, T7, o7))
+    starts = (b0, b1, b2, b3, b4, b5, b6, b7)
+    m = _which_map(pid, starts, NUM)
+    for i in tl.static_range(NUM):
+        if m == i:
+            d, total, offset = maps[i]
+            _cast_map(src_ptr + offset, d, pid - starts[i], total, BLOCK)
 
 
 # ------------------------------------------------------------------------------ launchers
