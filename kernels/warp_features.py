@@ -37,7 +37,7 @@ from torch.library import wrap_triton
 from fastmotion.kernels import grid_sample as _grid_sample
 from fastmotion.kernels._common import acc_dtype, aligned_corners, corner_slopes, div_rn, load_corners, tl_acc
 from fastmotion.kernels.sampling import PAD_ZEROS
-from fastmotion.reference.warp import resize_grid
+from fastmotion.reference.warp_features import resize_grid
 
 MAX_MAPS = 8
 _BLOCK = 256

@@ -184,13 +184,18 @@ def fused_op(name: str, forward: Callable, setup_context: Callable, backward: Ca
     return call
 
 
+def function_name(op: str) -> str:
+    """The name of the eager autograd.Function of the op ``fastmotion::<op>``: ``GridSampleForward``."""
+    return "".join(part.title() for part in op.split("_"))
+
+
 def compiled_op(fwd: str, setup_context: Callable, backward: Callable, available: bool = True):
     """``fused_op`` of the compiled op ``fastmotion::<fwd>`` (``None`` when ``available`` is false:
     the extension was not built or has no such op)."""
     if not available:
         return None
     op = getattr(torch.ops.fastmotion, fwd).default
-    name = "".join(part.title() for part in fwd.split("_"))
+    name = function_name(fwd)
     tensor_args = 0  # the schema's leading Tensor / Tensor? / Tensor[] arguments
     for arg in op._schema.arguments:
         if "Tensor" not in str(arg.type):

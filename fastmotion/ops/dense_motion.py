@@ -32,7 +32,7 @@ import torch
 
 from fastmotion import _ext, backends
 from fastmotion.ops import _checks, _eager
-from fastmotion.reference import warp as ref
+from fastmotion import reference as ref
 
 _CF_FWD = "compose_flow_forward"
 _CF_BWD = "compose_flow_backward"

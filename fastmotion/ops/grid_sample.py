@@ -40,7 +40,7 @@ import torch
 
 from fastmotion import _ext, backends
 from fastmotion.ops import _checks, _eager
-from fastmotion.reference import warp as ref
+from fastmotion import reference as ref
 
 OP = "grid_sample"
 _FWD = "grid_sample_forward"

@@ -259,9 +259,9 @@ def _compose_bytes(inputs, mode):
 
 
 def _compose_reference(logits, shift, corr):
-    from fastmotion.reference import warp
+    from fastmotion import reference
 
-    return warp.compose_flow(logits, shift, corr)
+    return reference.compose_flow(logits, shift, corr)
 
 
 def _compose_fused(logits, shift, corr, backend=None):
@@ -287,9 +287,9 @@ def _shift_bytes(inputs, mode):
 
 
 def _shift_reference(source, shift):
-    from fastmotion.reference import warp
+    from fastmotion import reference
 
-    return warp.shifted_warps(source, shift)
+    return reference.shifted_warps(source, shift)
 
 
 def _shift_fused(source, shift, backend=None):
@@ -325,9 +325,9 @@ def _warp_bytes(inputs, mode):
 
 
 def _warp_reference(*tensors, mode):
-    from fastmotion.reference import warp
+    from fastmotion import reference
 
-    return warp.warp_features(list(tensors[:-1]), tensors[-1], mode)
+    return reference.warp_features(list(tensors[:-1]), tensors[-1], mode)
 
 
 def _warp_fused(*tensors, mode, backend=None):

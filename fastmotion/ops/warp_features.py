@@ -25,7 +25,7 @@ import torch
 
 from fastmotion import _ext, backends
 from fastmotion.ops import _checks, _eager
-from fastmotion.reference import warp as ref
+from fastmotion import reference as ref
 
 OP = "warp_features"
 MODES = ("nearest", "bilinear", "trilinear")
@@ -153,7 +153,7 @@ _forward_triton = _register_triton() if backends.unavailable_reason("triton", "c
 _forward_cpp = None
 if _HAS_CPP:
     _cpp_op = torch.ops.fastmotion.warp_features_forward.default
-    _forward_cpp = _eager_entry("WarpFeatures", _eager.below_autograd(_cpp_op),
+    _forward_cpp = _eager_entry(_eager.function_name(_FWD), _eager.below_autograd(_cpp_op),
                                 lambda *a: torch.ops.fastmotion.warp_features_backward(*a), _cpp_op)
 
 

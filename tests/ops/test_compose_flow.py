@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fastmotion.ops import compose_flow
-from fastmotion.reference import warp as ref
+from fastmotion import reference as ref
 from tests.compile_check import assert_compiles_like_eager
 from tests.tolerance import assert_matches_reference, backend_params
 

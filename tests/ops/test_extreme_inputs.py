@@ -10,7 +10,7 @@ from fastmotion import reference
 from fastmotion.ops import grid_sample, heatmap_moments, keypoint_heatmap_embedding, render_gaussians
 from fastmotion.ops import shifted_warps, warp_features
 from fastmotion.reference import gaussian as ref_gaussian
-from fastmotion.reference import warp as ref_warp
+from fastmotion import reference as ref_ops
 from tests.tolerance import assert_matches_reference, backend_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # interpreter, masked lanes
@@ -164,22 +164,22 @@ def test_cpu_ops_expanded_inputs_match_reference():
         (b,) = torch.autograd.grad(F.grid_sample(src, gr, "bilinear", "zeros", True).sum(), gr)
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
         shift = torch.randn(2, 3, 2, generator=g, dtype=torch.float64) * 0.2
-        torch.testing.assert_close(shifted_warps(src, shift, backend="cpu"), ref_warp.shifted_warps(src, shift),
+        torch.testing.assert_close(shifted_warps(src, shift, backend="cpu"), ref_ops.shifted_warps(src, shift),
                                    rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(warp_features([src], grid, "bilinear", backend="cpu")[0],
-                                   ref_warp.warp_features([src], grid, "bilinear")[0], rtol=1e-12, atol=1e-12)
+                                   ref_ops.warp_features([src], grid, "bilinear")[0], rtol=1e-12, atol=1e-12)
         # grid / shift gradients only: the expanded map is read through its strides
         small = (grid[:, :3, :4] * 0.9).clone()
         for mode in ("bilinear", "nearest"):
             gr = small.clone().requires_grad_()
             weight = torch.randn(2, 3, 5, 7, generator=g, dtype=torch.float64)
             (a,) = torch.autograd.grad((warp_features([src], gr, mode, backend="cpu")[0] * weight).sum(), gr)
-            (b,) = torch.autograd.grad((ref_warp.warp_features([src], gr, mode)[0] * weight).sum(), gr)
+            (b,) = torch.autograd.grad((ref_ops.warp_features([src], gr, mode)[0] * weight).sum(), gr)
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"warp_features {mode}, base {base}")
         sh = (shift + 0.013).requires_grad_()
         weight = torch.randn(2, 3, 3, 5, 7, generator=g, dtype=torch.float64)
         (a,) = torch.autograd.grad((shifted_warps(src, sh, backend="cpu") * weight).sum(), sh)
-        (b,) = torch.autograd.grad((ref_warp.shifted_warps(src, sh) * weight).sum(), sh)
+        (b,) = torch.autograd.grad((ref_ops.shifted_warps(src, sh) * weight).sum(), sh)
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"shifted_warps, base {base}")
 
 
@@ -192,14 +192,14 @@ def test_reference_mixed_dtypes(dtype):
     shift = torch.randn(2, 4, 2, generator=g) * 0.2
     out = shifted_warps(source, shift, backend="reference")
     assert out.dtype == dtype
-    expected = ref_warp.shifted_warps(source.double(), shift.double())
-    same = ref_warp.shifted_warps(source, shift.to(dtype))
+    expected = ref_ops.shifted_warps(source.double(), shift.double())
+    same = ref_ops.shifted_warps(source, shift.to(dtype))
     assert_matches_reference(out, expected, same, dtype)
     grid = torch.rand(2, 3, 4, 2, generator=g) * 2 - 1
     (warped,) = warp_features([source], grid, "bilinear", backend="reference")
     assert warped.dtype == dtype
-    assert_matches_reference(warped, ref_warp.warp_features([source.double()], grid.double(), "bilinear")[0],
-                             ref_warp.warp_features([source], grid.to(dtype), "bilinear")[0], dtype)
+    assert_matches_reference(warped, ref_ops.warp_features([source.double()], grid.double(), "bilinear")[0],
+                             ref_ops.warp_features([source], grid.to(dtype), "bilinear")[0], dtype)
     if dense_motion.SHIFT_IMPLS["cpu"].fn is not None:
         fused = shifted_warps(source, shift, backend="cpu")
         assert_matches_reference(fused, expected, same, dtype)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from fastmotion import backends, reference
 from fastmotion import ops
 from fastmotion.reference import gaussian as ref_gaussian
-from fastmotion.reference import warp as ref_warp
+from fastmotion import reference as ref_ops
 from tests.tolerance import assert_matches_reference
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # interpreter, masked lanes
@@ -196,7 +196,7 @@ def _case(op: str, seed: int):
             return ops.compose_flow(t[0], t[1], t[2], backend=backend)
 
         def ref(t):
-            return ref_warp.compose_flow(t[0], t[1], t[2])
+            return ref_ops.compose_flow(t[0], t[1], t[2])
 
     elif op == "shifted_warps":
         n, c, k1 = rng.choice([1, 2]), rng.choice([1, 3]), rng.choice([1, 3, 6])
@@ -212,7 +212,7 @@ def _case(op: str, seed: int):
             return ops.shifted_warps(t[0], t[1], backend=backend)
 
         def ref(t):
-            return ref_warp.shifted_warps(t[0], t[1])
+            return ref_ops.shifted_warps(t[0], t[1])
 
     elif op == "warp_features":
         n = rng.choice([1, 2])
@@ -227,7 +227,7 @@ def _case(op: str, seed: int):
             return ops.warp_features(t[1:], t[0], mode, backend=backend)
 
         def ref(t):
-            return ref_warp.warp_features(list(t[1:]), t[0], mode)
+            return ref_ops.warp_features(list(t[1:]), t[0], mode)
     else:
         raise ValueError(op)
     return tensors, call, ref, dtype

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from fastmotion.ops import shifted_warps
-from fastmotion.reference import warp as ref
+from fastmotion import reference as ref
 from tests.compile_check import assert_compiles_like_eager
 from tests.tolerance import assert_matches_reference, backend_params
 
