@@ -228,7 +228,8 @@ def _compose_blocks(k1: int):
     return block_k, block_p
 
 
-def compose_flow_forward(mask_logits, kp_shift, correction):
+def compose_flow_forward(mask_logits: torch.Tensor, kp_shift: torch.Tensor,
+                         correction: torch.Tensor | None) -> torch.Tensor:
     """grid (N, H, W, 2) in mask_logits' dtype; kp_shift in the accumulation dtype."""
     logits = mask_logits.contiguous()
     n, k1, h, w = logits.shape
@@ -247,7 +248,8 @@ def compose_flow_forward(mask_logits, kp_shift, correction):
     return out
 
 
-def compose_flow_backward(grad_grid, mask_logits, kp_shift):
+def compose_flow_backward(grad_grid: torch.Tensor, mask_logits: torch.Tensor,
+                          kp_shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(grad_logits like mask_logits, grad_shift (N, K1, 2) in the accumulation dtype)."""
     logits = mask_logits.contiguous()
     n, k1, h, w = logits.shape
@@ -267,7 +269,7 @@ def compose_flow_backward(grad_grid, mask_logits, kp_shift):
 _SW_BLOCK = 256
 
 
-def shifted_warps_forward(source, kp_shift):
+def shifted_warps_forward(source: torch.Tensor, kp_shift: torch.Tensor) -> torch.Tensor:
     n, c, h, w = source.shape
     k1 = kp_shift.shape[1]
     out = source.new_empty((n, k1, c, h, w))
@@ -282,7 +284,8 @@ def shifted_warps_forward(source, kp_shift):
     return out
 
 
-def shifted_warps_backward(grad_out, source, kp_shift, source_grad: bool, shift_grad: bool):
+def shifted_warps_backward(grad_out: torch.Tensor, source: torch.Tensor, kp_shift: torch.Tensor, source_grad: bool,
+                           shift_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
     n, c, h, w = source.shape
     k1 = kp_shift.shape[1]
     acc = acc_dtype(source.dtype)

@@ -449,8 +449,9 @@ def _grid_consts(h: int, w: int):
                 y_on=1.0 if h > 1 else 0.0)
 
 
-def gaussian_heatmaps_forward(mean_d, var_d, mean_s, var_s, fixed_var: float, height: int, width: int,
-                              norm_const: float, norm_sum: bool, background: bool):
+def gaussian_heatmaps_forward(mean_d: torch.Tensor, var_d: torch.Tensor | None, mean_s: torch.Tensor | None,
+                              var_s: torch.Tensor | None, fixed_var: float, height: int, width: int, norm_const: float,
+                              norm_sum: bool, background: bool) -> torch.Tensor:
     """Keypoints ``(A, B, K, 2)`` or ``(B, K, 2)`` (+ var ``(..., K, c, c)``) -> heatmaps
     ``(A, B, K + bg, H, W)`` or ``(B, K + bg, H, W)``."""
     a, b, k, lead = _ab(mean_d)
@@ -471,8 +472,10 @@ def gaussian_heatmaps_forward(mean_d, var_d, mean_s, var_s, fixed_var: float, he
     return out
 
 
-def gaussian_heatmaps_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var: float, norm_const: float,
-                               norm_sum: bool, background: bool, split: int | None = None):
+def gaussian_heatmaps_backward(grad_out: torch.Tensor, mean_d: torch.Tensor, var_d: torch.Tensor | None,
+                               mean_s: torch.Tensor | None, var_s: torch.Tensor | None, fixed_var: float,
+                               norm_const: float, norm_sum: bool, background: bool, split: int | None = None
+                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of the keypoints (dense, in their dtype; ``(0,)`` for absent inputs).
 
     ``split``: row ranges per heatmap (default: enough programs to fill the GPU); > 1 adds a tiny

@@ -432,7 +432,7 @@ def grid_sample_forward(input: torch.Tensor, grid: torch.Tensor, mode: int, padd
 def grid_sample_backward(grad_output: torch.Tensor, input: torch.Tensor, grid: torch.Tensor, mode: int,
                          padding_mode: int, align_corners: bool, input_requires_grad: bool,
                          grid_requires_grad: bool, *, block_p: int | None = None, block_c: int | None = None,
-                         num_warps: int = 4):
+                         num_warps: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """(grad_input, grad_grid); a gradient that is not required is an empty tensor. The
     keyword-only block sizes override the defaults (for tuning)."""
     input, cl = _layout(input)

@@ -214,7 +214,8 @@ def _block(hw: int) -> int:
     return min(MAX_BLOCK, triton.next_power_of_2(max(hw, 16)))
 
 
-def heatmap_moments_forward(logits: torch.Tensor, temperature: float, var_mode: int, clip: float):
+def heatmap_moments_forward(logits: torch.Tensor, temperature: float, var_mode: int,
+                            clip: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """logits ``(R, H, W)`` -> mean ``(R, 2)``, var ``(R, v, v)`` (v = 1 for 'single', else 2),
     var_raw ``(R, 2, 2)``, lse ``(R,)``, all in fp32 (fp64 for fp64 logits)."""
     logits = logits.contiguous()
@@ -234,8 +235,9 @@ def heatmap_moments_forward(logits: torch.Tensor, temperature: float, var_mode: 
     return mean, var, var_raw, lse
 
 
-def heatmap_moments_backward(grad_mean, grad_var, logits, mean, var_raw, lse, temperature: float, var_mode: int,
-                             clip: float):
+def heatmap_moments_backward(grad_mean: torch.Tensor, grad_var: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor,
+                             var_raw: torch.Tensor, lse: torch.Tensor, temperature: float, var_mode: int,
+                             clip: float) -> torch.Tensor:
     """Gradient of the logits ``(R, H, W)`` given the forward's statistics and the gradients of
     mean and var (shaped like the forward's var)."""
     logits = logits.contiguous()

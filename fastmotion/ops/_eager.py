@@ -19,7 +19,8 @@ and under torch.compile the registered op, so the traced graph is unchanged.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Sequence
+import importlib
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 
@@ -202,3 +203,68 @@ def compiled_op(fwd: str, setup_context: Callable, backward: Callable, available
             break
         tensor_args += 1
     return fused_op(name, below_autograd(op), setup_context, backward, op, tensor_args)
+
+
+def _leading_tensor_args(op) -> int:
+    """How many leading arguments of a compiled op's schema are Tensor / Tensor? / Tensor[]."""
+    count = 0
+    for arg in op._schema.arguments:
+        if "Tensor" not in str(arg.type):
+            break
+        count += 1
+    return count
+
+
+def wire(fwd: str, bwd: str, *, kernels: Optional[str] = None, fake_forward: Callable, fake_backward: Callable,
+         setup_context: Callable, backward_with: Callable, entry: Optional[Callable] = None,
+         output: Callable = lambda fn: fn, launchers: Optional[Callable] = None) -> Dict:
+    """Register one fused op on every backend and return its backend table
+    (:func:`fastmotion.backends.impl_table`), the one call an ``fastmotion/ops`` module makes.
+
+    fwd, bwd: the op's forward and backward, named as ``fastmotion::<fwd>`` / ``<bwd>`` in the
+        compiled extension and as the launchers ``fastmotion.kernels.<kernels>.<fwd>`` / ``<bwd>``,
+        whose annotated signatures are the Triton ops' schemas;
+    fake_forward, fake_backward: the compiled ops' fake kernels (the Triton ops trace their
+        launchers instead);
+    setup_context(ctx, inputs, output) and backward_with(backward_op) -> backward(ctx, *grads):
+        the autograd formula around a backward op (the compiled one, the Triton op or its eager
+        launcher), registered with each forward and used by its eager entry;
+    entry(name, forward, backward_op, traced, tensor_args, transforms): the eager entry of one
+        backend (default: :func:`fused_op` with ``backward_with(backward_op)``);
+    output(entry): what the table calls, given the entry (default: the entry itself);
+    launchers() -> (forward, backward): the Triton launchers, when they are not the kernel
+        module's ``<fwd>`` / ``<bwd>`` (an op that combines two kernel modules).
+
+    The compiled backends exist when the extension defines ``fwd``; Triton when it is usable
+    (:func:`fastmotion.backends.unavailable_reason`).
+    """
+    from fastmotion import _ext, backends
+
+    def default_entry(name, forward, backward_op, traced, tensor_args, transforms):
+        return fused_op(name, forward, setup_context, backward_with(backward_op), traced, tensor_args, transforms)
+
+    entry = entry or default_entry
+    compiled = None
+
+    def compiled_backward(*args):
+        return getattr(torch.ops.fastmotion, bwd)(*args)
+
+    if _ext.register_compiled_op(fwd, bwd, fake_forward, fake_backward, backward_with(compiled_backward),
+                                 setup_context):
+        op = getattr(torch.ops.fastmotion, fwd).default
+        compiled = entry(function_name(fwd), below_autograd(op), compiled_backward, op, _leading_tensor_args(op), True)
+    triton = None
+    if backends.unavailable_reason("triton", "cuda") is None:
+        if launchers is None:
+            module = importlib.import_module(f"fastmotion.kernels.{kernels}")
+            launch_forward, launch_backward = getattr(module, fwd), getattr(module, bwd)
+        else:
+            launch_forward, launch_backward = launchers()
+        forward_op = torch.library.triton_op(f"fastmotion::{fwd}_triton", launch_forward, mutates_args=())
+        backward_op = torch.library.triton_op(f"fastmotion::{bwd}_triton", launch_backward, mutates_args=())
+        forward_op.register_autograd(backward_with(backward_op), setup_context=setup_context)
+        # eager: the launchers themselves
+        triton = entry(function_name(fwd) + "Triton", triton_launcher(launch_forward), triton_launcher(launch_backward),
+                       forward_op, None, False)
+    return backends.impl_table(output(compiled) if compiled is not None else None, fwd,
+                               output(triton) if triton is not None else None)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from fastmotion import _ext, backends
+from fastmotion import backends
 from fastmotion.ops import _checks, _eager
 from fastmotion import reference as ref
 
@@ -125,56 +125,12 @@ def _sw_backward_with(backward_op):
     return backward
 
 
-_cf_backward_cpp = _cf_backward_with(lambda *a: torch.ops.fastmotion.compose_flow_backward(*a))
-_sw_backward_cpp = _sw_backward_with(lambda *a: torch.ops.fastmotion.shifted_warps_backward(*a))
-_HAS_CF_CPP = _ext.register_compiled_op(_CF_FWD, _CF_BWD, _cf_fake_forward, _cf_fake_backward, _cf_backward_cpp,
-                                        _cf_setup_context)
-_HAS_SW_CPP = _ext.register_compiled_op(_SW_FWD, _SW_BWD, _sw_fake_forward, _sw_fake_backward, _sw_backward_cpp,
-                                        _sw_setup_context)
-
-
-def _register_triton():
-    from fastmotion.kernels import dense_motion as tk
-
-    @torch.library.triton_op(f"fastmotion::{_CF_FWD}_triton", mutates_args=())
-    def cf_forward(mask_logits: torch.Tensor, kp_shift: torch.Tensor,
-                   correction: torch.Tensor | None) -> torch.Tensor:
-        return tk.compose_flow_forward(mask_logits, kp_shift, correction)
-
-    @torch.library.triton_op(f"fastmotion::{_CF_BWD}_triton", mutates_args=())
-    def cf_backward(grad_grid: torch.Tensor, mask_logits: torch.Tensor,
-                    kp_shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return tk.compose_flow_backward(grad_grid, mask_logits, kp_shift)
-
-    @torch.library.triton_op(f"fastmotion::{_SW_FWD}_triton", mutates_args=())
-    def sw_forward(source: torch.Tensor, kp_shift: torch.Tensor) -> torch.Tensor:
-        return tk.shifted_warps_forward(source, kp_shift)
-
-    @torch.library.triton_op(f"fastmotion::{_SW_BWD}_triton", mutates_args=())
-    def sw_backward(grad_out: torch.Tensor, source: torch.Tensor, kp_shift: torch.Tensor, source_grad: bool,
-                    shift_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        return tk.shifted_warps_backward(grad_out, source, kp_shift, source_grad, shift_grad)
-
-    cf_forward.register_autograd(_cf_backward_with(cf_backward), setup_context=_cf_setup_context)
-    sw_forward.register_autograd(_sw_backward_with(sw_backward), setup_context=_sw_setup_context)
-    # eager: the launchers themselves (see fastmotion/ops/_eager.py)
-    launcher = _eager.triton_launcher
-    compose = _eager.fused_op("ComposeFlowTriton", launcher(tk.compose_flow_forward), _cf_setup_context,
-                              _cf_backward_with(launcher(tk.compose_flow_backward)), cf_forward, transforms=False)
-    shift = _eager.fused_op("ShiftedWarpsTriton", launcher(tk.shifted_warps_forward), _sw_setup_context,
-                            _sw_backward_with(launcher(tk.shifted_warps_backward)), sw_forward, transforms=False)
-    return compose, shift
-
-
-_triton_ops = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
-
-
-_cf_cpp = _eager.compiled_op(_CF_FWD, _cf_setup_context, _cf_backward_cpp, _HAS_CF_CPP)
-_sw_cpp = _eager.compiled_op(_SW_FWD, _sw_setup_context, _sw_backward_cpp, _HAS_SW_CPP)
-
-
-COMPOSE_IMPLS = backends.impl_table(_cf_cpp, _CF_FWD, _triton_ops[0] if _triton_ops else None)
-SHIFT_IMPLS = backends.impl_table(_sw_cpp, _SW_FWD, _triton_ops[1] if _triton_ops else None)
+COMPOSE_IMPLS = _eager.wire(_CF_FWD, _CF_BWD, kernels="dense_motion", fake_forward=_cf_fake_forward,
+                            fake_backward=_cf_fake_backward, setup_context=_cf_setup_context,
+                            backward_with=_cf_backward_with)
+SHIFT_IMPLS = _eager.wire(_SW_FWD, _SW_BWD, kernels="dense_motion", fake_forward=_sw_fake_forward,
+                          fake_backward=_sw_fake_backward, setup_context=_sw_setup_context,
+                          backward_with=_sw_backward_with)
 
 
 def compose_flow(mask_logits: torch.Tensor, kp_shift: torch.Tensor, correction: torch.Tensor | None = None,
@@ -188,12 +144,9 @@ def compose_flow(mask_logits: torch.Tensor, kp_shift: torch.Tensor, correction: 
     if k1 < 1 or h < 1 or w < 1:
         raise ValueError(f"{op}: mask_logits must have K+1 >= 1 channels and a non-empty spatial size, "
                          f"got shape {tuple(mask_logits.shape)}")
-    if tuple(kp_shift.shape) != (n, k1, 2):
-        raise ValueError(f"{op}: kp_shift must be (N={n}, K+1={k1}, 2), got {tuple(kp_shift.shape)}")
+    _checks.shape(kp_shift, (n, k1, 2), "kp_shift", op, f"(N={n}, K+1={k1}, 2)")
     if correction is not None:
-        _checks.tensor(correction, "correction", op, dim=4)
-        if tuple(correction.shape) != (n, 2, h, w):
-            raise ValueError(f"{op}: correction must be ({n}, 2, {h}, {w}), got {tuple(correction.shape)}")
+        _checks.shape(_checks.tensor(correction, "correction", op, dim=4), (n, 2, h, w), "correction", op)
     _checks.same_device(op, mask_logits=mask_logits, kp_shift=kp_shift, correction=correction)
     name = backends.select(op, COMPOSE_IMPLS, mask_logits.device, backend)
     if name == "reference":
@@ -213,8 +166,7 @@ def shifted_warps(source: torch.Tensor, kp_shift: torch.Tensor, *, backend: str 
     _checks.tensor(kp_shift, "kp_shift", op, dim=3)
     if kp_shift.shape[0] != source.shape[0] or kp_shift.shape[-1] != 2:
         raise ValueError(f"{op}: kp_shift must be (N={source.shape[0]}, K+1, 2), got {tuple(kp_shift.shape)}")
-    if source.shape[2] < 1 or source.shape[3] < 1:
-        raise ValueError(f"{op}: source must have a non-empty spatial size (H, W), got shape {tuple(source.shape)}")
+    _checks.nonempty_spatial(source, "source", op)
     _checks.same_device(op, source=source, kp_shift=kp_shift)
     name = backends.select(op, SHIFT_IMPLS, source.device, backend)
     if name == "reference":

@@ -25,7 +25,7 @@ import numbers
 
 import torch
 
-from fastmotion import _ext, backends
+from fastmotion import backends
 from fastmotion.ops import _checks, _eager
 from fastmotion.reference import gaussian as ref
 
@@ -90,41 +90,8 @@ def _backward_with(backward_op):
     return backward
 
 
-_backward_cpp = _backward_with(lambda *a: torch.ops.fastmotion.gaussian_heatmaps_backward(*a))
-
-
-_HAS_CPP = _ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward, _backward_cpp, _setup_context)
-
-
-def _register_triton():
-    from fastmotion.kernels import gaussian as tk
-
-    @torch.library.triton_op(f"fastmotion::{_FWD}_triton", mutates_args=())
-    def forward_triton(mean_d: torch.Tensor, var_d: torch.Tensor | None, mean_s: torch.Tensor | None,
-                       var_s: torch.Tensor | None, fixed_var: float, height: int, width: int, norm_const: float,
-                       norm_sum: bool, background: bool) -> torch.Tensor:
-        return tk.gaussian_heatmaps_forward(mean_d, var_d, mean_s, var_s, fixed_var, height, width, norm_const,
-                                            norm_sum, background)
-
-    @torch.library.triton_op(f"fastmotion::{_BWD}_triton", mutates_args=())
-    def backward_triton(grad_out: torch.Tensor, mean_d: torch.Tensor, var_d: torch.Tensor | None,
-                        mean_s: torch.Tensor | None, var_s: torch.Tensor | None, fixed_var: float,
-                        norm_const: float, norm_sum: bool,
-                        background: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return tk.gaussian_heatmaps_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var, norm_const,
-                                             norm_sum, background)
-
-    forward_triton.register_autograd(_backward_with(backward_triton), setup_context=_setup_context)
-    _backward_eager = _backward_with(_eager.triton_launcher(tk.gaussian_heatmaps_backward))
-    # eager: the launchers themselves (see fastmotion/ops/_eager.py)
-    return _eager.fused_op("GaussianHeatmapsTriton", _eager.triton_launcher(tk.gaussian_heatmaps_forward),
-                           _setup_context, _backward_eager, forward_triton, transforms=False)
-
-
-_forward_cpp = _eager.compiled_op(_FWD, _setup_context, _backward_cpp, _HAS_CPP)
-_forward_triton = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
-
-IMPLS = backends.impl_table(_forward_cpp, _FWD, _forward_triton)
+IMPLS = _eager.wire(_FWD, _BWD, kernels="gaussian", fake_forward=_fake_forward, fake_backward=_fake_backward,
+                    setup_context=_setup_context, backward_with=_backward_with)
 EMBED_IMPLS = IMPLS  # both ops run on the same fused kernels
 
 
@@ -139,8 +106,7 @@ def _check_var(var, mean, op, name="var"):
         k_shape = tuple(mean.shape[:-1])
         raise ValueError(f"{op}: {name} must be {k_shape + (2, 2)} or {k_shape + (1, 1)} (or a number), "
                          f"got shape {tuple(var.shape)}")
-    if var.device != mean.device:
-        raise ValueError(f"{op}: {name} is on {var.device} but the means are on {mean.device}")
+    _checks.same_device(op, **{"mean": mean, name: var})
     return var
 
 
@@ -169,14 +135,6 @@ def _check_kp(kp, name, op, kp_variance):
         raise ValueError(f"{op}: kp_variance={kp_variance!r} needs {name}['var'] of shape "
                          f"{tuple(mean.shape[:-1]) + want}, got {tuple(var.shape)}")
     return mean, var
-
-
-def _check_kp_variance(kp_variance, op):
-    if kp_variance in ("matrix", "single"):
-        return kp_variance
-    if isinstance(kp_variance, numbers.Real) and not isinstance(kp_variance, bool):
-        return _checks.positive_number(kp_variance, "kp_variance", op)
-    raise ValueError(f"{op}: kp_variance must be 'matrix', 'single' or a positive number, got {kp_variance!r}")
 
 
 def _broadcast_lead(lead_d, lead_s, op):
@@ -303,11 +261,10 @@ def keypoint_heatmap_embedding(kp_driving, kp_source, spatial_size, norm_const=1
         backend: force an implementation (see :mod:`fastmotion.backends`).
     """
     op = OP_EMBED
-    if heatmap_type not in ("difference", "gaussian"):
-        raise ValueError(f"{op}: heatmap_type must be 'difference' or 'gaussian', got {heatmap_type!r}")
+    _checks.choice(heatmap_type, "heatmap_type", op, ("difference", "gaussian"))
     if norm_const != "sum":
         norm_const = _checks.positive_number(norm_const, "norm_const", op)
-    kp_variance = _check_kp_variance(kp_variance, op)
+    kp_variance = _checks.kp_variance(kp_variance, op)
     md, vd = _check_kp(kp_driving, "kp_driving", op, kp_variance)
     ms = vs = None
     lead = tuple(md.shape[:-2])
@@ -315,8 +272,7 @@ def keypoint_heatmap_embedding(kp_driving, kp_source, spatial_size, norm_const=1
         ms, vs = _check_kp(kp_source, "kp_source", op, kp_variance)
         if ms.shape[-2] != md.shape[-2]:
             raise ValueError(f"{op}: kp_source has {ms.shape[-2]} keypoints, kp_driving {md.shape[-2]}")
-        if ms.device != md.device:
-            raise ValueError(f"{op}: kp_source is on {ms.device}, kp_driving on {md.device}")
+        _checks.same_device(op, kp_driving=md, kp_source=ms)
         lead = _broadcast_lead(lead, tuple(ms.shape[:-2]), op)
     size = _checks.spatial_size(spatial_size, "spatial_size", op)
     name = backends.select(op, EMBED_IMPLS, md.device, backend)

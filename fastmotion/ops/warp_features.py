@@ -168,8 +168,7 @@ def warp_features(features, grid: torch.Tensor, mode: str = "nearest", *, backen
     _checks.tensor(grid, "grid", OP, dim=4)
     if grid.shape[-1] != 2 or grid.shape[1] < 1 or grid.shape[2] < 1:
         raise ValueError(f"{OP}: grid must be (N, h, w, 2) with h, w >= 1, got {tuple(grid.shape)}")
-    if mode not in MODES:
-        raise ValueError(f"{OP}: mode must be one of {MODES}, got {mode!r}")
+    _checks.choice(mode, "mode", OP, MODES)
     if isinstance(features, torch.Tensor):
         raise TypeError(f"{OP}: features must be a list of (N, C, H, W) tensors, got one tensor")
     features = list(features)
@@ -177,11 +176,8 @@ def warp_features(features, grid: torch.Tensor, mode: str = "nearest", *, backen
         _checks.tensor(f, f"features[{i}]", OP, dim=4)
         if f.shape[0] != grid.shape[0]:
             raise ValueError(f"{OP}: features[{i}] has batch {f.shape[0]}, grid has {grid.shape[0]}")
-        if f.shape[2] < 1 or f.shape[3] < 1:
-            raise ValueError(f"{OP}: features[{i}] must have a non-empty spatial size, got {tuple(f.shape)}")
-        if f.device != grid.device:
-            raise ValueError(f"{OP}: tensors must be on one device, got grid on {grid.device} and "
-                             f"features[{i}] on {f.device}")
+        _checks.nonempty_spatial(f, f"features[{i}]", OP)
+        _checks.same_device(OP, **{"grid": grid, f"features[{i}]": f})
     groups = {}
     for i, f in enumerate(features):
         groups.setdefault(f.dtype, []).append(i)
