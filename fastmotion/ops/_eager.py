@@ -86,11 +86,11 @@ def builds_graph(ctx, grads: Sequence) -> bool:
     (``create_graph=True``, torch.func transforms: grad mode is on inside the backward) and a saved
     input or an incoming gradient requires grad.
 
-    Every op's backward starts with ``if torch.is_grad_enabled() and builds_graph(ctx, grads)``
-    and then computes its gradients with the reference's differentiable math (``reference_vjp``)
-    instead of the fused kernels, whose results carry no graph (a second derivative through them
-    would be silently zero). A first-order backward pays one ``torch.is_grad_enabled()`` for it
-    (the check is inlined there rather than wrapped: a wrapper's extra Python frame cost ~1 us).
+    Every op's backward (:func:`backward_formula`) checks ``torch.is_grad_enabled() and
+    builds_graph(ctx, grads)`` and then computes its gradients with the reference's differentiable
+    math (``reference_vjp``) instead of the fused kernels, whose results carry no graph (a second
+    derivative through them would be silently zero). A first-order backward pays one
+    ``torch.is_grad_enabled()`` for it.
     """
     for g in grads:
         if isinstance(g, torch.Tensor):
@@ -99,6 +99,17 @@ def builds_graph(ctx, grads: Sequence) -> bool:
         elif isinstance(g, (list, tuple)) and any(isinstance(t, torch.Tensor) and t.requires_grad for t in g):
             return True
     return any(t is not None and t.requires_grad for t in ctx.saved_tensors)
+
+
+def backward_formula(backward: Callable, backward_reference: Callable, backward_op: Callable) -> Callable:
+    """An op's autograd backward(ctx, *grads): ``backward(ctx, backward_op, *grads)``, the fused
+    first-order gradients; while a graph of the backward is being built (:func:`builds_graph`),
+    ``backward_reference(ctx, *grads)``, the reference's differentiable math."""
+    def formula(ctx, *grads):
+        if torch.is_grad_enabled() and builds_graph(ctx, grads):
+            return backward_reference(ctx, *grads)
+        return backward(ctx, backward_op, *grads)
+    return formula
 
 
 def reference_vjp(fn: Callable, inputs: Sequence, grads: Sequence) -> list:
@@ -216,7 +227,7 @@ def _leading_tensor_args(op) -> int:
 
 
 def wire(fwd: str, bwd: str, *, kernels: Optional[str] = None, fake_forward: Callable, fake_backward: Callable,
-         setup_context: Callable, backward_with: Callable, entry: Optional[Callable] = None,
+         setup_context: Callable, backward: Callable, backward_reference: Callable, entry: Optional[Callable] = None,
          output: Callable = lambda fn: fn, launchers: Optional[Callable] = None) -> Dict:
     """Register one fused op on every backend and return its backend table
     (:func:`fastmotion.backends.impl_table`), the one call an ``fastmotion/ops`` module makes.
@@ -226,11 +237,12 @@ def wire(fwd: str, bwd: str, *, kernels: Optional[str] = None, fake_forward: Cal
         whose annotated signatures are the Triton ops' schemas;
     fake_forward, fake_backward: the compiled ops' fake kernels (the Triton ops trace their
         launchers instead);
-    setup_context(ctx, inputs, output) and backward_with(backward_op) -> backward(ctx, *grads):
-        the autograd formula around a backward op (the compiled one, the Triton op or its eager
-        launcher), registered with each forward and used by its eager entry;
+    setup_context(ctx, inputs, output), backward(ctx, backward_op, *grads) and
+        backward_reference(ctx, *grads): the autograd formula (:func:`backward_formula`) around a
+        backward op (the compiled one, the Triton op or its eager launcher), registered with each
+        forward and used by its eager entry;
     entry(name, forward, backward_op, traced, tensor_args, transforms): the eager entry of one
-        backend (default: :func:`fused_op` with ``backward_with(backward_op)``);
+        backend (default: :func:`fused_op` with the formula around ``backward_op``);
     output(entry): what the table calls, given the entry (default: the entry itself);
     launchers() -> (forward, backward): the Triton launchers, when they are not the kernel
         module's ``<fwd>`` / ``<bwd>`` (an op that combines two kernel modules).
@@ -239,6 +251,9 @@ def wire(fwd: str, bwd: str, *, kernels: Optional[str] = None, fake_forward: Cal
     (:func:`fastmotion.backends.unavailable_reason`).
     """
     from fastmotion import _ext, backends
+
+    def backward_with(backward_op):
+        return backward_formula(backward, backward_reference, backward_op)
 
     def default_entry(name, forward, backward_op, traced, tensor_args, transforms):
         return fused_op(name, forward, setup_context, backward_with(backward_op), traced, tensor_args, transforms)

@@ -73,18 +73,14 @@ def _cf_backward_reference(ctx, grad):
     return grad_logits, grad_shift, grad_corr
 
 
-def _cf_backward_with(backward_op):
-    def backward(ctx, grad):
-        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad,)):
-            return _cf_backward_reference(ctx, grad)
-        mask_logits, kp_shift = ctx.saved_tensors
-        grad_logits = grad_shift = grad_corr = None
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            grad_logits, grad_shift = backward_op(grad.contiguous(), mask_logits, kp_shift)
-        if ctx.has_correction and ctx.needs_input_grad[2]:
-            grad_corr = grad.permute(0, 3, 1, 2)
-        return grad_logits, grad_shift, grad_corr
-    return backward
+def _cf_backward(ctx, backward_op, grad):
+    mask_logits, kp_shift = ctx.saved_tensors
+    grad_logits = grad_shift = grad_corr = None
+    if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+        grad_logits, grad_shift = backward_op(grad.contiguous(), mask_logits, kp_shift)
+    if ctx.has_correction and ctx.needs_input_grad[2]:
+        grad_corr = grad.permute(0, 3, 1, 2)
+    return grad_logits, grad_shift, grad_corr
 
 
 def _sw_fake_forward(source, kp_shift):
@@ -112,25 +108,21 @@ def _sw_backward_reference(ctx, grad):
     return tuple(_eager.reference_vjp(warps, [source, kp_shift], [grad]))
 
 
-def _sw_backward_with(backward_op):
-    def backward(ctx, grad):
-        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad,)):
-            return _sw_backward_reference(ctx, grad)
-        source, kp_shift = ctx.saved_tensors
-        need_source, need_shift = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        if not (need_source or need_shift):
-            return None, None
-        gs, gk = backward_op(grad.contiguous(), source, kp_shift, need_source, need_shift)
-        return (gs if need_source else None), (gk if need_shift else None)
-    return backward
+def _sw_backward(ctx, backward_op, grad):
+    source, kp_shift = ctx.saved_tensors
+    need_source, need_shift = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    if not (need_source or need_shift):
+        return None, None
+    gs, gk = backward_op(grad.contiguous(), source, kp_shift, need_source, need_shift)
+    return (gs if need_source else None), (gk if need_shift else None)
 
 
 COMPOSE_IMPLS = _eager.wire(_CF_FWD, _CF_BWD, kernels="dense_motion", fake_forward=_cf_fake_forward,
                             fake_backward=_cf_fake_backward, setup_context=_cf_setup_context,
-                            backward_with=_cf_backward_with)
+                            backward=_cf_backward, backward_reference=_cf_backward_reference)
 SHIFT_IMPLS = _eager.wire(_SW_FWD, _SW_BWD, kernels="dense_motion", fake_forward=_sw_fake_forward,
                           fake_backward=_sw_fake_backward, setup_context=_sw_setup_context,
-                          backward_with=_sw_backward_with)
+                          backward=_sw_backward, backward_reference=_sw_backward_reference)
 
 
 def compose_flow(mask_logits: torch.Tensor, kp_shift: torch.Tensor, correction: torch.Tensor | None = None,

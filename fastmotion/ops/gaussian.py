@@ -55,7 +55,7 @@ def _setup_context(ctx, inputs, output):
     ctx.args = (fixed_var, norm_const, norm_sum, background)
 
 
-def _grads(ctx, backward_op, grad):
+def _backward(ctx, backward_op, grad):
     mean_d, var_d, mean_s, var_s = ctx.saved_tensors
     gmd, gvd, gms, gvs = backward_op(grad, mean_d, var_d, mean_s, var_s, *ctx.args)
     return (gmd, None if var_d is None else gvd, None if mean_s is None else gms, None if var_s is None else gvs,
@@ -82,16 +82,8 @@ def _backward_reference(ctx, grad):
     return (*_eager.reference_vjp(heatmaps, ctx.saved_tensors, [grad]), None, None, None, None, None, None)
 
 
-def _backward_with(backward_op):
-    def backward(ctx, grad):
-        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad,)):
-            return _backward_reference(ctx, grad)
-        return _grads(ctx, backward_op, grad)
-    return backward
-
-
 IMPLS = _eager.wire(_FWD, _BWD, kernels="gaussian", fake_forward=_fake_forward, fake_backward=_fake_backward,
-                    setup_context=_setup_context, backward_with=_backward_with)
+                    setup_context=_setup_context, backward=_backward, backward_reference=_backward_reference)
 EMBED_IMPLS = IMPLS  # both ops run on the same fused kernels
 
 

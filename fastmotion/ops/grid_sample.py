@@ -95,20 +95,15 @@ def _backward_reference(ctx, grad_output):
     return gin, ggrid, None, None, None
 
 
-def _make_backward(backward_op):
-    def backward(ctx, grad_output):
-        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad_output,)):
-            return _backward_reference(ctx, grad_output)
-        input, grid = ctx.saved_tensors
-        need_input, need_grid = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        gin, ggrid = backward_op(grad_output, input, grid, *ctx.args, need_input, need_grid)
-        return (gin if need_input else None), (ggrid if need_grid else None), None, None, None
-
-    return backward
+def _backward(ctx, backward_op, grad_output):
+    input, grid = ctx.saved_tensors
+    need_input, need_grid = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    gin, ggrid = backward_op(grad_output, input, grid, *ctx.args, need_input, need_grid)
+    return (gin if need_input else None), (ggrid if need_grid else None), None, None, None
 
 
 IMPLS = _eager.wire(_FWD, _BWD, kernels="grid_sample", fake_forward=_fake_forward, fake_backward=_fake_backward,
-                    setup_context=_setup_context, backward_with=_make_backward)
+                    setup_context=_setup_context, backward=_backward, backward_reference=_backward_reference)
 
 
 def grid_sample(input: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear", padding_mode: str = "zeros",

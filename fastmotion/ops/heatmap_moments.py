@@ -73,12 +73,8 @@ def _backward_reference(ctx, grad_mean, grad_var, grad_raw, grad_lse):
     return grad, None, None, None
 
 
-def _backward_with(backward_op):
-    def backward(ctx, grad_mean, grad_var, grad_raw, grad_lse):
-        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad_mean, grad_var)):
-            return _backward_reference(ctx, grad_mean, grad_var, grad_raw, grad_lse)
-        return backward_op(*_grads(ctx, grad_mean, grad_var), *ctx.args), None, None, None
-    return backward
+def _backward(ctx, backward_op, grad_mean, grad_var, grad_raw, grad_lse):
+    return backward_op(*_grads(ctx, grad_mean, grad_var), *ctx.args), None, None, None
 
 
 def _fused(run):
@@ -90,7 +86,8 @@ def _fused(run):
 
 
 IMPLS = _eager.wire(_FWD, _BWD, kernels="heatmap_moments", fake_forward=_fake_forward, fake_backward=_fake_backward,
-                    setup_context=_setup_context, backward_with=_backward_with, output=_fused)
+                    setup_context=_setup_context, backward=_backward, backward_reference=_backward_reference,
+                    output=_fused)
 
 
 def heatmap_moments(logits: torch.Tensor, temperature: float = 0.1, kp_variance="matrix", clip_variance=None,
