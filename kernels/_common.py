@@ -1,6 +1,6 @@
 """Triton math shared by every kernel family, written once: the accumulation dtype, division
 rounded as the reference's, Monkey-Net's grid coordinates and the align_corners=True taps of the
-keypoint-space warps, and float64 scalars passed as two float32 halves.
+keypoint-space warps, float64 scalars passed as two float32 halves, and the variance-mode codes.
 
 Kernels take these from here, never from another op's module or from ``fastmotion.reference``.
 """
@@ -11,6 +11,14 @@ import struct
 import torch
 import triton
 import triton.language as tl
+
+from fastmotion.ops import _schema
+
+# The variance modes of the schemas (fastmotion/ops/_schema.py) as constexprs: jit code may read
+# only constexpr globals. Launchers pass the plain int, VAR_MATRIX.value.
+VAR_MATRIX = tl.constexpr(_schema.VAR_MATRIX)
+VAR_SINGLE = tl.constexpr(_schema.VAR_SINGLE)
+VAR_FIXED = tl.constexpr(_schema.VAR_FIXED)
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -284,8 +284,8 @@ def shifted_warps_forward(source: torch.Tensor, kp_shift: torch.Tensor) -> torch
     return out
 
 
-def shifted_warps_backward(grad_out: torch.Tensor, source: torch.Tensor, kp_shift: torch.Tensor, source_grad: bool,
-                           shift_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def shifted_warps_backward(grad_out: torch.Tensor, source: torch.Tensor, kp_shift: torch.Tensor,
+                           source_requires_grad: bool, kp_shift_requires_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
     n, c, h, w = source.shape
     k1 = kp_shift.shape[1]
     acc = acc_dtype(source.dtype)
@@ -295,7 +295,7 @@ def shifted_warps_backward(grad_out: torch.Tensor, source: torch.Tensor, kp_shif
     h_m1, y_on = _axis(h)
     empty = grad_out.numel() == 0
     nblk = triton.cdiv(h * w, _SW_BLOCK)
-    if source_grad:
+    if source_requires_grad:
         grad_source = torch.empty((n, c, h, w), dtype=source.dtype, device=source.device)
         if empty:
             grad_source.zero_()
@@ -305,7 +305,7 @@ def shifted_warps_backward(grad_out: torch.Tensor, source: torch.Tensor, kp_shif
                 BLOCK=_SW_BLOCK, ACC=tl_acc(source.dtype), num_warps=4)
     else:
         grad_source = source.new_empty((0,))
-    if shift_grad:
+    if kp_shift_requires_grad:
         if empty:
             grad_shift = shift.new_zeros((n, k1, 2))
         else:

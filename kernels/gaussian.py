@@ -1,6 +1,6 @@
 """Triton kernels of the Gaussian-heatmap ops (``render_gaussians``, ``keypoint_heatmap_embedding``).
 
-Math (shared with csrc/include/fastmotion/gaussian.h): per keypoint the precision
+Math (shared with csrc/include/fastmotion/render_gaussians.h): per keypoint the precision
 P = adj(var) / max(det var, 1e-12) gives q = pa dx^2 + pb dx dy + pc dy^2, and the heatmap is
 G = exp(-0.5 max(q, 0)). Per row of a tile dy is fixed, so q = dx (pa dx + pb dy) + pc dy^2 costs
 two FMAs per pixel plus the exp; the embedding evaluates two Gaussians (driving, source) per pixel.
@@ -34,15 +34,15 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from fastmotion.kernels._common import acc_dtype, grid_consts, grid_coord, join_float, split_float, tl_acc
+from fastmotion.kernels._common import (VAR_FIXED, VAR_MATRIX, VAR_SINGLE, acc_dtype, grid_consts, grid_coord,
+                                        join_float, split_float, tl_acc)
 
 DET_EPS = 1e-12  # smallest determinant used when inverting a covariance (reference: DET_EPS)
 _DET_EPS = tl.constexpr(DET_EPS)
-FAR_QUAD = 2000.0  # a quadratic form above this on every pixel renders exp(-1000) = 0 (gaussian.h)
+FAR_QUAD = 2000.0  # a quadratic form above this on every pixel renders exp(-1000) = 0 (render_gaussians.h)
 _FAR_QUAD = tl.constexpr(FAR_QUAD)
 FWD_BLOCK = 1024  # pixels per forward tile
 BWD_BLOCK = 512  # pixels per backward tile (10-24 accumulators per pixel lane)
-MODE_FIXED, MODE_SINGLE, MODE_MATRIX = 0, 1, 2
 
 
 @triton.jit
@@ -51,7 +51,7 @@ def _keypoint(mean_ptr, var_ptr, m_off, v_off, fixed_hi, fixed_lo, MODE: tl.cons
     eps = tl.full([], _DET_EPS, ACC)
     mx = tl.load(mean_ptr + m_off).to(ACC)
     my = tl.load(mean_ptr + m_off + 1).to(ACC)
-    if MODE == 2:
+    if MODE == VAR_MATRIX:
         v00 = tl.load(var_ptr + v_off).to(ACC)
         v01 = tl.load(var_ptr + v_off + 1).to(ACC)
         v10 = tl.load(var_ptr + v_off + 2).to(ACC)
@@ -62,7 +62,7 @@ def _keypoint(mean_ptr, var_ptr, m_off, v_off, fixed_hi, fixed_lo, MODE: tl.cons
         pb = -(v01 + v10) * inv
         pc = v00 * inv
     else:
-        if MODE == 1:
+        if MODE == VAR_SINGLE:
             v00 = tl.load(var_ptr + v_off).to(ACC)
         else:
             # a Python float arrives as fp32: hi + lo restores it in float64
@@ -75,7 +75,7 @@ def _keypoint(mean_ptr, var_ptr, m_off, v_off, fixed_hi, fixed_lo, MODE: tl.cons
         pb = v01
         pc = pa
     # A finite keypoint so far off the grid that its heatmap is 0 is moved to where it still is 0
-    # but the quadratic form does not overflow (GaussQuad::far_keypoint_scale in gaussian.h).
+    # but the quadratic form does not overflow (GaussQuad::far_keypoint_scale in render_gaussians.h).
     far = tl.maximum(tl.abs(mx), tl.abs(my))
     hb = 0.5 * pb
     hd = 0.5 * (pa - pc)
@@ -134,7 +134,7 @@ def gaussian_fwd_kernel(out_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, B, C, H, W, row
     out_base = out_ptr + hm * H * W
     row0 = tl.program_id(1) * rows_per_prog
     row1 = tl.minimum(row0 + rows_per_prog, H)
-    NV: tl.constexpr = 4 if MODE == 2 else 1
+    NV: tl.constexpr = 4 if MODE == VAR_MATRIX else 1
     if k < 0:  # the background channel
         for r0 in range(row0, row1, BLOCK_H):
             rows = r0 + tl.arange(0, BLOCK_H)
@@ -190,7 +190,7 @@ def gaussian_fwd_kernel(out_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, B, C, H, W, row
 def _finish_keypoint(gm_ptr, gv_ptr, row, mx, my, pa, pb, pc, v00, v01, v10, v11, wg_x, wg_y, wg_xx, wg_xy,
                      wg_yy, w_x, w_y, w_xx, w_xy, w_yy, total, dot, scale, sign,
                      MODE: tl.constexpr, NORM_SUM: tl.constexpr, ACC: tl.constexpr):
-    """Mean and variance gradients of one keypoint from its heatmap moments (gaussian.h)."""
+    """Mean and variance gradients of one keypoint from its heatmap moments (render_gaussians.h)."""
     eps = tl.full([], _DET_EPS, ACC)
     if NORM_SUM:
         inv_s = 1.0 / tl.where(total == 0.0, 1.0, total)  # an empty heatmap has zero gradient
@@ -210,7 +210,7 @@ def _finish_keypoint(gm_ptr, gv_ptr, row, mx, my, pa, pb, pc, v00, v01, v10, v11
         m_yy = f * wg_yy
     tl.store(gm_ptr + row * 2, (-(2.0 * pa * m_x + pb * m_y)).to(gm_ptr.dtype.element_ty))
     tl.store(gm_ptr + row * 2 + 1, (-(pb * m_x + 2.0 * pc * m_y)).to(gm_ptr.dtype.element_ty))
-    if MODE == 2:
+    if MODE == VAR_MATRIX:
         det = v00 * v11 - v01 * v10
         inv = 1.0 / tl.where(det < eps, eps, det)
         t = tl.where(det >= eps, pa * m_xx + pb * m_xy + pc * m_yy, 0.0)
@@ -218,7 +218,7 @@ def _finish_keypoint(gm_ptr, gv_ptr, row, mx, my, pa, pb, pc, v00, v01, v10, v11
         tl.store(gv_ptr + row * 4 + 1, ((t * v10 - m_xy) * inv).to(gv_ptr.dtype.element_ty))
         tl.store(gv_ptr + row * 4 + 2, ((t * v01 - m_xy) * inv).to(gv_ptr.dtype.element_ty))
         tl.store(gv_ptr + row * 4 + 3, ((m_xx - t * v00) * inv).to(gv_ptr.dtype.element_ty))
-    elif MODE == 1:
+    elif MODE == VAR_SINGLE:
         s2 = v00 * v00
         dc = tl.where(s2 < eps, eps, s2)
         dp = (1.0 - tl.where(s2 >= eps, 2.0 * s2 / dc, 0.0)) / dc
@@ -279,7 +279,7 @@ def gaussian_bwd_kernel(gout_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, gmd_ptr, gvd_p
     ab = r // K
     a = ab // B
     b = ab % B
-    NV: tl.constexpr = 4 if MODE == 2 else 1
+    NV: tl.constexpr = 4 if MODE == VAR_MATRIX else 1
     mxd, myd, pad, pbd, pcd, vd00, vd01, vd10, vd11 = _keypoint(
         md_ptr, vd_ptr, a * md_sa + b * md_sb + k * 2, a * vd_sa + b * vd_sb + k * NV, fixed_hi, fixed_lo, MODE, ACC)
     mxs = mxd
@@ -298,7 +298,7 @@ def gaussian_bwd_kernel(gout_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, gmd_ptr, gvd_p
     g_base = gout_ptr + a * g_sa + b * g_sb + (k + BG) * g_sc
     row0 = split * rows_per_prog
     row1 = tl.minimum(row0 + rows_per_prog, H)
-    # sum normalisation: gout shifted by its value nearest each keypoint (see gaussian.h,
+    # sum normalisation: gout shifted by its value nearest each keypoint (see render_gaussians.h,
     # gaussian_moments_to_dq): avoids cancellation when gout is nearly constant over a heatmap
     g0d = tl.zeros([], dtype=ACC)
     g0s = g0d
@@ -370,7 +370,7 @@ def gaussian_bwd_epilogue_kernel(part_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, gmd_p
     ab = r // K
     a = ab // B
     b = ab % B
-    NV: tl.constexpr = 4 if MODE == 2 else 1
+    NV: tl.constexpr = 4 if MODE == VAR_MATRIX else 1
     splits = tl.arange(0, SPLIT_BLOCK)
     smask = splits < n_split
     p = part_ptr + (r * n_split + splits) * 24
@@ -391,8 +391,8 @@ def gaussian_bwd_epilogue_kernel(part_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, gmd_p
 
 def _mode(var):
     if var is None:
-        return MODE_FIXED
-    return MODE_MATRIX if var.shape[-1] == 2 else MODE_SINGLE
+        return VAR_FIXED.value
+    return VAR_MATRIX.value if var.shape[-1] == 2 else VAR_SINGLE.value
 
 
 def _block_contiguous(t, lead):
@@ -449,9 +449,9 @@ def _grid_consts(h: int, w: int):
                 y_on=1.0 if h > 1 else 0.0)
 
 
-def gaussian_heatmaps_forward(mean_d: torch.Tensor, var_d: torch.Tensor | None, mean_s: torch.Tensor | None,
-                              var_s: torch.Tensor | None, fixed_var: float, height: int, width: int, norm_const: float,
-                              norm_sum: bool, background: bool) -> torch.Tensor:
+def render_gaussians_forward(mean_d: torch.Tensor, var_d: torch.Tensor | None, mean_s: torch.Tensor | None,
+                             var_s: torch.Tensor | None, fixed_var: float, height: int, width: int, norm_const: float,
+                             norm_sum: bool, background: bool) -> torch.Tensor:
     """Keypoints ``(A, B, K, 2)`` or ``(B, K, 2)`` (+ var ``(..., K, c, c)``) -> heatmaps
     ``(A, B, K + bg, H, W)`` or ``(B, K + bg, H, W)``."""
     a, b, k, lead = _ab(mean_d)
@@ -472,10 +472,10 @@ def gaussian_heatmaps_forward(mean_d: torch.Tensor, var_d: torch.Tensor | None, 
     return out
 
 
-def gaussian_heatmaps_backward(grad_out: torch.Tensor, mean_d: torch.Tensor, var_d: torch.Tensor | None,
-                               mean_s: torch.Tensor | None, var_s: torch.Tensor | None, fixed_var: float,
-                               norm_const: float, norm_sum: bool, background: bool, split: int | None = None
-                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def render_gaussians_backward(grad_out: torch.Tensor, mean_d: torch.Tensor, var_d: torch.Tensor | None,
+                              mean_s: torch.Tensor | None, var_s: torch.Tensor | None, fixed_var: float,
+                              norm_const: float, norm_sum: bool, background: bool, split: int | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of the keypoints (dense, in their dtype; ``(0,)`` for absent inputs).
 
     ``split``: row ranges per heatmap (default: enough programs to fill the GPU); > 1 adds a tiny

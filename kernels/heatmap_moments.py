@@ -29,7 +29,8 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from fastmotion.kernels._common import acc_dtype, grid_consts, grid_coord, join_float, split_float, tl_acc
+from fastmotion.kernels._common import (VAR_FIXED, VAR_MATRIX, VAR_SINGLE, acc_dtype, grid_consts, grid_coord, join_float,
+                                        split_float, tl_acc)
 
 HEATMAP_EPS = 1e-7
 MAX_BLOCK = 4096
@@ -123,14 +124,14 @@ def heatmap_moments_fwd_kernel(logits_ptr, mean_ptr, var_ptr, raw_ptr, lse_ptr, 
     tl.store(raw_ptr + row * 4 + 2, vxy)
     tl.store(raw_ptr + row * 4 + 3, vyy)
     tl.store(lse_ptr + row, run_max + tl.log(run_sum))
-    if VAR_MODE == 0:  # 'matrix': clip by the smallest singular value
+    if VAR_MODE == VAR_MATRIX:  # clip by the smallest singular value
         sg, u, w, s2 = _smallest_singular(vxx, vxy, vxy, vyy)
         scale = tl.where((sg > 0.0) & (sg < clip), clip / tl.where(sg > 0.0, sg, 1.0), 1.0)
         tl.store(var_ptr + row * 4, vxx * scale)
         tl.store(var_ptr + row * 4 + 1, vxy * scale)
         tl.store(var_ptr + row * 4 + 2, vxy * scale)
         tl.store(var_ptr + row * 4 + 3, vyy * scale)
-    elif VAR_MODE == 1:  # 'single'
+    elif VAR_MODE == VAR_SINGLE:
         tl.store(var_ptr + row, (vxx + vyy) * 0.5)
 
 
@@ -152,7 +153,7 @@ def heatmap_moments_bwd_kernel(logits_ptr, grad_ptr, mean_ptr, raw_ptr, lse_ptr,
     gmy = tl.load(gmean_ptr + row * 2 + 1).to(ACC)
     lse = tl.load(lse_ptr + row).to(ACC)
     # Gradient with respect to the raw covariance through the epilogue (see moments_var_grad).
-    if VAR_MODE == 0:
+    if VAR_MODE == VAR_MATRIX:
         o00 = tl.load(gvar_ptr + row * 4).to(ACC)
         o01 = tl.load(gvar_ptr + row * 4 + 1).to(ACC)
         o10 = tl.load(gvar_ptr + row * 4 + 2).to(ACC)
@@ -168,7 +169,7 @@ def heatmap_moments_bwd_kernel(logits_ptr, grad_ptr, mean_ptr, raw_ptr, lse_ptr,
         g01 = scale * o01 + coef * (2.0 * vb - (u * 2.0 * vb + 4.0 * w * vd) * inv_s2)
         g10 = scale * o10 + coef * (2.0 * vc - (-u * 2.0 * vc + 4.0 * w * va) * inv_s2)
         g11 = scale * o11 + coef * (2.0 * vd - (-u * 2.0 * vd + 4.0 * w * vb) * inv_s2)
-    elif VAR_MODE == 1:
+    elif VAR_MODE == VAR_SINGLE:
         g00 = tl.load(gvar_ptr + row).to(ACC) * 0.5
         g11 = g00
         g01 = g00 * 0.0
@@ -221,9 +222,9 @@ def heatmap_moments_forward(logits: torch.Tensor, temperature: float, var_mode: 
     logits = logits.contiguous()
     rows, h, w = logits.shape
     acc = acc_dtype(logits.dtype)
-    v = 1 if var_mode == 1 else 2
+    v = 1 if var_mode == VAR_SINGLE.value else 2
     mean = logits.new_empty((rows, 2), dtype=acc)
-    var = (logits.new_zeros if var_mode == 2 else logits.new_empty)((rows, v, v), dtype=acc)
+    var = (logits.new_zeros if var_mode == VAR_FIXED.value else logits.new_empty)((rows, v, v), dtype=acc)
     var_raw = logits.new_empty((rows, 2, 2), dtype=acc)
     lse = logits.new_empty((rows,), dtype=acc)
     if rows == 0:

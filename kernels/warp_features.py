@@ -418,11 +418,12 @@ def _feature_grads_by_gather(grad_outs, features, grid, nearest: bool):
     return out
 
 
-def warp_features_backward(grad_outs, features, grid, nearest: bool, features_grad: bool, grid_grad: bool):
+def warp_features_backward(grad_outs, features, grid, nearest: bool, features_requires_grad: bool,
+                           grid_requires_grad: bool):
     grid = grid.contiguous()
-    if features_grad and _grid_sample.gather_input_grad():
+    if features_requires_grad and _grid_sample.gather_input_grad():
         gathered = _feature_grads_by_gather(grad_outs, features, grid, nearest)
-        _, grad_grid = warp_features_backward(grad_outs, features, grid, nearest, False, grid_grad)
+        _, grad_grid = warp_features_backward(grad_outs, features, grid, nearest, False, grid_requires_grad)
         return gathered, grad_grid
     n, h, w, _ = grid.shape
     acc = acc_dtype(grid.dtype)
@@ -439,8 +440,8 @@ def warp_features_backward(grad_outs, features, grid, nearest: bool, features_gr
                          programs=n * nchunk * pblk if n * c > 0 else 0))
         gf_size += n * c * hf * wf
         gc_size += n * nchunk * hf * wf * 2
-    gf = torch.zeros((gf_size if features_grad else 1,), dtype=acc, device=device)
-    gc = torch.empty((gc_size if grid_grad else 1,), dtype=acc, device=device)  # every partial is written
+    gf = torch.zeros((gf_size if features_requires_grad else 1,), dtype=acc, device=device)
+    gc = torch.empty((gc_size if grid_requires_grad else 1,), dtype=acc, device=device)  # every partial is written
     live = [i for i, d in enumerate(info) if d["programs"] > 0]
     for group in _groups(live):
         per_map, start = [], 0
@@ -451,11 +452,11 @@ def warp_features_backward(grad_outs, features, grid, nearest: bool, features_gr
             start += d["programs"]
         filler = per_map[0][:-1] + (start,)
         wrap_triton(warp_features_bwd_kernel)[(start,)](
-            grid, gf, gc, h, w, *_pad(per_map, filler), NUM=len(group), FEAT_GRAD=features_grad,
-            GRID_GRAD=grid_grad, NEAREST=nearest, CHUNK=_CHUNK, BLOCK=_PIX_BLOCK, ACC=tl_acc(grid.dtype),
+            grid, gf, gc, h, w, *_pad(per_map, filler), NUM=len(group), FEAT_GRAD=features_requires_grad,
+            GRID_GRAD=grid_requires_grad, NEAREST=nearest, CHUNK=_CHUNK, BLOCK=_PIX_BLOCK, ACC=tl_acc(grid.dtype),
             num_warps=4)
     grad_grid = grid.new_empty((0,))
-    if grid_grad:
+    if grid_requires_grad:
         grad_grid = torch.zeros((n, h, w, 2), dtype=acc, device=device) if not live else \
             torch.empty((n, h, w, 2), dtype=acc, device=device)
         nblk = triton.cdiv(h * w, _CELL_BLOCK)
@@ -469,7 +470,7 @@ def warp_features_backward(grad_outs, features, grid, nearest: bool, features_gr
                 gc, grad_grid, h, w, nblk, *_pad(per_map, per_map[0]), NUM=len(group), ACCUMULATE=gi > 0,
                 NEAREST=nearest, BLOCK=_CELL_BLOCK, ACC=tl_acc(grid.dtype), num_warps=4)
     grad_features = []
-    if features_grad:
+    if features_requires_grad:
         grad_features = [f.new_empty((n,) + tuple(f.shape[1:]))
                          for f in features]
         live_out = [i for i in range(len(features)) if grad_features[i].numel() > 0]

@@ -6,8 +6,8 @@
 //     (the correction's gradient is grad_grid itself, permuted: no kernel)
 // shifted_warps_forward(source (N,C,H,W), kp_shift (N,K1,2)) -> (N,K1,C,H,W): source sampled at
 //     identity + kp_shift_k (bilinear, zeros, align_corners=True)
-// shifted_warps_backward(grad_out, source, kp_shift, source_grad, shift_grad)
-//     -> (grad_source (N,C,H,W) or (0,) if not source_grad, grad_kp_shift (N,K1,2) or (0,))
+// shifted_warps_backward(grad_out, source, kp_shift, source_requires_grad, kp_shift_requires_grad)
+//     -> (grad_source (N,C,H,W) or (0,) if not source_requires_grad, grad_kp_shift (N,K1,2) or (0,))
 // kp_shift and its gradient are in the accumulation dtype (float; double for double inputs);
 // everything else in the dtype of mask_logits / source.
 #include "ops/dense_motion.h"
@@ -100,6 +100,6 @@ TORCH_LIBRARY_FRAGMENT(fastmotion, m) {
   m.def("compose_flow_backward(Tensor grad_grid, Tensor mask_logits, Tensor kp_shift) -> (Tensor, Tensor)");
   m.def("shifted_warps_forward(Tensor source, Tensor kp_shift) -> Tensor");
   m.def(
-      "shifted_warps_backward(Tensor grad_out, Tensor source, Tensor kp_shift, bool source_grad, bool shift_grad) "
-      "-> (Tensor, Tensor)");
+      "shifted_warps_backward(Tensor grad_out, Tensor source, Tensor kp_shift, bool source_requires_grad, "
+      "bool kp_shift_requires_grad) -> (Tensor, Tensor)");
 }

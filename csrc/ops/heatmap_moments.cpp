@@ -4,8 +4,8 @@
 //     -> mean (R,2), var (R,2,2) or (R,1,1), var_raw (R,2,2), lse (R)
 //   softmax(logits / T) over H*W, its mean and covariance on Monkey-Net's grid: var is the
 //   detector's output (clipped for var_mode 0 = 'matrix', (vxx + vyy) / 2 for 1 = 'single',
-//   unused for 2 = fixed variance), var_raw the unclipped covariance and lse the log-sum-exp,
-//   both saved for the backward. Statistics are in the accumulation dtype (float32 for
+//   unused for 2 = 'fixed'; VarMode, fastmotion/var_mode.h), var_raw the unclipped covariance and
+//   lse the log-sum-exp, both saved for the backward. Statistics are in the accumulation dtype (float32 for
 //   half/bfloat16/float inputs, float64 for double).
 // heatmap_moments_backward(grad_mean, grad_var, logits, mean, var_raw, lse, T, var_mode, clip)
 //     -> grad_logits
@@ -13,9 +13,11 @@
 
 #include <torch/library.h>
 
+#include "fastmotion/var_mode.h"
+
 namespace fastmotion {
 
-int64_t heatmap_moments_var_size(int64_t var_mode) { return var_mode == 1 ? 1 : 2; }
+int64_t heatmap_moments_var_size(int64_t var_mode) { return var_mode == kVarSingle ? 1 : 2; }
 
 void check_heatmap_moments_forward(const at::Tensor& logits, double temperature, int64_t var_mode, double clip) {
   TORCH_CHECK(logits.dim() == 3, "heatmap_moments: logits must be (rows, H, W), got ", logits.sizes());
@@ -24,8 +26,8 @@ void check_heatmap_moments_forward(const at::Tensor& logits, double temperature,
   TORCH_CHECK(logits.size(1) >= 1 && logits.size(2) >= 1,
               "heatmap_moments: H and W must be >= 1, got ", logits.sizes());
   TORCH_CHECK(temperature > 0, "heatmap_moments: temperature must be > 0, got ", temperature);
-  TORCH_CHECK(var_mode >= 0 && var_mode <= 2, "heatmap_moments: var_mode must be 0 (matrix), 1 (single) or 2 (none), got ",
-              var_mode);
+  TORCH_CHECK(var_mode == kVarMatrix || var_mode == kVarSingle || var_mode == kVarFixed,
+              "heatmap_moments: var_mode must be 0 (matrix), 1 (single) or 2 (fixed), got ", var_mode);
   TORCH_CHECK(clip >= 0, "heatmap_moments: clip must be >= 0, got ", clip);
 }
 

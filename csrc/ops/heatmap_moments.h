@@ -6,7 +6,7 @@
 namespace fastmotion {
 
 // logits: (R, H, W) floating, H, W >= 1; temperature > 0; var_mode 0 (matrix), 1 (single) or
-// 2 (none); clip >= 0 (0: no clipping).
+// 2 (fixed) (VarMode); clip >= 0 (0: no clipping).
 void check_heatmap_moments_forward(const at::Tensor& logits, double temperature, int64_t var_mode, double clip);
 
 // Shape of the var output for a var_mode: (R, 1, 1) for 'single', else (R, 2, 2).

@@ -2,27 +2,27 @@
 //
 // warp_features_forward(features [(N,C_i,H_i,W_i)], grid (N,h,w,2), mode) -> [(N,C_i,H_i,W_i)]
 //     each feature map sampled (bilinear, zeros, align_corners=True) at the grid resized to its
-//     (H_i, W_i) by F.interpolate(mode) - "nearest", or "bilinear"/"trilinear" (linear,
-//     align_corners=False) - with the resize folded into the sampling.
-// warp_features_backward(grad_outs, features, grid, mode, features_grad, grid_grad)
-//     -> ([grad_feature_i] (empty list if not features_grad), grad_grid (N,h,w,2) or (0,))
+//     (H_i, W_i) by F.interpolate - mode 1 'nearest', or 0 linear ('bilinear' / 'trilinear',
+//     align_corners=False; GridSampleMode) - with the resize folded into the sampling.
+// warp_features_backward(grad_outs, features, grid, mode, features_requires_grad, grid_requires_grad)
+//     -> ([grad_feature_i] (empty list if not features_requires_grad), grad_grid (N,h,w,2) or (0,))
 // grid and grad_grid are in the features' accumulation dtype (float; double for double).
 #include "ops/warp_features.h"
 
 #include <torch/library.h>
 
+#include "fastmotion/sampling.h"
 #include "ops/dense_motion.h"
 
 namespace fastmotion {
 
-bool warp_features_nearest(c10::string_view mode) {
-  if (mode == "nearest") return true;
-  TORCH_CHECK(mode == "bilinear" || mode == "trilinear",
-              "warp_features: mode must be 'nearest', 'bilinear' or 'trilinear', got '", std::string(mode), "'");
-  return false;
+bool warp_features_nearest(int64_t mode) {
+  TORCH_CHECK(mode == kModeBilinear || mode == kModeNearest,
+              "warp_features: mode must be 0 (linear: 'bilinear' / 'trilinear') or 1 ('nearest'), got ", mode);
+  return mode == kModeNearest;
 }
 
-void check_warp_features_forward(at::TensorList features, const at::Tensor& grid, c10::string_view mode) {
+void check_warp_features_forward(at::TensorList features, const at::Tensor& grid, int64_t mode) {
   const char* op = "warp_features";
   warp_features_nearest(mode);
   TORCH_CHECK(grid.dim() == 4 && grid.size(3) == 2, op, ": grid must be (N, h, w, 2), got ", grid.sizes());
@@ -48,7 +48,7 @@ void check_warp_features_forward(at::TensorList features, const at::Tensor& grid
 }
 
 void check_warp_features_backward(at::TensorList grad_outs, at::TensorList features, const at::Tensor& grid,
-                                  c10::string_view mode) {
+                                  int64_t mode) {
   check_warp_features_forward(features, grid, mode);
   TORCH_CHECK(grad_outs.size() == features.size(), "warp_features_backward: got ", grad_outs.size(),
               " gradients for ", features.size(), " feature maps");
@@ -64,8 +64,8 @@ void check_warp_features_backward(at::TensorList grad_outs, at::TensorList featu
 }  // namespace fastmotion
 
 TORCH_LIBRARY_FRAGMENT(fastmotion, m) {
-  m.def("warp_features_forward(Tensor[] features, Tensor grid, str mode) -> Tensor[]");
+  m.def("warp_features_forward(Tensor[] features, Tensor grid, int mode) -> Tensor[]");
   m.def(
-      "warp_features_backward(Tensor[] grad_outs, Tensor[] features, Tensor grid, str mode, bool features_grad, "
-      "bool grid_grad) -> (Tensor[], Tensor)");
+      "warp_features_backward(Tensor[] grad_outs, Tensor[] features, Tensor grid, int mode, "
+      "bool features_requires_grad, bool grid_requires_grad) -> (Tensor[], Tensor)");
 }

@@ -88,9 +88,9 @@ def _sw_fake_forward(source, kp_shift):
     return source.new_empty((n, kp_shift.shape[1], c, h, w))
 
 
-def _sw_fake_backward(grad_out, source, kp_shift, source_grad, shift_grad):
-    gs = source.new_empty(tuple(source.shape) if source_grad else (0,))
-    gk = kp_shift.new_empty(tuple(kp_shift.shape) if shift_grad else (0,))
+def _sw_fake_backward(grad_out, source, kp_shift, source_requires_grad, kp_shift_requires_grad):
+    gs = source.new_empty(tuple(source.shape) if source_requires_grad else (0,))
+    gk = kp_shift.new_empty(tuple(kp_shift.shape) if kp_shift_requires_grad else (0,))
     return gs, gk
 
 

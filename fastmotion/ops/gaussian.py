@@ -1,7 +1,7 @@
 """``render_gaussians`` and ``keypoint_heatmap_embedding``: Gaussian keypoint heatmaps.
 
 Backends: reference (plain PyTorch), cpu (C++), cuda (CUDA C++), triton. Both ops run on one
-fused kernel pair, ``fastmotion::gaussian_heatmaps_forward`` / ``_backward``: per heatmap the
+fused kernel pair, ``fastmotion::render_gaussians_forward`` / ``_backward``: per heatmap the
 2x2 covariance is inverted once and every pixel costs a few FMAs and one exp per Gaussian; the
 embedding's driving-minus-source difference, its normalisation and the zero background channel
 are written in the same pass, in the ``(..., K+1, H, W)`` layout the next convolution reads. The
@@ -31,8 +31,8 @@ from fastmotion.reference import gaussian as ref
 
 OP_RENDER = "render_gaussians"
 OP_EMBED = "keypoint_heatmap_embedding"
-_FWD = "gaussian_heatmaps_forward"
-_BWD = "gaussian_heatmaps_backward"
+_FWD = "render_gaussians_forward"
+_BWD = "render_gaussians_backward"
 
 
 # ---- torch.library registration of the fused op (C++ and Triton) ----

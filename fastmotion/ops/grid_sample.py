@@ -39,7 +39,7 @@ from __future__ import annotations
 import torch
 
 from fastmotion import backends
-from fastmotion.ops import _checks, _eager
+from fastmotion.ops import _checks, _eager, _schema
 from fastmotion import reference as ref
 
 OP = "grid_sample"
@@ -47,8 +47,8 @@ _FWD = "grid_sample_forward"
 _BWD = "grid_sample_backward"
 MODES = ("bilinear", "nearest", "bicubic")
 PADDING_MODES = ("zeros", "border", "reflection")
-_MODE_CODES = {"bilinear": 0, "nearest": 1}
-_PADDING_CODES = {"zeros": 0, "border": 1, "reflection": 2}
+_MODE_CODES = _schema.MODE_CODES
+_PADDING_CODES = _schema.PADDING_CODES
 
 
 def _channels_last(input: torch.Tensor) -> bool:

@@ -19,11 +19,11 @@ import torch
 
 from fastmotion import backends, reference
 from fastmotion.ops import _checks, _eager
+from fastmotion.ops._schema import VAR_FIXED, VAR_MATRIX, VAR_MODES, VAR_SINGLE
 
 OP = "heatmap_moments"
 _FWD = "heatmap_moments_forward"
 _BWD = "heatmap_moments_backward"
-VAR_MODES = {"matrix": 0, "single": 1}  # a number (fixed variance) is mode 2: no var output
 
 
 def _acc_dtype(dtype):
@@ -33,7 +33,7 @@ def _acc_dtype(dtype):
 def _fake_forward(logits, temperature, var_mode, clip):
     rows = logits.shape[0]
     acc = _acc_dtype(logits.dtype)
-    v = 1 if var_mode == 1 else 2
+    v = 1 if var_mode == VAR_SINGLE else 2
     return (logits.new_empty((rows, 2), dtype=acc), logits.new_empty((rows, v, v), dtype=acc),
             logits.new_empty((rows, 2, 2), dtype=acc), logits.new_empty((rows,), dtype=acc))
 
@@ -64,7 +64,7 @@ def _backward_reference(ctx, grad_mean, grad_var, grad_raw, grad_lse):
     """The logits' gradient by the reference's differentiable math (double backward)."""
     logits = ctx.saved_tensors[0]
     temperature, var_mode, clip = ctx.args
-    kp_variance = {0: "matrix", 1: "single"}.get(var_mode, 1.0)
+    kp_variance = {VAR_MATRIX: "matrix", VAR_SINGLE: "single"}.get(var_mode, 1.0)
 
     def moments(x):
         return reference.heatmap_moments(x.to(_acc_dtype(x.dtype)), temperature, kp_variance, clip or None)
@@ -117,15 +117,15 @@ def heatmap_moments(logits: torch.Tensor, temperature: float = 0.1, kp_variance=
         return reference.heatmap_moments(logits, temperature, kp_variance, clip_variance)
 
     lead = logits.shape[:-2]
-    var_mode = VAR_MODES.get(kp_variance, 2) if isinstance(kp_variance, str) else 2
-    clip = float(clip_variance) if (clip_variance and var_mode == 0) else 0.0
+    var_mode = VAR_MODES.get(kp_variance, VAR_FIXED) if isinstance(kp_variance, str) else VAR_FIXED
+    clip = float(clip_variance) if (clip_variance and var_mode == VAR_MATRIX) else 0.0
     mean, var = IMPLS[name].fn(logits.reshape(-1, h, w), temperature, var_mode, clip)
     dtype = logits.dtype
     mean = mean.view(*lead, 2)
     if mean.dtype != dtype:  # half / bfloat16 logits: the kernels return float32 moments
         mean = mean.to(dtype)
-    if var_mode == 2:
+    if var_mode == VAR_FIXED:
         return mean, None
-    v = 1 if var_mode == 1 else 2
+    v = 1 if var_mode == VAR_SINGLE else 2
     var = var.view(*lead, v, v)
     return mean, (var if var.dtype == dtype else var.to(dtype))

@@ -24,6 +24,8 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from fastmotion.ops import _schema
+
 MODES = ("fwd", "fwd+bwd")
 
 
@@ -226,14 +228,10 @@ def _grid_sample_fused(x, grid, mode, padding_mode, align_corners, backend=None)
     return grid_sample(x, grid, mode, padding_mode, align_corners, backend=backend)
 
 
-_GRID_MODES = {"bilinear": 0, "nearest": 1}
-_PADDING_MODES = {"zeros": 0, "border": 1, "reflection": 2}
-
-
 def _grid_sample_registered(tensors, options, backend):
     x, grid = tensors
-    return _registered("grid_sample_forward", backend)(x, grid, _GRID_MODES[options["mode"]],
-                                                       _PADDING_MODES[options["padding_mode"]],
+    return _registered("grid_sample_forward", backend)(x, grid, _schema.MODE_CODES[options["mode"]],
+                                                       _schema.PADDING_CODES[options["padding_mode"]],
                                                        options["align_corners"])
 
 
@@ -337,7 +335,8 @@ def _warp_fused(*tensors, mode, backend=None):
 
 
 def _warp_registered(tensors, options, backend):
-    return _registered("warp_features_forward", backend)(list(tensors[:-1]), tensors[-1], options["mode"])
+    mode = _schema.MODE_NEAREST if options["mode"] == "nearest" else _schema.MODE_BILINEAR  # resize: nearest or linear
+    return _registered("warp_features_forward", backend)(list(tensors[:-1]), tensors[-1], mode)
 
 
 def _warp_cases():

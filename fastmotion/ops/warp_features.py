@@ -25,6 +25,7 @@ import torch
 
 from fastmotion import _ext, backends
 from fastmotion.ops import _checks, _eager
+from fastmotion.ops._schema import MODE_BILINEAR, MODE_NEAREST
 from fastmotion import reference as ref
 
 OP = "warp_features"
@@ -42,10 +43,10 @@ def _fake_forward(features, grid, mode):
     return [f.new_empty((n,) + tuple(f.shape[1:])) for f in features]
 
 
-def _fake_backward(grad_outs, features, grid, mode, features_grad, grid_grad):
+def _fake_backward(grad_outs, features, grid, mode, features_requires_grad, grid_requires_grad):
     n = grid.shape[0]
-    grads = [f.new_empty((n,) + tuple(f.shape[1:])) for f in features] if features_grad else []
-    return grads, grid.new_empty(tuple(grid.shape) if grid_grad else (0,))
+    grads = [f.new_empty((n,) + tuple(f.shape[1:])) for f in features] if features_requires_grad else []
+    return grads, grid.new_empty(tuple(grid.shape) if grid_requires_grad else (0,))
 
 
 def _setup_context(ctx, inputs, output):
@@ -66,7 +67,8 @@ def _backward_reference(ctx, grads):
     features, grid = list(saved[:ctx.num_features]), saved[ctx.num_features]
     def warped(*tensors):
         maps, g = tensors[:-1], tensors[-1]
-        outs = ref.warp_features([f.to(_acc_dtype(f.dtype)) for f in maps], g, ctx.mode)
+        outs = ref.warp_features([f.to(_acc_dtype(f.dtype)) for f in maps], g,
+                                 "nearest" if ctx.mode == MODE_NEAREST else "bilinear")
         return [o.to(f.dtype) for o, f in zip(outs, maps)]
 
     got = _eager.reference_vjp(warped, features + [grid], list(grads))
@@ -128,21 +130,23 @@ def _register_triton():
     from fastmotion.kernels import warp_features as tk
 
     @torch.library.triton_op(f"fastmotion::{_FWD}_triton", mutates_args=())
-    def forward(features: list[torch.Tensor], grid: torch.Tensor, mode: str) -> list[torch.Tensor]:
-        return tk.warp_features_forward(features, grid, mode == "nearest")
+    def forward(features: list[torch.Tensor], grid: torch.Tensor, mode: int) -> list[torch.Tensor]:
+        return tk.warp_features_forward(features, grid, mode == MODE_NEAREST)
 
     @torch.library.triton_op(f"fastmotion::{_BWD}_triton", mutates_args=())
-    def backward_op(grad_outs: list[torch.Tensor], features: list[torch.Tensor], grid: torch.Tensor, mode: str,
-                    features_grad: bool, grid_grad: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
-        return tk.warp_features_backward(grad_outs, features, grid, mode == "nearest", features_grad, grid_grad)
+    def backward_op(grad_outs: list[torch.Tensor], features: list[torch.Tensor], grid: torch.Tensor, mode: int,
+                    features_requires_grad: bool, grid_requires_grad: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+        return tk.warp_features_backward(grad_outs, features, grid, mode == MODE_NEAREST, features_requires_grad,
+                                         grid_requires_grad)
 
     forward.register_autograd(_backward_with(backward_op), setup_context=_setup_context)
 
     def launch_forward(features, grid, mode):
-        return tk.warp_features_forward(features, grid, mode == "nearest")
+        return tk.warp_features_forward(features, grid, mode == MODE_NEAREST)
 
-    def launch_backward(grad_outs, features, grid, mode, features_grad, grid_grad):
-        return tk.warp_features_backward(grad_outs, features, grid, mode == "nearest", features_grad, grid_grad)
+    def launch_backward(grad_outs, features, grid, mode, features_requires_grad, grid_requires_grad):
+        return tk.warp_features_backward(grad_outs, features, grid, mode == MODE_NEAREST, features_requires_grad,
+                                         grid_requires_grad)
 
     launcher = _eager.triton_launcher
     return _eager_entry("WarpFeaturesTriton", launcher(launch_forward), launcher(launch_backward), forward,
@@ -192,5 +196,5 @@ def warp_features(features, grid: torch.Tensor, mode: str = "nearest", *, backen
         return ref.warp_features(features, grid, mode)
     if not features:
         return []
-    kernel_mode = "nearest" if mode == "nearest" else "bilinear"
+    kernel_mode = MODE_NEAREST if mode == "nearest" else MODE_BILINEAR  # the grid resize: nearest or linear
     return list(IMPLS[name].fn(features, grid.to(_acc_dtype(features[0].dtype)), kernel_mode))

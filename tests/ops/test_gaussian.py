@@ -297,8 +297,8 @@ def test_triton_split_backward_matches_fused():
     ms, vs = (t.float().to(device) for t in _kp((1, 2), 3, seed=15))
     g = torch.randn(1, 2, 4, 9, 7, device=device)
     for norm_sum in (False, True):
-        one = tk.gaussian_heatmaps_backward(g, md, vd, ms, vs, 1.0, 10.0, norm_sum, True, split=1)
-        three = tk.gaussian_heatmaps_backward(g, md, vd, ms, vs, 1.0, 10.0, norm_sum, True, split=3)
+        one = tk.render_gaussians_backward(g, md, vd, ms, vs, 1.0, 10.0, norm_sum, True, split=1)
+        three = tk.render_gaussians_backward(g, md, vd, ms, vs, 1.0, 10.0, norm_sum, True, split=3)
         for a, b in zip(one, three):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
@@ -378,8 +378,8 @@ def test_opcheck(backend, device):
     md, vd = (t.float() for t in _kp((2, 3), 4, seed=17))
     ms, vs = (t.float() for t in _kp((2, 1), 4, seed=18))
     ms_b, vs_b = ms.expand(2, 3, 4, 2), vs.expand(2, 3, 4, 2, 2)  # zero strides, as the op layer passes them
-    fwd = torch.ops.fastmotion.gaussian_heatmaps_forward
-    bwd = torch.ops.fastmotion.gaussian_heatmaps_backward
+    fwd = torch.ops.fastmotion.render_gaussians_forward
+    bwd = torch.ops.fastmotion.render_gaussians_backward
     cases = [(md, vd, ms_b, vs_b, 1.0, 5, 7, 100.0, False, True),
              (md, vd[..., :1, :1].contiguous(), None, None, 1.0, 5, 7, 1.0, True, False),
              (md, None, ms_b, None, 0.02, 5, 7, 10.0, False, True),
@@ -472,7 +472,7 @@ def test_gaussian_type_ignores_source_and_fixed_variance_ignores_var():
 
 @pytest.mark.parametrize("backend,device", CPU_BACKENDS)
 def test_cpp_op_rejects_bad_shapes(backend, device):
-    fwd = torch.ops.fastmotion.gaussian_heatmaps_forward
+    fwd = torch.ops.fastmotion.render_gaussians_forward
     md = torch.zeros(1, 2, 3, 2)
     with pytest.raises(RuntimeError, match="mean_d"):
         fwd(md[0, 0], None, None, None, 1.0, 4, 4, 1.0, False, False)

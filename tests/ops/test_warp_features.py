@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from fastmotion.ops import warp_features
 from fastmotion import reference as ref
+from fastmotion.ops._schema import MODE_BILINEAR, MODE_NEAREST
 from fastmotion.reference.grid import make_coordinate_grid
 from tests.compile_check import assert_compiles_like_eager
 from tests.determinism import count_gathers, deterministic_algorithms
@@ -294,7 +295,7 @@ def test_reference_matches_original_formulation():
 def test_opcheck(backend, device):
     feats = _features(2, [(3, 5, 4), (2, 3, 7)], device, dtype=torch.float32)
     grid = _grid(2, (4, 5), device, dtype=torch.float32)
-    for mode in ("nearest", "bilinear"):
+    for mode in (MODE_NEAREST, MODE_BILINEAR):  # the schema's int codes
         torch.library.opcheck(torch.ops.fastmotion.warp_features_forward, (feats, grid, mode))
         grads = [torch.randn_like(f) for f in feats]
         for flags in ((True, True), (True, False), (False, True)):
@@ -356,11 +357,11 @@ def test_bad_input(call, exc, match):
 def test_cpp_op_checks_its_arguments():
     feats = [torch.randn(2, 3, 4, 4)]
     with pytest.raises(RuntimeError, match="accumulation dtype"):
-        torch.ops.fastmotion.warp_features_forward(feats, torch.randn(2, 4, 4, 2, dtype=torch.float64), "nearest")
+        torch.ops.fastmotion.warp_features_forward(feats, torch.randn(2, 4, 4, 2, dtype=torch.float64), MODE_NEAREST)
     with pytest.raises(RuntimeError, match="mode"):
-        torch.ops.fastmotion.warp_features_forward(feats, torch.randn(2, 4, 4, 2), "area")
+        torch.ops.fastmotion.warp_features_forward(feats, torch.randn(2, 4, 4, 2), 7)
     with pytest.raises(RuntimeError, match="gradients"):
-        torch.ops.fastmotion.warp_features_backward([], feats, torch.randn(2, 4, 4, 2), "nearest", True, True)
+        torch.ops.fastmotion.warp_features_backward([], feats, torch.randn(2, 4, 4, 2), MODE_NEAREST, True, True)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the other tests compile these kernels for it")

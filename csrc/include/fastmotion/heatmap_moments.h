@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "fastmotion/common.h"
+#include "fastmotion/var_mode.h"
 
 namespace fastmotion {
 
@@ -150,8 +151,6 @@ struct MomentGradRow {
 
 // ---- the detector's variance epilogue: clipping ('matrix') or isotropic reduction ('single') ----
 
-enum MomentVarMode : int { kVarMatrix = 0, kVarSingle = 1, kVarNone = 2 };
-
 // Smallest singular value of [[a, b], [c, d]] by the original's formula, the radicand clamped at 0.
 template <typename acc_t>
 FM_HOST_DEVICE acc_t smallest_singular(acc_t a, acc_t b, acc_t c, acc_t d) {
@@ -188,7 +187,7 @@ FM_HOST_DEVICE void moments_var_grad(const acc_t* raw, int mode, acc_t clip, con
     g_raw[1] = g_raw[2] = acc_t(0);
     return;
   }
-  if (mode == kVarNone) {
+  if (mode == kVarFixed) {
     for (int i = 0; i < 4; ++i) g_raw[i] = acc_t(0);
     return;
   }

@@ -198,7 +198,7 @@ void forward_rows(const at::Tensor& logits, at::Tensor& mean, at::Tensor& var, a
         moments_row<scalar_t, acc_t>(row, H, W, inv_t, xs.data(), ys.data(), e.data(), mp + 2 * r,
                                      vp + 4 * r, sp + r);
       }
-      if (mode != kVarNone) moments_var_out<acc_t>(vp + 4 * r, mode, clip_acc, op + ostride * r);
+      if (mode != kVarFixed) moments_var_out<acc_t>(vp + 4 * r, mode, clip_acc, op + ostride * r);
     }
   });
 }
@@ -265,7 +265,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> heatmap_moments_forwa
   auto opts = logits.options().dtype(acc_type);
   const int64_t v = heatmap_moments_var_size(var_mode);
   at::Tensor mean = at::empty({rows, 2}, opts);
-  at::Tensor var = var_mode == kVarNone ? at::zeros({rows, v, v}, opts) : at::empty({rows, v, v}, opts);
+  at::Tensor var = var_mode == kVarFixed ? at::zeros({rows, v, v}, opts) : at::empty({rows, v, v}, opts);
   at::Tensor var_raw = at::empty({rows, 2, 2}, opts);
   at::Tensor lse = at::empty({rows}, opts);
   if (rows == 0) return {mean, var, var_raw, lse};

@@ -131,8 +131,9 @@ FASTMOTION_INLINE void blend_row(const acc_t* __restrict__ r0, const acc_t* __re
 template <bool REGULAR, typename scalar_t, typename acc_t>
 FASTMOTION_INLINE void backward_row(const acc_t* __restrict__ r0, const acc_t* __restrict__ r1, const int64_t* x0,
                          const acc_t* __restrict__ f, acc_t wt, acc_t wb, const scalar_t* __restrict__ g, int64_t W,
-                         bool shift_grad, acc_t* __restrict__ lx, acc_t* __restrict__ ly, acc_t* __restrict__ h) {
-  if (shift_grad) {
+                         bool kp_shift_requires_grad, acc_t* __restrict__ lx, acc_t* __restrict__ ly,
+                         acc_t* __restrict__ h) {
+  if (kp_shift_requires_grad) {
     for (int64_t j = 0; j < W; ++j) {
       const int64_t a = REGULAR ? j : x0[j];
       const acc_t fj = f[j];
@@ -229,19 +230,21 @@ at::Tensor shifted_warps_forward_cpu(const at::Tensor& source, const at::Tensor&
 }
 
 std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cpu(const at::Tensor& grad_out_in, const at::Tensor& source,
-                                                              const at::Tensor& kp_shift_in, bool source_grad,
-                                                              bool shift_grad) {
+                                                              const at::Tensor& kp_shift_in, bool source_requires_grad,
+                                                              bool kp_shift_requires_grad) {
   check_shifted_warps_backward(grad_out_in, source, kp_shift_in);
   TORCH_CHECK(source.device().is_cpu(), "shifted_warps_backward (cpu): source must be a CPU tensor");
   const at::Tensor shift = kp_shift_in.contiguous();
   const at::Tensor grad_out = grad_out_in.contiguous();
   const int64_t N = source.size(0), C = source.size(1), H = source.size(2), W = source.size(3);
   const int64_t K1 = shift.size(1);
-  at::Tensor grad_source = source_grad ? at::empty({N, C, H, W}, source.options()) : at::empty({0}, source.options());
-  at::Tensor grad_shift = shift_grad ? at::empty({N, K1, 2}, shift.options()) : at::empty({0}, shift.options());
-  if (grad_out.numel() == 0 || !(source_grad || shift_grad)) {
-    if (source_grad) grad_source.zero_();
-    if (shift_grad) grad_shift.zero_();
+  at::Tensor grad_source = source_requires_grad ? at::empty({N, C, H, W}, source.options())
+                                                : at::empty({0}, source.options());
+  at::Tensor grad_shift = kp_shift_requires_grad ? at::empty({N, K1, 2}, shift.options())
+                                                 : at::empty({0}, shift.options());
+  if (grad_out.numel() == 0 || !(source_requires_grad || kp_shift_requires_grad)) {
+    if (source_requires_grad) grad_source.zero_();
+    if (kp_shift_requires_grad) grad_shift.zero_();
     return {grad_source, grad_shift};
   }
   // One pass over grad_out. A task owns (n, c, group of k): it reduces the kp_shift gradient of
@@ -257,10 +260,10 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cpu(const at::Tensor& 
     ShiftTables<acc_t> tab;
     tab.build(shift.const_data_ptr<acc_t>(), N, K1, H, W);
     const int64_t pw = W + kPadLo + kPadHi, ph = H + kPadLo + kPadHi;
-    std::vector<acc_t> partial(shift_grad ? N * C * K1 * 2 : 0);
+    std::vector<acc_t> partial(kp_shift_requires_grad ? N * C * K1 * 2 : 0);
     // source-gradient shares: (N*C, groups, ph, pw) when groups > 1, else written directly
-    std::vector<acc_t> shares(source_grad && groups > 1 ? N * C * groups * ph * pw : 0);
-    scalar_t* gsp = source_grad ? grad_source.mutable_data_ptr<scalar_t>() : nullptr;
+    std::vector<acc_t> shares(source_requires_grad && groups > 1 ? N * C * groups * ph * pw : 0);
+    scalar_t* gsp = source_requires_grad ? grad_source.mutable_data_ptr<scalar_t>() : nullptr;
     const acc_t half_w = acc_t(W - 1) / acc_t(2), half_h = acc_t(H - 1) / acc_t(2);
     at::parallel_for(0, N * C * groups, grain_for(per_group * H * W), [&](int64_t begin, int64_t end) {
       run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
@@ -268,9 +271,9 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cpu(const at::Tensor& 
         for (int64_t task = begin; task < end; ++task) {
           const int64_t nc = task / groups, grp = task % groups;
           const int64_t n = nc / C, c = nc % C;
-          if (shift_grad) pad_plane(src + n * sn + c * sc, sh, sw, H, W, plane.data());
+          if (kp_shift_requires_grad) pad_plane(src + n * sn + c * sc, sh, sw, H, W, plane.data());
           acc_t* acc = nullptr;
-          if (source_grad) {
+          if (source_requires_grad) {
             acc = groups > 1 ? shares.data() + (nc * groups + grp) * ph * pw : own.data();
             std::fill(acc, acc + ph * pw, acc_t(0));
           }
@@ -281,7 +284,7 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cpu(const at::Tensor& 
             const acc_t* fx = tab.fx.data() + b * W;
             const bool reg = tab.regular[b] != 0;
             const scalar_t* g = gp + (b * C + c) * H * W;
-            if (shift_grad) {
+            if (kp_shift_requires_grad) {
               std::fill(lx.begin(), lx.end(), acc_t(0));
               std::fill(ly.begin(), ly.end(), acc_t(0));
             }
@@ -290,13 +293,13 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cpu(const at::Tensor& 
               const acc_t* r0 = origin + y0 * pw;
               const acc_t wb = tab.fy[b * H + i], wt = acc_t(1) - wb;
               // the source gradient only needs rows whose taps land in the padded plane's interior
-              acc_t* hrow = (source_grad && y0 + 1 >= 0 && y0 < H) ? h.data() : nullptr;
+              acc_t* hrow = (source_requires_grad && y0 + 1 >= 0 && y0 < H) ? h.data() : nullptr;
               if (reg) {
                 const int64_t lo = tab.jlo[b], hi = tab.jhi[b];
                 if (hi == lo) continue;  // every tap of this block is outside the image
                 backward_row<true, scalar_t, acc_t>(r0 + x0[lo], r0 + pw + x0[lo], nullptr, fx + lo, wt, wb,
-                                                    g + i * W + lo, hi - lo, shift_grad, lx.data() + lo, ly.data() + lo,
-                                                    hrow);
+                                                    g + i * W + lo, hi - lo, kp_shift_requires_grad, lx.data() + lo,
+                                                    ly.data() + lo, hrow);
                 if (hrow) {  // h[j] is padded column x0[lo] + j + kPadLo, j in [0, hi - lo]
                   acc_t* row0 = acc + (y0 + kPadLo) * pw + x0[lo] + kPadLo;
                   axpy(row0, hrow, wt, hi - lo + 1);
@@ -304,7 +307,7 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cpu(const at::Tensor& 
                 }
               } else {
                 if (hrow) std::fill(h.begin(), h.end(), acc_t(0));
-                backward_row<false, scalar_t, acc_t>(r0, r0 + pw, x0, fx, wt, wb, g + i * W, W, shift_grad,
+                backward_row<false, scalar_t, acc_t>(r0, r0 + pw, x0, fx, wt, wb, g + i * W, W, kp_shift_requires_grad,
                                                      lx.data(), ly.data(), hrow ? hrow + kPadLo : nullptr);
                 if (hrow) {
                   acc_t* row0 = acc + (y0 + kPadLo) * pw;
@@ -313,7 +316,7 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cpu(const at::Tensor& 
                 }
               }
             }
-            if (shift_grad) {
+            if (kp_shift_requires_grad) {
               acc_t sx = 0, sy = 0;
               for (int64_t j = 0; j < W; ++j) {
                 sx += lx[j];
@@ -323,7 +326,7 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cpu(const at::Tensor& 
               partial[(nc * K1 + k) * 2 + 1] = sy * half_h;
             }
           }
-          if (source_grad && groups == 1) {
+          if (source_requires_grad && groups == 1) {
             scalar_t* out = gsp + nc * H * W;
             for (int64_t r = 0; r < H; ++r) {
               const acc_t* a = acc + (r + kPadLo) * pw + kPadLo;
@@ -333,7 +336,7 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cpu(const at::Tensor& 
         }
       });
     });
-    if (source_grad && groups > 1) {
+    if (source_requires_grad && groups > 1) {
       at::parallel_for(0, N * C, grain_for(groups * H * W), [&](int64_t begin, int64_t end) {
         for (int64_t nc = begin; nc < end; ++nc) {
           scalar_t* out = gsp + nc * H * W;
@@ -349,7 +352,7 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cpu(const at::Tensor& 
         }
       });
     }
-    if (shift_grad) {
+    if (kp_shift_requires_grad) {
       acc_t* gs = grad_shift.mutable_data_ptr<acc_t>();
       for (int64_t n = 0; n < N; ++n) {
         for (int64_t q = 0; q < K1 * 2; ++q) {

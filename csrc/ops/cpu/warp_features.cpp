@@ -300,7 +300,7 @@ int64_t map_of_task(const std::vector<MapTasks>& maps, int64_t task) {
 }
 
 std::vector<at::Tensor> warp_features_forward_cpu(at::TensorList features, const at::Tensor& grid_in,
-                                                  c10::string_view mode) {
+                                                  int64_t mode) {
   check_warp_features_forward(features, grid_in, mode);
   const bool nearest = warp_features_nearest(mode);
   std::vector<at::Tensor> outs;
@@ -394,14 +394,14 @@ void resize_transpose(const acc_t* gc, int64_t Hf, int64_t Wf, int64_t w, const 
 std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::TensorList grad_outs,
                                                                            at::TensorList features_in,
                                                                            const at::Tensor& grid_in,
-                                                                           c10::string_view mode, bool features_grad,
-                                                                           bool grid_grad) {
+                                                                           int64_t mode, bool features_requires_grad,
+                                                                           bool grid_requires_grad) {
   check_warp_features_backward(grad_outs, features_in, grid_in, mode);
   const bool nearest = warp_features_nearest(mode);
   const at::Tensor grid = grid_in.contiguous();
   const int64_t N = grid.size(0), h = grid.size(1), w = grid.size(2);
   std::vector<at::Tensor> grad_features;
-  at::Tensor grad_grid = grid_grad ? at::zeros({N, h, w, 2}, grid.options()) : at::empty({0}, grid.options());
+  at::Tensor grad_grid = grid_requires_grad ? at::zeros({N, h, w, 2}, grid.options()) : at::empty({0}, grid.options());
   if (features_in.empty()) return {grad_features, grad_grid};
   // The backward reads contiguous planes, so one set of tap offsets serves reads and scatters;
   // without feature gradients (no scatters) an expanded map is read through its strides instead
@@ -418,11 +418,11 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
     const at::Tensor& f_in = features_in[m];
     bool broadcast = false;
     for (int64_t d = 0; d < f_in.dim(); ++d) broadcast |= f_in.stride(d) == 0 && f_in.size(d) > 1;
-    features.push_back(broadcast && !features_grad ? f_in : f_in.contiguous());
+    features.push_back(broadcast && !features_requires_grad ? f_in : f_in.contiguous());
     grads.push_back(grad_outs[m].contiguous());
     MapTasks& t = plan[m];
     t.C = features[m].size(1), t.Hf = features[m].size(2), t.Wf = features[m].size(3);
-    if (features_grad) grad_features.push_back(at::empty({N, t.C, t.Hf, t.Wf}, features[m].options()));
+    if (features_requires_grad) grad_features.push_back(at::empty({N, t.C, t.Hf, t.Wf}, features[m].options()));
     t.first = tasks;
     if (N * t.C == 0) continue;
     check_int32_plane(features[m], static_cast<int64_t>(m));
@@ -443,7 +443,7 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
     for (size_t m = 0; m < features.size(); ++m) {
       ry[m].build(h, plan[m].Hf, nearest);
       rx[m].build(w, plan[m].Wf, nearest);
-      if (grid_grad) partial[m].resize(N * plan[m].cchunks * plan[m].Hf * plan[m].Wf * 2);
+      if (grid_requires_grad) partial[m].resize(N * plan[m].cchunks * plan[m].Hf * plan[m].Wf * 2);
     }
     at::parallel_for(0, tasks, grain_for(work / tasks), [&](int64_t begin, int64_t end) {
       run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
@@ -468,37 +468,37 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
           // 8+ channels: accumulate pixel-major (channel vectors); fewer: one plane per channel
           const int64_t width = c1 - c0;  // channels of this task
           const bool channel_major = width < kChannelBlock;
-          if (features_grad) gacc.assign(width * pstride, acc_t(0));
+          if (features_requires_grad) gacc.assign(width * pstride, acc_t(0));
           for (int64_t y0 = 0; y0 < Hf; y0 += t.rows) {
             const int64_t y1 = std::min(Hf, y0 + t.rows), np = (y1 - y0) * Wf;
             build_taps(gridp + n * h * w * 2, w, ry[m], rx[m], nearest, Hf, Wf, fsh, fsw, y0, y1, tb);
-            if (grid_grad) {
+            if (grid_requires_grad) {
               gcx.assign(np, acc_t(0));
               gcy.assign(np, acc_t(0));
             }
-            if (features_grad) {
+            if (features_requires_grad) {
               gbuf.resize(channel_major ? 2 * np : np * width);
               tgt.resize(np);
             }
             for (int64_t c = c0; c < c1; ++c) {
               const int64_t plane = (n * C + c) * Hf * Wf;
               const scalar_t* gpl = gp + plane + y0 * Wf;
-              if (grid_grad) {
+              if (grid_requires_grad) {
                 coord_grad_block<scalar_t, acc_t>(fp + n * fsn + c * fsc, gpl, tb, np, gcx.data(), gcy.data());
               }
-              if (features_grad && channel_major) {
+              if (features_requires_grad && channel_major) {
                 scatter_block<scalar_t, acc_t>(gpl, tb, np, static_cast<int32_t>(Hf * Wf), gbuf.data(), tgt.data(),
                                                gacc.data() + (c - c0) * pstride);
-              } else if (features_grad) {  // transpose this channel into the (np, cc) block
+              } else if (features_requires_grad) {  // transpose this channel into the (np, cc) block
                 acc_t* gt = gbuf.data() + (c - c0);
                 for (int64_t p = 0; p < np; ++p) gt[p * width] = static_cast<acc_t>(gpl[p]);
               }
             }
-            if (features_grad && !channel_major) {
+            if (features_requires_grad && !channel_major) {
               scatter_block_channels<acc_t>(gbuf.data(), tb, np, width, static_cast<int32_t>(Hf * Wf), tgt.data(),
                                             gacc.data());
             }
-            if (grid_grad) {
+            if (grid_requires_grad) {
               acc_t* part = partial[m].data() + ((n * t.cchunks + cc) * Hf * Wf + y0 * Wf) * 2;
               for (int64_t p = 0; p < np; ++p) {
                 part[2 * p] = gcx[p];
@@ -506,7 +506,7 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
               }
             }
           }
-          if (features_grad) {
+          if (features_requires_grad) {
             scalar_t* gfp = grad_features[m].mutable_data_ptr<scalar_t>();
             for (int64_t c = c0; c < c1; ++c) {
               scalar_t* dst = gfp + (n * C + c) * Hf * Wf;
@@ -522,7 +522,7 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
         }
       });
     });
-    if (grid_grad) {
+    if (grid_requires_grad) {
       // per sample, maps in order, chunks in order: deterministic
       acc_t* gg = grad_grid.mutable_data_ptr<acc_t>();
       int64_t pixels = 0;

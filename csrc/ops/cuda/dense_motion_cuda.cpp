@@ -97,8 +97,8 @@ at::Tensor shifted_warps_forward_cuda_op(const at::Tensor& source, const at::Ten
 
 std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cuda_op(const at::Tensor& grad_out_in,
                                                                   const at::Tensor& source,
-                                                                  const at::Tensor& kp_shift, bool source_grad,
-                                                                  bool shift_grad) {
+                                                                  const at::Tensor& kp_shift, bool source_requires_grad,
+                                                                  bool kp_shift_requires_grad) {
   check_shifted_warps_backward(grad_out_in, source, kp_shift);
   TORCH_CHECK(source.is_cuda(), "shifted_warps_backward (cuda): source must be a CUDA tensor");
   const c10::cuda::CUDAGuard guard(source.device());
@@ -107,13 +107,13 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cuda_op(const at::Tens
   const int64_t N = source.size(0), C = source.size(1), H = source.size(2), W = source.size(3);
   const int64_t K1 = shift.size(1);
   const bool empty = grad_out.numel() == 0;
-  at::Tensor grad_source = !source_grad ? at::empty({0}, source.options())
+  at::Tensor grad_source = !source_requires_grad ? at::empty({0}, source.options())
                            : empty      ? at::zeros({N, C, H, W}, source.options())
                                         : at::empty({N, C, H, W}, source.options());
-  at::Tensor grad_shift = !shift_grad ? at::empty({0}, shift.options())
+  at::Tensor grad_shift = !kp_shift_requires_grad ? at::empty({0}, shift.options())
                           : empty     ? at::zeros({N, K1, 2}, shift.options())
                                       : at::empty({N, K1, 2}, shift.options());
-  if (empty || !(source_grad || shift_grad)) return {grad_source, grad_shift};
+  if (empty || !(source_requires_grad || kp_shift_requires_grad)) return {grad_source, grad_shift};
   const at::Tensor ws = workspace(shifted_warps_backward_workspace(N, C, H, W, K1, shift.element_size()), source);
   dispatch_cuda_float(source.scalar_type(), "shifted_warps_backward", [&](auto* tag) {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
@@ -122,8 +122,8 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cuda_op(const at::Tens
                    static_cast<const scalar_t*>(grad_out.const_data_ptr()),
                    static_cast<const scalar_t*>(source.const_data_ptr()), strides_of(source),
                    static_cast<const acc_t*>(shift.const_data_ptr()), N, C, H, W, K1,
-                   source_grad ? static_cast<scalar_t*>(grad_source.mutable_data_ptr()) : nullptr,
-                   shift_grad ? static_cast<acc_t*>(grad_shift.mutable_data_ptr()) : nullptr,
+                   source_requires_grad ? static_cast<scalar_t*>(grad_source.mutable_data_ptr()) : nullptr,
+                   kp_shift_requires_grad ? static_cast<acc_t*>(grad_shift.mutable_data_ptr()) : nullptr,
                    const_cast<void*>(ws.const_data_ptr()), stream_of(source)),
                "shifted_warps_backward");
   });

@@ -11,6 +11,7 @@
 
 #include <tuple>
 
+#include "fastmotion/var_mode.h"
 #include "ops/cuda/binding.h"
 #include "ops/cuda/heatmap_moments_kernel.h"
 #include "ops/heatmap_moments.h"
@@ -29,7 +30,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> heatmap_moments_forwa
   auto opts = logits.options().dtype(acc);
   const int64_t v = heatmap_moments_var_size(var_mode);
   at::Tensor mean = at::empty({rows, 2}, opts), var_raw = at::empty({rows, 2, 2}, opts), lse = at::empty({rows}, opts);
-  at::Tensor var = var_mode == 2 ? at::zeros({rows, v, v}, opts) : at::empty({rows, v, v}, opts);
+  at::Tensor var = var_mode == kVarFixed ? at::zeros({rows, v, v}, opts) : at::empty({rows, v, v}, opts);
   const cudaStream_t stream = stream_of(logits);
   dispatch_cuda_float(logits.scalar_type(), "heatmap_moments_forward", [&](auto* tag) {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;

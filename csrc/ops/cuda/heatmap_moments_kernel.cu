@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(kForwardThreads)
     if (lane == 0) {
       moments_finish<acc_t>(state.sum, state.max, state.mx, state.my, state.cxx, state.cxy, state.cyy, H, W,
                             mean + 2 * row, var_raw + 4 * row, lse + row);
-      if (var_mode != kVarNone) {
+      if (var_mode != kVarFixed) {
         moments_var_out<acc_t>(var_raw + 4 * row, var_mode, clip, var + (var_mode == kVarSingle ? 1 : 4) * row);
       }
     }

@@ -11,8 +11,8 @@
 
 namespace fastmotion {
 
-// logits (rows, H, W) contiguous -> mean (rows, 2), var (rows, v, v) with v = 1 for var_mode 1
-// ('single') else 2 (untouched for var_mode 2), var_raw (rows, 2, 2), lse (rows). clip 0: none.
+// logits (rows, H, W) contiguous -> mean (rows, 2), var (rows, v, v) with v = 1 for kVarSingle
+// else 2 (untouched for kVarFixed; VarMode, fastmotion/var_mode.h), var_raw (rows, 2, 2), lse (rows). clip 0: none.
 template <typename scalar_t>
 cudaError_t heatmap_moments_forward_cuda(const scalar_t* logits, int64_t rows, int64_t H, int64_t W,
                                          double temperature, int var_mode, double clip,

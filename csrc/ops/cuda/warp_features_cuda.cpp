@@ -28,7 +28,7 @@ WarpFeatureMap describe(const at::Tensor& f) {
 }
 
 std::vector<at::Tensor> warp_features_forward_cuda_op(at::TensorList features, const at::Tensor& grid_in,
-                                                      c10::string_view mode) {
+                                                      int64_t mode) {
   check_warp_features_forward(features, grid_in, mode);
   const bool nearest = warp_features_nearest(mode);
   std::vector<at::Tensor> outs;
@@ -60,12 +60,13 @@ std::vector<at::Tensor> warp_features_forward_cuda_op(at::TensorList features, c
 std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cuda_op(at::TensorList grad_outs,
                                                                                at::TensorList features,
                                                                                const at::Tensor& grid_in,
-                                                                               c10::string_view mode,
-                                                                               bool features_grad, bool grid_grad) {
+                                                                               int64_t mode,
+                                                                               bool features_requires_grad,
+                                                                               bool grid_requires_grad) {
   check_warp_features_backward(grad_outs, features, grid_in, mode);
   const bool nearest = warp_features_nearest(mode);
   TORCH_CHECK(grid_in.is_cuda(), "warp_features_backward (cuda): grid must be a CUDA tensor");
-  if (features_grad) {
+  if (features_requires_grad) {
     // the feature gradients are scattered with float atomics (see grid_sample_cuda.cpp)
     at::globalContext().alertNotDeterministic("fastmotion::warp_features_backward (cuda backend; backend='triton' "
                                               "is deterministic in this mode)");
@@ -81,26 +82,27 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cuda_op(a
     keep.push_back(g);
     WarpFeatureMap m = describe(f);
     m.grad = g.const_data_ptr();
-    if (features_grad) {
+    if (features_requires_grad) {
       at::Tensor gf = at::empty({N, f.size(1), f.size(2), f.size(3)}, f.options());
       m.out = gf.mutable_data_ptr();
       grad_features.push_back(gf);
     }
     maps.push_back(m);
   }
-  at::Tensor grad_grid = grid_grad ? at::empty({N, h, w, 2}, grid.options()) : at::empty({0}, grid.options());
-  if (features.empty() && !grid_grad) return {grad_features, grad_grid};
+  at::Tensor grad_grid = grid_requires_grad ? at::empty({N, h, w, 2}, grid.options()) : at::empty({0}, grid.options());
+  if (features.empty() && !grid_requires_grad) return {grad_features, grad_grid};
   const cudaStream_t stream = stream_of(grid);
   const at::ScalarType st = features.empty() ? grid.scalar_type() : features[0].scalar_type();
   dispatch_cuda_float(st, "warp_features_backward", [&](auto* tag) {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
     using acc_t = acc_type_t<scalar_t>;
-    const size_t bytes = warp_features_backward_workspace(maps.data(), static_cast<int>(maps.size()), N, features_grad,
-                                                          grid_grad, sizeof(scalar_t), sizeof(acc_t));
+    const size_t bytes = warp_features_backward_workspace(maps.data(), static_cast<int>(maps.size()), N,
+                                                          features_requires_grad, grid_requires_grad,
+                                                          sizeof(scalar_t), sizeof(acc_t));
     const at::Tensor ws = at::empty({static_cast<int64_t>(bytes > 0 ? bytes : 1)}, grid.options().dtype(at::kByte));
     check_cuda(warp_features_backward_cuda<scalar_t>(
                    maps.data(), static_cast<int>(maps.size()), static_cast<const acc_t*>(grid.const_data_ptr()), N, h,
-                   w, nearest, grid_grad ? static_cast<acc_t*>(grad_grid.mutable_data_ptr()) : nullptr,
+                   w, nearest, grid_requires_grad ? static_cast<acc_t*>(grad_grid.mutable_data_ptr()) : nullptr,
                    const_cast<void*>(ws.const_data_ptr()), stream),
                "warp_features_backward");
   });

@@ -164,7 +164,7 @@ __device__ __forceinline__ void atomic_add(acc_t* p, acc_t v) {
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
     warp_backward_kernel(const __grid_constant__ LaunchGroup g, const acc_t* __restrict__ grid, int64_t h, int64_t w,
-                         bool nearest, bool features_grad, bool grid_grad, acc_t* __restrict__ gc) {
+                         bool nearest, bool features_requires_grad, bool grid_requires_grad, acc_t* __restrict__ gc) {
   __shared__ acc_t red[2][kThreads];
   const int mi = map_of(g, blockIdx.x);
   const MapLaunch& a = g.m[mi];
@@ -188,7 +188,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t c_end = min(a.C, b.c0 + a.cchunk);
     for (int64_t c = b.c0 + b.lane; c < c_end; c += a.cpb) {
       const acc_t gv = to_acc(grad[(b.n * a.C + c) * hw + b.p]);
-      if (grid_grad) {
+      if (grid_requires_grad) {
         const scalar_t* f = feat + c * a.sc;
         const acc_t v00 = t.in00 ? to_acc(f[0]) : acc_t(0);
         const acc_t v01 = t.in01 ? to_acc(f[a.sw]) : acc_t(0);
@@ -197,7 +197,7 @@ __global__ void __launch_bounds__(kThreads)
         ax += gv * ((acc_t(1) - fy) * (v01 - v00) + fy * (v11 - v10));
         ay += gv * ((acc_t(1) - fx) * (v10 - v00) + fx * (v11 - v01));
       }
-      if (features_grad) {
+      if (features_requires_grad) {
         acc_t* d = gacc + (b.n * a.C + c) * hw + dst00;
         if (t.in00) atomic_add(d, w00 * gv);
         if (t.in01) atomic_add(d + 1, w01 * gv);
@@ -206,7 +206,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
   }
-  if (!grid_grad) return;
+  if (!grid_requires_grad) return;
   red[0][threadIdx.x] = ax;
   red[1][threadIdx.x] = ay;
   __syncthreads();
@@ -324,14 +324,16 @@ int64_t window_len(int64_t grid_size, int64_t map_size, bool nearest) {
 
 }  // namespace
 
-size_t warp_features_backward_workspace(const WarpFeatureMap* maps, int count, int64_t N, bool features_grad,
-                                        bool grid_grad, size_t scalar_size, size_t acc_size) {
+size_t warp_features_backward_workspace(const WarpFeatureMap* maps, int count, int64_t N, bool features_requires_grad,
+                                        bool grid_requires_grad, size_t scalar_size, size_t acc_size) {
   size_t gc = 0, scratch = 0;
   for (int i = 0; i < count; ++i) {
     MapLaunch a{};
     plan_blocks(maps[i], N, &a);
-    if (grid_grad) gc += static_cast<size_t>(N * a.cblocks * maps[i].H * maps[i].W * 2);
-    if (features_grad && scalar_size != acc_size) scratch += static_cast<size_t>(N * maps[i].C * maps[i].H * maps[i].W);
+    if (grid_requires_grad) gc += static_cast<size_t>(N * a.cblocks * maps[i].H * maps[i].W * 2);
+    if (features_requires_grad && scalar_size != acc_size) {
+      scratch += static_cast<size_t>(N * maps[i].C * maps[i].H * maps[i].W);
+    }
   }
   return ((gc * acc_size + 255) / 256) * 256 + scratch * acc_size;
 }
@@ -373,21 +375,21 @@ cudaError_t warp_features_backward_cuda(const WarpFeatureMap* maps, int count, c
     if (maps[i].H * maps[i].W > 0x7fffffff - kThreads) return cudaErrorInvalidConfiguration;
   }
   constexpr bool kDirect = sizeof(scalar_t) == sizeof(acc_t);  // float / double: atomics into the output
-  bool features_grad = false;
-  for (int i = 0; i < count; ++i) features_grad = features_grad || maps[i].out != nullptr;
-  const bool grid_grad = grad_grid != nullptr;
+  bool features_requires_grad = false;
+  for (int i = 0; i < count; ++i) features_requires_grad = features_requires_grad || maps[i].out != nullptr;
+  const bool grid_requires_grad = grad_grid != nullptr;
   // workspace: coordinate-gradient partials, then (half / bfloat16) the float32 scratch
   size_t gc_elems = 0, scratch_elems = 0;
   for (int i = 0; i < count; ++i) {
     MapLaunch a{};
     plan_blocks(maps[i], N, &a);
-    if (grid_grad) gc_elems += static_cast<size_t>(N * a.cblocks * maps[i].H * maps[i].W * 2);
-    if (features_grad && !kDirect) scratch_elems += static_cast<size_t>(N * maps[i].C * maps[i].H * maps[i].W);
+    if (grid_requires_grad) gc_elems += static_cast<size_t>(N * a.cblocks * maps[i].H * maps[i].W * 2);
+    if (features_requires_grad && !kDirect) scratch_elems += static_cast<size_t>(N * maps[i].C * maps[i].H * maps[i].W);
   }
   acc_t* gc = static_cast<acc_t*>(workspace);
   acc_t* scratch = reinterpret_cast<acc_t*>(static_cast<char*>(workspace) + ((gc_elems * sizeof(acc_t) + 255) / 256) * 256);
   cudaError_t err = cudaSuccess;
-  if (features_grad) {
+  if (features_requires_grad) {
     if (kDirect) {
       for (int i = 0; i < count; ++i) {
         const size_t bytes = static_cast<size_t>(N * maps[i].C * maps[i].H * maps[i].W) * sizeof(acc_t);
@@ -408,14 +410,14 @@ cudaError_t warp_features_backward_cuda(const WarpFeatureMap* maps, int count, c
       plan_blocks(maps[i], N, &a);
       gc_off[i] = go;
       acc_off[i] = so;
-      if (grid_grad) go += N * a.cblocks * maps[i].H * maps[i].W * 2;
-      if (features_grad && !kDirect) so += N * maps[i].C * maps[i].H * maps[i].W;
+      if (grid_requires_grad) go += N * a.cblocks * maps[i].H * maps[i].W * 2;
+      if (features_requires_grad && !kDirect) so += N * maps[i].C * maps[i].H * maps[i].W;
     }
   }
   bool wrote_grid = false;
   for (int pass = 0; pass < 3; ++pass) {  // A: scatter + partials, B: grid gradient, C: cast
-    if (pass == 1 && !grid_grad) continue;
-    if (pass == 2 && (kDirect || !features_grad)) continue;
+    if (pass == 1 && !grid_requires_grad) continue;
+    if (pass == 2 && (kDirect || !features_requires_grad)) continue;
     bool first_group = true;
     for (int first = 0; first < count; first += kMaxWarpMaps) {
       LaunchGroup g{};
@@ -441,7 +443,7 @@ cudaError_t warp_features_backward_cuda(const WarpFeatureMap* maps, int count, c
       if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
       if (pass == 0) {
         warp_backward_kernel<scalar_t, acc_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-            g, grid, h, w, nearest, features_grad, grid_grad, gc);
+            g, grid, h, w, nearest, features_requires_grad, grid_requires_grad, gc);
       } else if (pass == 1) {
         warp_grid_grad_kernel<acc_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
             g, gc, N, h, w, nearest, !first_group, grad_grid);
@@ -454,7 +456,7 @@ cudaError_t warp_features_backward_cuda(const WarpFeatureMap* maps, int count, c
       first_group = false;
     }
   }
-  if (grid_grad && !wrote_grid && N * h * w > 0) {  // no maps: the grid gets no gradient
+  if (grid_requires_grad && !wrote_grid && N * h * w > 0) {  // no maps: the grid gets no gradient
     err = cudaMemsetAsync(grad_grid, 0, static_cast<size_t>(N * h * w * 2) * sizeof(acc_t), stream);
   }
   return err;

@@ -31,8 +31,8 @@ cudaError_t warp_features_forward_cuda(const WarpFeatureMap* maps, int count, co
 
 // Bytes of device workspace the backward needs: the coordinate-gradient partials and, for
 // half / bfloat16 maps, float32 scratch for the feature gradients.
-size_t warp_features_backward_workspace(const WarpFeatureMap* maps, int count, int64_t N, bool features_grad,
-                                        bool grid_grad, size_t scalar_size, size_t acc_size);
+size_t warp_features_backward_workspace(const WarpFeatureMap* maps, int count, int64_t N, bool features_requires_grad,
+                                        bool grid_requires_grad, size_t scalar_size, size_t acc_size);
 
 // grad_grid (N, h, w, 2) is written when not null; maps[i].out (grad_feature, contiguous) when
 // not null. Per group of maps: one kernel scatters grad_out into the feature gradients (atomics:

@@ -1,6 +1,6 @@
 // CUDA launchers of the Gaussian-heatmap ops. Torch-free: raw pointers, sizes and a stream, so
 // TensorRT plugins can reuse them. scalar_t: float, double, __half, __nv_bfloat16 (math in
-// acc_type_t<scalar_t>: float, or double for double). Math: csrc/include/fastmotion/gaussian.h.
+// acc_type_t<scalar_t>: float, or double for double). Math: csrc/include/fastmotion/render_gaussians.h.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "fastmotion/cuda_types.h"
+#include "fastmotion/var_mode.h"
 
 namespace fastmotion {
 
@@ -23,7 +24,7 @@ struct GaussianKeypoints {
 
 struct GaussianDims {
   int64_t A = 0, B = 0, K = 0, H = 0, W = 0;
-  int mode = 0;             // GaussianVarMode (fastmotion/gaussian.h)
+  int mode = kVarFixed;     // VarMode
   bool has_source = false;  // difference heatmaps (driving - source)
   bool background = false;  // a zero channel first
   bool norm_sum = false;    // divide by each heatmap's sum (else by norm_const)
@@ -41,9 +42,9 @@ constexpr int kGaussianPartials = 24;
 
 // out (A, B, K + background, H, W), contiguous.
 template <typename scalar_t>
-cudaError_t gaussian_heatmaps_forward_cuda(const GaussianKeypoints<scalar_t>& driving,
-                                           const GaussianKeypoints<scalar_t>& source, const GaussianDims& dims,
-                                           scalar_t* out, cudaStream_t stream);
+cudaError_t render_gaussians_forward_cuda(const GaussianKeypoints<scalar_t>& driving,
+                                          const GaussianKeypoints<scalar_t>& source, const GaussianDims& dims,
+                                          scalar_t* out, cudaStream_t stream);
 
 // Row ranges per keypoint heatmap the backward uses on `device` (1 = no partials needed).
 int gaussian_backward_split(const GaussianDims& dims, int device);
@@ -51,11 +52,11 @@ int gaussian_backward_split(const GaussianDims& dims, int device);
 // Dense gradients (A, B, K, 2) / (A, B, K, c, c) of driving and source keypoints (gv*, gms null
 // when absent). `partials`: A * B * K * split * kGaussianPartials accumulators (unused if split == 1).
 template <typename scalar_t>
-cudaError_t gaussian_heatmaps_backward_cuda(const scalar_t* grad_out, const GaussianGradStrides& grad_strides,
-                                            const GaussianKeypoints<scalar_t>& driving,
-                                            const GaussianKeypoints<scalar_t>& source, const GaussianDims& dims,
-                                            int split, acc_type_t<scalar_t>* partials, scalar_t* grad_mean_d,
-                                            scalar_t* grad_var_d, scalar_t* grad_mean_s, scalar_t* grad_var_s,
-                                            cudaStream_t stream);
+cudaError_t render_gaussians_backward_cuda(const scalar_t* grad_out, const GaussianGradStrides& grad_strides,
+                                           const GaussianKeypoints<scalar_t>& driving,
+                                           const GaussianKeypoints<scalar_t>& source, const GaussianDims& dims,
+                                           int split, acc_type_t<scalar_t>* partials, scalar_t* grad_mean_d,
+                                           scalar_t* grad_var_d, scalar_t* grad_mean_s, scalar_t* grad_var_s,
+                                           cudaStream_t stream);
 
 }  // namespace fastmotion

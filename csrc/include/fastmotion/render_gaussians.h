@@ -16,6 +16,7 @@
 #pragma once
 
 #include "fastmotion/common.h"
+#include "fastmotion/var_mode.h"
 
 namespace fastmotion {
 
@@ -25,11 +26,6 @@ constexpr double kGaussianDetEps = 1e-12;
 // A quadratic form this large on every pixel makes the heatmap exp(-0.5 q) <= exp(-1000): 0 in
 // float and double alike (see far_keypoint_scale).
 constexpr double kGaussianFarQuad = 2000.0;
-
-// How the variance is given: a fixed number, an isotropic (1, 1) tensor, or a (2, 2) matrix.
-enum GaussianVarMode : int { kVarFixed = 0, kVarSingle = 1, kVarMatrix = 2 };
-
-FM_HOST_DEVICE int gaussian_var_numel(int mode) { return mode == kVarMatrix ? 4 : (mode == kVarSingle ? 1 : 0); }
 
 // x < lo ? lo : x, written so that NaN propagates (std::max / fmaxf would drop it).
 template <typename acc_t>
@@ -98,7 +94,7 @@ struct GaussQuad {
   }
 };
 
-// Gradients of one keypoint's mean (gm[2]) and variance (gv[gaussian_var_numel(mode)]) from the
+// Gradients of one keypoint's mean (gm[2]) and variance (gv[var_mode_numel(mode)]) from the
 // five moments M = (Mx, My, Mxx, Mxy, Myy) of dL/dq. v: the variance entries as in make().
 template <typename acc_t>
 FM_HOST_DEVICE void gaussian_param_grads(const GaussQuad<acc_t>& g, int mode, const acc_t* v, const acc_t* M,

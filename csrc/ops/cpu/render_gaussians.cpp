@@ -1,4 +1,4 @@
-// CPU kernels of the Gaussian-heatmap ops (math: csrc/include/fastmotion/gaussian.h).
+// CPU kernels of the Gaussian-heatmap ops (math: csrc/include/fastmotion/render_gaussians.h).
 //
 // One task of at::parallel_for per output heatmap (forward) or per keypoint (backward, which
 // reads one grad_out heatmap and writes that keypoint's driving and source gradients: no two
@@ -18,9 +18,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "fastmotion/gaussian.h"
+#include "fastmotion/render_gaussians.h"
 #include "ops/cpu/vec_math.h"
-#include "ops/gaussian.h"
+#include "ops/render_gaussians.h"
 
 namespace fastmotion {
 namespace {
@@ -217,7 +217,7 @@ Keypoint<acc_t> load_keypoint(const KpRef<scalar_t>& mean, const KpRef<scalar_t>
                               int64_t a, int64_t b, int64_t k) {
   Keypoint<acc_t> kp{};
   const scalar_t* m = mean.at(a, b, k);
-  const int nv = gaussian_var_numel(mode);
+  const int nv = var_mode_numel(mode);
   if (nv > 0) {
     const scalar_t* v = var.at(a, b, k);
     for (int i = 0; i < nv; ++i) kp.v[i] = acc_t(v[i]);
@@ -317,7 +317,7 @@ struct MapMoments {
   double w[5] = {0, 0, 0, 0, 0};   // weighted by G [q >= 0] (sum normalisation only)
   double sum = 0, dot = 0;         // sum G, sum gout G (sum normalisation only)
 
-  acc_t g0 = 0;  // gout at the pixel nearest the keypoint (sum normalisation, see gaussian.h)
+  acc_t g0 = 0;  // gout at the pixel nearest the keypoint (sum normalisation, see render_gaussians.h)
 
   void add_row(const RowKernels<acc_t>& rk, const acc_t* g, int64_t W, const RowQ<acc_t>& rq, acc_t dy,
                bool norm_sum) {
@@ -354,7 +354,7 @@ struct MapMoments {
     gaussian_param_grads<acc_t>(kp.quad, mode, kp.v, M, gma, gva);
     gm[0] = static_cast<scalar_t>(gma[0]);
     gm[1] = static_cast<scalar_t>(gma[1]);
-    for (int i = 0; i < gaussian_var_numel(mode); ++i) gv[i] = static_cast<scalar_t>(gva[i]);
+    for (int i = 0; i < var_mode_numel(mode); ++i) gv[i] = static_cast<scalar_t>(gva[i]);
   }
 };
 
@@ -370,7 +370,7 @@ void backward_kernel(const at::Tensor& grad_out, const GaussianInputs& in, const
   const auto vs = in.var_s.defined() ? KpRef<scalar_t>::of(in.var_s, s.lead) : KpRef<scalar_t>{};
   const int64_t H = s.H, W = s.W, K = s.K, B = s.B;
   const int bg = background ? 1 : 0;
-  const int nv = gaussian_var_numel(s.mode);
+  const int nv = var_mode_numel(s.mode);
   const acc_t fixed = acc_t(fixed_var), scale = acc_t(1.0 / norm_const);
   const auto xs = axis_coords<acc_t>(W), ys = axis_coords<acc_t>(H);
   const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
@@ -418,17 +418,17 @@ void backward_kernel(const at::Tensor& grad_out, const GaussianInputs& in, const
   });
 }
 
-at::Tensor gaussian_heatmaps_forward_cpu(const at::Tensor& mean_d, const c10::optional<at::Tensor>& var_d,
-                                         const c10::optional<at::Tensor>& mean_s,
-                                         const c10::optional<at::Tensor>& var_s, double fixed_var, int64_t height,
-                                         int64_t width, double norm_const, bool norm_sum, bool background) {
+at::Tensor render_gaussians_forward_cpu(const at::Tensor& mean_d, const c10::optional<at::Tensor>& var_d,
+                                        const c10::optional<at::Tensor>& mean_s,
+                                        const c10::optional<at::Tensor>& var_s, double fixed_var, int64_t height,
+                                        int64_t width, double norm_const, bool norm_sum, bool background) {
   const GaussianShape s = check_gaussian_forward(mean_d, var_d, mean_s, var_s, fixed_var, height, width, norm_const,
                                                  norm_sum, background);
-  TORCH_CHECK(mean_d.device().is_cpu(), "gaussian_heatmaps_forward (cpu): tensors must be on the CPU");
+  TORCH_CHECK(mean_d.device().is_cpu(), "render_gaussians_forward (cpu): tensors must be on the CPU");
   const GaussianInputs in = prepare_gaussian_inputs(mean_d, var_d, mean_s, var_s, s.lead);
   at::Tensor out = at::empty(lead_sizes(mean_d, s.lead, {s.C, s.H, s.W}), mean_d.options());
   if (out.numel() == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean_d.scalar_type(), "gaussian_heatmaps_forward_cpu",
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean_d.scalar_type(), "render_gaussians_forward_cpu",
                                   [&] {
                                     forward_kernel<scalar_t>(in, s, fixed_var, norm_sum ? 1.0 : norm_const, norm_sum,
                                                              background, out);
@@ -436,13 +436,13 @@ at::Tensor gaussian_heatmaps_forward_cpu(const at::Tensor& mean_d, const c10::op
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gaussian_heatmaps_backward_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> render_gaussians_backward_cpu(
     const at::Tensor& grad_out, const at::Tensor& mean_d, const c10::optional<at::Tensor>& var_d,
     const c10::optional<at::Tensor>& mean_s, const c10::optional<at::Tensor>& var_s, double fixed_var,
     double norm_const, bool norm_sum, bool background) {
   const GaussianShape s =
       check_gaussian_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var, norm_const, norm_sum, background);
-  TORCH_CHECK(mean_d.device().is_cpu(), "gaussian_heatmaps_backward (cpu): tensors must be on the CPU");
+  TORCH_CHECK(mean_d.device().is_cpu(), "render_gaussians_backward (cpu): tensors must be on the CPU");
   const GaussianInputs in = prepare_gaussian_inputs(mean_d, var_d, mean_s, var_s, s.lead);
   const auto opts = mean_d.options();
   at::Tensor gmd = at::empty(mean_d.sizes(), opts);
@@ -450,7 +450,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gaussian_heatmaps_bac
   at::Tensor gms = mean_s ? at::empty(mean_d.sizes(), opts) : at::empty({0}, opts);
   at::Tensor gvs = var_s ? at::empty(var_s->sizes(), opts) : at::empty({0}, opts);
   if (gmd.numel() == 0) return {gmd, gvd, gms, gvs};
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean_d.scalar_type(), "gaussian_heatmaps_backward_cpu",
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean_d.scalar_type(), "render_gaussians_backward_cpu",
                                   [&] {
                                     backward_kernel<scalar_t>(grad_out, in, s, fixed_var, norm_sum ? 1.0 : norm_const,
                                                               norm_sum, background, gmd, gvd, gms, gvs);
@@ -462,6 +462,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gaussian_heatmaps_bac
 }  // namespace fastmotion
 
 TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
-  m.impl("gaussian_heatmaps_forward", &fastmotion::gaussian_heatmaps_forward_cpu);
-  m.impl("gaussian_heatmaps_backward", &fastmotion::gaussian_heatmaps_backward_cpu);
+  m.impl("render_gaussians_forward", &fastmotion::render_gaussians_forward_cpu);
+  m.impl("render_gaussians_backward", &fastmotion::render_gaussians_backward_cpu);
 }

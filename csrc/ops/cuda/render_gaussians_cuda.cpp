@@ -10,10 +10,10 @@
 #include <tuple>
 #include <type_traits>
 
-#include "fastmotion/gaussian.h"
+#include "fastmotion/render_gaussians.h"
 #include "ops/cuda/binding.h"
-#include "ops/cuda/gaussian_kernel.h"
-#include "ops/gaussian.h"
+#include "ops/cuda/render_gaussians_kernel.h"
+#include "ops/render_gaussians.h"
 
 namespace fastmotion {
 namespace {
@@ -52,36 +52,36 @@ GaussianDims dims_of(const GaussianShape& s, double fixed_var, double norm_const
   return d;
 }
 
-at::Tensor gaussian_heatmaps_forward_cuda_op(const at::Tensor& mean_d, const c10::optional<at::Tensor>& var_d,
-                                             const c10::optional<at::Tensor>& mean_s,
-                                             const c10::optional<at::Tensor>& var_s, double fixed_var, int64_t height,
-                                             int64_t width, double norm_const, bool norm_sum, bool background) {
+at::Tensor render_gaussians_forward_cuda_op(const at::Tensor& mean_d, const c10::optional<at::Tensor>& var_d,
+                                            const c10::optional<at::Tensor>& mean_s,
+                                            const c10::optional<at::Tensor>& var_s, double fixed_var, int64_t height,
+                                            int64_t width, double norm_const, bool norm_sum, bool background) {
   const GaussianShape s = check_gaussian_forward(mean_d, var_d, mean_s, var_s, fixed_var, height, width, norm_const,
                                                  norm_sum, background);
-  TORCH_CHECK(mean_d.is_cuda(), "gaussian_heatmaps_forward (cuda): tensors must be CUDA tensors");
+  TORCH_CHECK(mean_d.is_cuda(), "render_gaussians_forward (cuda): tensors must be CUDA tensors");
   const c10::cuda::CUDAGuard guard(mean_d.device());
   const GaussianInputs p = prepare_gaussian_inputs(mean_d, var_d, mean_s, var_s, s.lead);
   at::Tensor out = at::empty(lead_sizes(mean_d, s.lead, {s.C, s.H, s.W}), mean_d.options());
   if (out.numel() == 0) return out;
   const GaussianDims d = dims_of(s, fixed_var, norm_const, norm_sum, background);
   const cudaStream_t stream = stream_of(mean_d);
-  dispatch_cuda_float(mean_d.scalar_type(), "gaussian_heatmaps_forward", [&](auto* tag) {
+  dispatch_cuda_float(mean_d.scalar_type(), "render_gaussians_forward", [&](auto* tag) {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
-    check_cuda(gaussian_heatmaps_forward_cuda<scalar_t>(keypoints_of<scalar_t>(p.mean_d, p.var_d, s.lead),
-                                                        keypoints_of<scalar_t>(p.mean_s, p.var_s, s.lead), d,
-                                                        static_cast<scalar_t*>(out.mutable_data_ptr()), stream),
-               "gaussian_heatmaps_forward");
+    check_cuda(render_gaussians_forward_cuda<scalar_t>(keypoints_of<scalar_t>(p.mean_d, p.var_d, s.lead),
+                                                       keypoints_of<scalar_t>(p.mean_s, p.var_s, s.lead), d,
+                                                       static_cast<scalar_t*>(out.mutable_data_ptr()), stream),
+               "render_gaussians_forward");
   });
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gaussian_heatmaps_backward_cuda_op(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> render_gaussians_backward_cuda_op(
     const at::Tensor& grad_out, const at::Tensor& mean_d, const c10::optional<at::Tensor>& var_d,
     const c10::optional<at::Tensor>& mean_s, const c10::optional<at::Tensor>& var_s, double fixed_var,
     double norm_const, bool norm_sum, bool background) {
   const GaussianShape s =
       check_gaussian_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var, norm_const, norm_sum, background);
-  TORCH_CHECK(mean_d.is_cuda(), "gaussian_heatmaps_backward (cuda): tensors must be CUDA tensors");
+  TORCH_CHECK(mean_d.is_cuda(), "render_gaussians_backward (cuda): tensors must be CUDA tensors");
   const c10::cuda::CUDAGuard guard(mean_d.device());
   const GaussianInputs p = prepare_gaussian_inputs(mean_d, var_d, mean_s, var_s, s.lead);
   const auto opts = mean_d.options();
@@ -101,17 +101,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gaussian_heatmaps_bac
   gs.s[1] = gl.b;
   for (int i = 0; i < 3; ++i) gs.s[2 + i] = grad_out.stride(s.lead + i);
   const cudaStream_t stream = stream_of(mean_d);
-  dispatch_cuda_float(mean_d.scalar_type(), "gaussian_heatmaps_backward", [&](auto* tag) {
+  dispatch_cuda_float(mean_d.scalar_type(), "render_gaussians_backward", [&](auto* tag) {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
     using acc_t = acc_type_t<scalar_t>;
     auto ptr = [](at::Tensor& t) { return t.numel() ? static_cast<scalar_t*>(t.mutable_data_ptr()) : nullptr; };
-    check_cuda(gaussian_heatmaps_backward_cuda<scalar_t>(
+    check_cuda(render_gaussians_backward_cuda<scalar_t>(
                    static_cast<const scalar_t*>(grad_out.const_data_ptr()), gs,
                    keypoints_of<scalar_t>(p.mean_d, p.var_d, s.lead), keypoints_of<scalar_t>(p.mean_s, p.var_s, s.lead),
                    d, split,
                    partials.defined() ? static_cast<acc_t*>(partials.mutable_data_ptr()) : nullptr, ptr(gmd),
                    ptr(gvd), ptr(gms), ptr(gvs), stream),
-               "gaussian_heatmaps_backward");
+               "render_gaussians_backward");
   });
   return {gmd, gvd, gms, gvs};
 }
@@ -120,6 +120,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gaussian_heatmaps_bac
 }  // namespace fastmotion
 
 TORCH_LIBRARY_IMPL(fastmotion, CUDA, m) {
-  m.impl("gaussian_heatmaps_forward", &fastmotion::gaussian_heatmaps_forward_cuda_op);
-  m.impl("gaussian_heatmaps_backward", &fastmotion::gaussian_heatmaps_backward_cuda_op);
+  m.impl("render_gaussians_forward", &fastmotion::render_gaussians_forward_cuda_op);
+  m.impl("render_gaussians_backward", &fastmotion::render_gaussians_backward_cuda_op);
 }

@@ -15,7 +15,7 @@ namespace fastmotion {
 struct GaussianShape {
   int64_t A, B, K, C, H, W;
   int lead;  // number of leading dims: 1 or 2
-  int mode;  // GaussianVarMode
+  int mode;  // VarMode (fastmotion/var_mode.h)
   bool has_source;
 };
 

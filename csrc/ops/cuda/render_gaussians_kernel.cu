@@ -1,4 +1,4 @@
-// CUDA kernels of the Gaussian-heatmap ops (math: csrc/include/fastmotion/gaussian.h).
+// CUDA kernels of the Gaussian-heatmap ops (math: csrc/include/fastmotion/render_gaussians.h).
 //
 // Thread blocks are 2-D: threadIdx.x runs along a row (coalesced), threadIdx.y over rows. Each
 // thread keeps its column's dx and walks rows, so a pixel costs the quadratic form (two FMAs
@@ -9,9 +9,9 @@
 // of its pixels, the block reduces them (warp shuffles, then one warp), and when the block owns
 // the whole heatmap thread 0 writes the closed-form gradients; otherwise it writes partials and
 // a one-thread-per-keypoint epilogue kernel finishes.
-#include "ops/cuda/gaussian_kernel.h"
+#include "ops/cuda/render_gaussians_kernel.h"
 
-#include "fastmotion/gaussian.h"
+#include "fastmotion/render_gaussians.h"
 
 namespace fastmotion {
 namespace {
@@ -40,7 +40,7 @@ __device__ DevKeypoint<acc_t> load_keypoint(const GaussianKeypoints<scalar_t>& k
   DevKeypoint<acc_t> out;
   out.v[0] = out.v[1] = out.v[2] = out.v[3] = acc_t(0);
   const scalar_t* m = kp.mean + a * kp.m_sa + b * kp.m_sb + k * 2;
-  const int nv = gaussian_var_numel(mode);
+  const int nv = var_mode_numel(mode);
   if (nv > 0) {
     const scalar_t* v = kp.var + a * kp.v_sa + b * kp.v_sb + k * nv;
     for (int i = 0; i < nv; ++i) out.v[i] = to_acc(v[i]);
@@ -171,7 +171,7 @@ __device__ void finish_keypoint(const DevKeypoint<acc_t>& kp, const GaussianDims
   gaussian_param_grads<acc_t>(kp.quad, d.mode, kp.v, M, gma, gva);
   gm[0] = from_acc<scalar_t>(gma[0]);
   gm[1] = from_acc<scalar_t>(gma[1]);
-  for (int i = 0; i < gaussian_var_numel(d.mode); ++i) gv[i] = from_acc<scalar_t>(gva[i]);
+  for (int i = 0; i < var_mode_numel(d.mode); ++i) gv[i] = from_acc<scalar_t>(gva[i]);
 }
 
 template <typename scalar_t, typename acc_t, bool kNormSum, bool kHasSource>
@@ -213,7 +213,7 @@ __global__ void __launch_bounds__(kThreads)
   block_sum<kGaussianPartials, acc_t>(acc, smem);
   if (threadIdx.x != 0 || threadIdx.y != 0) return;
   if (gridDim.y == 1) {
-    const int nv = gaussian_var_numel(d.mode);
+    const int nv = var_mode_numel(d.mode);
     finish_keypoint<scalar_t, acc_t>(kd, d, acc_t(1), acc, gmd + 2 * r, gvd + nv * r);
     if (kHasSource) finish_keypoint<scalar_t, acc_t>(ks, d, acc_t(-1), acc + 12, gms + 2 * r, gvs + nv * r);
   } else {
@@ -239,7 +239,7 @@ __global__ void gaussian_backward_epilogue_kernel(const acc_t* __restrict__ part
     for (int i = 0; i < kGaussianPartials; ++i) s[i] += p[i];
   }
   const acc_t fixed = acc_t(d.fixed_var);
-  const int nv = gaussian_var_numel(d.mode);
+  const int nv = var_mode_numel(d.mode);
   finish_keypoint<scalar_t, acc_t>(load_keypoint<scalar_t, acc_t>(drv, d.mode, fixed, a, b, k), d, acc_t(1), s,
                                    gmd + 2 * r, gvd + nv * r);
   if (d.has_source) {
@@ -267,9 +267,9 @@ void launch_backward(dim3 grid, dim3 block, cudaStream_t stream, const scalar_t*
 }  // namespace
 
 template <typename scalar_t>
-cudaError_t gaussian_heatmaps_forward_cuda(const GaussianKeypoints<scalar_t>& driving,
-                                           const GaussianKeypoints<scalar_t>& source, const GaussianDims& dims,
-                                           scalar_t* out, cudaStream_t stream) {
+cudaError_t render_gaussians_forward_cuda(const GaussianKeypoints<scalar_t>& driving,
+                                          const GaussianKeypoints<scalar_t>& source, const GaussianDims& dims,
+                                          scalar_t* out, cudaStream_t stream) {
   using acc_t = acc_type_t<scalar_t>;
   const int64_t heatmaps = dims.A * dims.B * (dims.K + (dims.background ? 1 : 0));
   if (heatmaps == 0 || dims.H * dims.W == 0) return cudaSuccess;
@@ -305,12 +305,12 @@ int gaussian_backward_split(const GaussianDims& dims, int device) {
 }
 
 template <typename scalar_t>
-cudaError_t gaussian_heatmaps_backward_cuda(const scalar_t* grad_out, const GaussianGradStrides& grad_strides,
-                                            const GaussianKeypoints<scalar_t>& driving,
-                                            const GaussianKeypoints<scalar_t>& source, const GaussianDims& dims,
-                                            int split, acc_type_t<scalar_t>* partials, scalar_t* grad_mean_d,
-                                            scalar_t* grad_var_d, scalar_t* grad_mean_s, scalar_t* grad_var_s,
-                                            cudaStream_t stream) {
+cudaError_t render_gaussians_backward_cuda(const scalar_t* grad_out, const GaussianGradStrides& grad_strides,
+                                           const GaussianKeypoints<scalar_t>& driving,
+                                           const GaussianKeypoints<scalar_t>& source, const GaussianDims& dims,
+                                           int split, acc_type_t<scalar_t>* partials, scalar_t* grad_mean_d,
+                                           scalar_t* grad_var_d, scalar_t* grad_mean_s, scalar_t* grad_var_s,
+                                           cudaStream_t stream) {
   using acc_t = acc_type_t<scalar_t>;
   const int64_t rows = dims.A * dims.B * dims.K;
   if (rows == 0 || dims.H * dims.W == 0) return cudaSuccess;
@@ -350,9 +350,9 @@ cudaError_t gaussian_heatmaps_backward_cuda(const scalar_t* grad_out, const Gaus
 }
 
 #define FASTMOTION_INSTANTIATE_GAUSSIAN(T)                                                                         \
-  template cudaError_t gaussian_heatmaps_forward_cuda<T>(const GaussianKeypoints<T>&, const GaussianKeypoints<T>&, \
+  template cudaError_t render_gaussians_forward_cuda<T>(const GaussianKeypoints<T>&, const GaussianKeypoints<T>&, \
                                                          const GaussianDims&, T*, cudaStream_t);                   \
-  template cudaError_t gaussian_heatmaps_backward_cuda<T>(                                                        \
+  template cudaError_t render_gaussians_backward_cuda<T>(                                                        \
       const T*, const GaussianGradStrides&, const GaussianKeypoints<T>&, const GaussianKeypoints<T>&,              \
       const GaussianDims&, int, acc_type_t<T>*, T*, T*, T*, T*, cudaStream_t);
 
