@@ -19,6 +19,8 @@ from fastmotion.ops import _schema
 VAR_MATRIX = tl.constexpr(_schema.VAR_MATRIX)
 VAR_SINGLE = tl.constexpr(_schema.VAR_SINGLE)
 VAR_FIXED = tl.constexpr(_schema.VAR_FIXED)
+# warp_features' grid resize (the launchers' int ``mode``): nearest, else linear
+MODE_NEAREST = _schema.MODE_NEAREST
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:

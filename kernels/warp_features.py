@@ -15,8 +15,8 @@ forward: one lane per output element (n, c, y, x). Traffic: read each feature ma
   hit cache), write each output once; the reference also writes and reads a resized grid per map.
 backward A: one program per (map, n, channel chunk, block of pixels). The pixels' taps are
   computed once and reused for the chunk's channels: grad_out is scattered into a float32
-  feature-gradient scratch with atomics (in deterministic mode the feature gradients are
-  grid_sample's gather at materialised resized grids instead, see _feature_grads_by_gather), and
+  feature-gradient scratch with atomics (in deterministic mode fastmotion.ops.warp_features takes
+  the feature gradients from grid_sample's gather at materialised resized grids instead), and
   grad_out * d(sample)/d(coordinate) is summed over the chunk's channels in registers and
   written as one partial per (chunk, pixel).
 backward B: one program per (n, block of grid cells) gathers, for every map, the output pixels
@@ -34,10 +34,8 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from fastmotion.kernels import grid_sample as _grid_sample
-from fastmotion.kernels._common import acc_dtype, aligned_corners, corner_slopes, div_rn, load_corners, tl_acc
-from fastmotion.kernels.sampling import PAD_ZEROS
-from fastmotion.reference.warp_features import resize_grid
+from fastmotion.kernels._common import (MODE_NEAREST, acc_dtype, aligned_corners, corner_slopes, div_rn, load_corners,
+                                        tl_acc)
 
 MAX_MAPS = 8
 _BLOCK = 256
@@ -377,7 +375,8 @@ def _pad(per_map, filler):
     return args
 
 
-def warp_features_forward(features, grid, nearest: bool):
+def warp_features_forward(features: list[torch.Tensor], grid: torch.Tensor, mode: int) -> list[torch.Tensor]:
+    nearest = mode == MODE_NEAREST
     grid = grid.contiguous()
     n, h, w, _ = grid.shape
     outs = [f.new_empty((n,) + tuple(f.shape[1:])) for f in features]
@@ -401,30 +400,13 @@ def _window_len(size_grid: int, size_map: int, nearest: bool) -> int:
     return int(math.ceil(r)) + 3 if nearest else int(math.ceil(2 * r)) + 4
 
 
-def _feature_grads_by_gather(grad_outs, features, grid, nearest: bool):
-    """Deterministic feature gradients (torch.use_deterministic_algorithms(True), or
-    FASTMOTION_GRID_SAMPLE_SCATTER=gather): grid_sample's gather input gradient per map, at the
-    grid resized to the map's size. The resized grids are materialised here (the price of
-    determinism; the scatter never stores them)."""
-    out = []
-    for g, f in zip(grad_outs, features):
-        g = g.contiguous()
-        if g.numel() == 0:
-            out.append(f.new_zeros((grid.shape[0],) + tuple(f.shape[1:])))
-            continue
-        grid_f = resize_grid(grid, f.shape[-2:], "nearest" if nearest else "bilinear").contiguous()
-        out.append(_grid_sample.input_grad_by_gather(g, f.contiguous(), grid_f, _grid_sample.MODE_BILINEAR,
-                                                     PAD_ZEROS, True, torch.contiguous_format))
-    return out
-
-
-def warp_features_backward(grad_outs, features, grid, nearest: bool, features_requires_grad: bool,
-                           grid_requires_grad: bool):
+def warp_features_backward(grad_outs: list[torch.Tensor], features: list[torch.Tensor], grid: torch.Tensor, mode: int,
+                           features_requires_grad: bool,
+                           grid_requires_grad: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Feature gradients scattered with atomics (fastmotion.ops.warp_features gathers them in
+    deterministic mode) and the grid gradient; ``mode``: nearest (MODE_NEAREST) or linear resize."""
+    nearest = mode == MODE_NEAREST
     grid = grid.contiguous()
-    if features_requires_grad and _grid_sample.gather_input_grad():
-        gathered = _feature_grads_by_gather(grad_outs, features, grid, nearest)
-        _, grad_grid = warp_features_backward(grad_outs, features, grid, nearest, False, grid_requires_grad)
-        return gathered, grad_grid
     n, h, w, _ = grid.shape
     acc = acc_dtype(grid.dtype)
     device = grid.device

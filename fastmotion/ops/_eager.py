@@ -201,21 +201,6 @@ def function_name(op: str) -> str:
     return "".join(part.title() for part in op.split("_"))
 
 
-def compiled_op(fwd: str, setup_context: Callable, backward: Callable, available: bool = True):
-    """``fused_op`` of the compiled op ``fastmotion::<fwd>`` (``None`` when ``available`` is false:
-    the extension was not built or has no such op)."""
-    if not available:
-        return None
-    op = getattr(torch.ops.fastmotion, fwd).default
-    name = function_name(fwd)
-    tensor_args = 0  # the schema's leading Tensor / Tensor? / Tensor[] arguments
-    for arg in op._schema.arguments:
-        if "Tensor" not in str(arg.type):
-            break
-        tensor_args += 1
-    return fused_op(name, below_autograd(op), setup_context, backward, op, tensor_args)
-
-
 def _leading_tensor_args(op) -> int:
     """How many leading arguments of a compiled op's schema are Tensor / Tensor? / Tensor[]."""
     count = 0
