@@ -285,7 +285,8 @@ def shifted_warps_forward(source: torch.Tensor, kp_shift: torch.Tensor) -> torch
 
 
 def shifted_warps_backward(grad_out: torch.Tensor, source: torch.Tensor, kp_shift: torch.Tensor,
-                           source_requires_grad: bool, kp_shift_requires_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                           source_requires_grad: bool,
+                           kp_shift_requires_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
     n, c, h, w = source.shape
     k1 = kp_shift.shape[1]
     acc = acc_dtype(source.dtype)

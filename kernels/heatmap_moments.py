@@ -29,8 +29,8 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from fastmotion.kernels._common import (VAR_FIXED, VAR_MATRIX, VAR_SINGLE, acc_dtype, grid_consts, grid_coord, join_float,
-                                        split_float, tl_acc)
+from fastmotion.kernels._common import (VAR_FIXED, VAR_MATRIX, VAR_SINGLE, acc_dtype, grid_consts, grid_coord,
+                                        join_float, split_float, tl_acc)
 
 HEATMAP_EPS = 1e-7
 MAX_BLOCK = 4096

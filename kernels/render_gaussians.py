@@ -104,10 +104,12 @@ def _gauss_value(x, y, mx, my, pa, pb, pc):
 
 
 @triton.jit
-def _gaussians(rows, row1, y, c0, W, w_m1, x_on, mxd, myd, pad, pbd, pcd, mxs, mys, pas, pbs, pcs,
-               HAS_SRC: tl.constexpr, BLOCK_W: tl.constexpr, ACC: tl.constexpr):
-    # the tile at (rows, c0 + ...) of the driving and the source Gaussians (the source's only with
-    # HAS_SRC), with its columns and in-bounds mask
+def _gaussians(r0, row1, c0, W, w_m1, h_m1, x_on, y_on, mxd, myd, pad, pbd, pcd, mxs, mys, pas, pbs, pcs,
+               HAS_SRC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, ACC: tl.constexpr):
+    # the tile at (r0 + ..., c0 + ...) of the driving and the source Gaussians (the source's only
+    # with HAS_SRC), with its rows, columns and in-bounds mask
+    rows = r0 + tl.arange(0, BLOCK_H)
+    y = grid_coord(rows.to(ACC), h_m1, y_on)
     cols = c0 + tl.arange(0, BLOCK_W)
     x = grid_coord(cols.to(ACC), w_m1, x_on)
     mask = (rows < row1)[:, None] & (cols < W)[None, :]
@@ -115,7 +117,7 @@ def _gaussians(rows, row1, y, c0, W, w_m1, x_on, mxd, myd, pad, pbd, pcd, mxs, m
     gs = gd
     if HAS_SRC:
         gs = _gauss_value(x, y, mxs, mys, pas, pbs, pcs)
-    return cols, mask, gd, gs
+    return rows, cols, mask, gd, gs
 
 
 @triton.jit
@@ -162,11 +164,9 @@ def gaussian_fwd_kernel(out_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, B, C, H, W, row
             acc_d = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
             acc_s = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
             for r0 in range(row0, row1, BLOCK_H):
-                rows = r0 + tl.arange(0, BLOCK_H)
-                y = grid_coord(rows.to(ACC), h_m1, y_on)
                 for c0 in range(0, W, BLOCK_W):
-                    cols, mask, gd, gs = _gaussians(rows, row1, y, c0, W, w_m1, x_on, mxd, myd, pad, pbd, pcd, mxs, mys,
-                                                    pas, pbs, pcs, HAS_SRC, BLOCK_W, ACC)
+                    rows, cols, mask, gd, gs = _gaussians(r0, row1, c0, W, w_m1, h_m1, x_on, y_on, mxd, myd, pad, pbd,
+                                                          pcd, mxs, mys, pas, pbs, pcs, HAS_SRC, BLOCK_H, BLOCK_W, ACC)
                     acc_d += tl.where(mask, gd, 0.0)
                     if HAS_SRC:
                         acc_s += tl.where(mask, gs, 0.0)
@@ -175,11 +175,9 @@ def gaussian_fwd_kernel(out_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, B, C, H, W, row
             scale_d = 1.0 / tl.where(sum_d == 0.0, 1.0, sum_d)  # an empty heatmap stays 0
             scale_s = 1.0 / tl.where(sum_s == 0.0, 1.0, sum_s)
         for r0 in range(row0, row1, BLOCK_H):
-            rows = r0 + tl.arange(0, BLOCK_H)
-            y = grid_coord(rows.to(ACC), h_m1, y_on)
             for c0 in range(0, W, BLOCK_W):
-                cols, mask, gd, gs = _gaussians(rows, row1, y, c0, W, w_m1, x_on, mxd, myd, pad, pbd, pcd, mxs, mys,
-                                                pas, pbs, pcs, HAS_SRC, BLOCK_W, ACC)
+                rows, cols, mask, gd, gs = _gaussians(r0, row1, c0, W, w_m1, h_m1, x_on, y_on, mxd, myd, pad, pbd, pcd,
+                                                      mxs, mys, pas, pbs, pcs, HAS_SRC, BLOCK_H, BLOCK_W, ACC)
                 val = gd * scale_d
                 if HAS_SRC:
                     val = val - gs * scale_s

@@ -9,7 +9,7 @@ the first-order backward runs the fused kernels; while a graph of the backward i
 (:func:`fastmotion.ops._eager.builds_graph`).
 """
 from fastmotion.ops.dense_motion import compose_flow, shifted_warps
-from fastmotion.ops.gaussian import keypoint_heatmap_embedding, render_gaussians
+from fastmotion.ops.render_gaussians import keypoint_heatmap_embedding, render_gaussians
 from fastmotion.ops.grid_sample import grid_sample
 from fastmotion.ops.heatmap_moments import heatmap_moments
 from fastmotion.ops.warp_features import warp_features

@@ -171,9 +171,9 @@ def _gaussian_bytes(inputs, mode):
 
 
 def _render_reference(mean, var, spatial_size):
-    from fastmotion.reference import gaussian
+    from fastmotion import reference
 
-    return gaussian.render_gaussians(mean, var, spatial_size)
+    return reference.render_gaussians(mean, var, spatial_size)
 
 
 def _render_fused(mean, var, spatial_size, backend=None):
@@ -186,9 +186,9 @@ _EMBED = {"norm_const": 100, "heatmap_type": "difference", "add_background": Tru
 
 
 def _embed_reference(mean_d, var_d, mean_s, var_s, spatial_size):
-    from fastmotion.reference import gaussian
+    from fastmotion import reference
 
-    return gaussian.keypoint_heatmap_embedding({"mean": mean_d, "var": var_d}, {"mean": mean_s, "var": var_s},
+    return reference.keypoint_heatmap_embedding({"mean": mean_d, "var": var_d}, {"mean": mean_s, "var": var_s},
                                                spatial_size, **_EMBED)
 
 
@@ -355,12 +355,12 @@ OPS: Dict[str, OpSpec] = {spec.name: spec for spec in (
            _cases([(1, 10, 64, 64), (32, 10, 64, 64), (8, 10, 128, 128)], key=[(32, 10, 64, 64)],
                   quick=[(1, 10, 64, 64)]),
            tiny={"shape": (1, 2, 4, 4)}, registered=_heatmap_registered),
-    OpSpec("render_gaussians", "gaussian", "IMPLS", _render_reference, _render_fused, _gaussian_inputs,
+    OpSpec("render_gaussians", "render_gaussians", "IMPLS", _render_reference, _render_fused, _gaussian_inputs,
            _gaussian_bytes,
            _cases([(1, 10, 64, 64), (32, 10, 64, 64), (8, 10, 128, 128), (1, 10, 256, 256)],
                   key=[(32, 10, 64, 64)], quick=[(1, 10, 64, 64)]),
            tiny={"shape": (1, 2, 4, 4)}),
-    OpSpec("keypoint_heatmap_embedding", "gaussian", "EMBED_IMPLS", _embed_reference, _embed_fused,
+    OpSpec("keypoint_heatmap_embedding", "render_gaussians", "EMBED_IMPLS", _embed_reference, _embed_fused,
            lambda device, dtype, shape: _gaussian_inputs(device, dtype, shape, embed=True), _gaussian_bytes,
            _cases([(1, 10, 64, 64), (32, 10, 64, 64), (8, 10, 128, 128)], key=[(32, 10, 64, 64)],
                   quick=[(1, 10, 64, 64)]),

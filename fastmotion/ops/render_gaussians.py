@@ -13,7 +13,7 @@ Keypoints of kp_source may have leading dimensions that broadcast against kp_dri
 is expanded in memory; autograd sums the source gradients over the broadcast dimensions.
 
 Degenerate input (singular covariances, empty sum-normalised heatmaps, non-covariance matrices)
-follows the rule written in :mod:`fastmotion.reference.gaussian`, in every backend.
+follows the rule written in :mod:`fastmotion.reference.render_gaussians`, in every backend.
 
 Autocast: no autocast rule; the ops run in the dtype of the keypoints (half and bfloat16 are
 computed in float32 and rounded once), and mixed dtypes are promoted as in the reference.
@@ -27,7 +27,7 @@ import torch
 
 from fastmotion import backends
 from fastmotion.ops import _checks, _eager
-from fastmotion.reference import gaussian as ref
+from fastmotion import reference as ref
 
 OP_RENDER = "render_gaussians"
 OP_EMBED = "keypoint_heatmap_embedding"
@@ -82,7 +82,7 @@ def _backward_reference(ctx, grad):
     return (*_eager.reference_vjp(heatmaps, ctx.saved_tensors, [grad]), None, None, None, None, None, None)
 
 
-IMPLS = _eager.wire(_FWD, _BWD, kernels="gaussian", fake_forward=_fake_forward, fake_backward=_fake_backward,
+IMPLS = _eager.wire(_FWD, _BWD, kernels="render_gaussians", fake_forward=_fake_forward, fake_backward=_fake_backward,
                     setup_context=_setup_context, backward=_backward, backward_reference=_backward_reference)
 EMBED_IMPLS = IMPLS  # both ops run on the same fused kernels
 
@@ -220,7 +220,7 @@ def render_gaussians(mean: torch.Tensor, var, spatial_size, *, backend: str | No
 
     ``exp(-0.5 (g - mean)^T var^-1 (g - mean))`` on Monkey-Net's [-1, 1] grid (x along W, y along
     H): the original ``kp2gaussian``. Differentiable in mean and var. Singular covariances and
-    other degenerate input: see :mod:`fastmotion.reference.gaussian`.
+    other degenerate input: see :mod:`fastmotion.reference.render_gaussians`.
     """
     op = OP_RENDER
     _check_mean(mean, "mean", op)

@@ -19,7 +19,7 @@ from tests.tolerance import backend_params
 # the op modules (their names are shadowed by the ops in fastmotion.ops)
 dense_motion, gaussian, grid_sample_module, heatmap_module, warp_module = (
     importlib.import_module(f"fastmotion.ops.{m}")
-    for m in ("dense_motion", "gaussian", "grid_sample", "heatmap_moments", "warp_features"))
+    for m in ("dense_motion", "render_gaussians", "grid_sample", "heatmap_moments", "warp_features"))
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # interpreter, masked lanes
 

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from fastmotion import reference
 from fastmotion.ops import grid_sample, heatmap_moments, keypoint_heatmap_embedding, render_gaussians
 from fastmotion.ops import shifted_warps, warp_features
-from fastmotion.reference import gaussian as ref_gaussian
 from fastmotion import reference as ref_ops
 from tests.tolerance import assert_matches_reference, backend_params
 
@@ -17,7 +16,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning"
 
 gaussian_module, heatmap_module, grid_sample_module, dense_motion, warp_module = (
     importlib.import_module(f"fastmotion.ops.{m}")
-    for m in ("gaussian", "heatmap_moments", "grid_sample", "dense_motion", "warp_features"))
+    for m in ("render_gaussians", "heatmap_moments", "grid_sample", "dense_motion", "warp_features"))
 
 GAUSS = backend_params(gaussian_module.IMPLS)
 MOMENTS = backend_params(heatmap_module.IMPLS)
@@ -35,7 +34,7 @@ def test_far_keypoint_renders_zero(backend, device, mean, dtype):
     m = torch.tensor([[mean]], dtype=dtype, device=device).requires_grad_()
     v = var.clone().requires_grad_()
     out = render_gaussians(m, v, (2, 3), backend=backend)
-    expected = ref_gaussian.render_gaussians(m.detach().double(), var.double(), (2, 3))
+    expected = ref_ops.render_gaussians(m.detach().double(), var.double(), (2, 3))
     assert torch.equal(expected, torch.zeros_like(expected))
     torch.testing.assert_close(out.double(), expected, rtol=0, atol=0)
     gm, gv = torch.autograd.grad((out * torch.randn_like(out)).sum(), [m, v])
@@ -56,10 +55,10 @@ def test_movement_embedding_far_driving_keypoint(backend, device, norm_const):
     ms = torch.tensor([[[0.0, 0.0], [0.4, 0.1]], [[-0.2, 0.5], [0.3, 0.3]]], device=device)
     args = ({"mean": md, "var": var}, {"mean": ms, "var": var}, (5, 6), norm_const)
     out = keypoint_heatmap_embedding(*args, backend=backend)
-    expected = ref_gaussian.keypoint_heatmap_embedding(
+    expected = ref_ops.keypoint_heatmap_embedding(
         {"mean": md.double(), "var": var.double()}, {"mean": ms.double(), "var": var.double()}, (5, 6), norm_const)
     assert not out.isnan().any()
-    same = ref_gaussian.keypoint_heatmap_embedding(*args)
+    same = ref_ops.keypoint_heatmap_embedding(*args)
     assert_matches_reference(out, expected, same, torch.float32)
 
 

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 
 from fastmotion import backends, reference
 from fastmotion import ops
-from fastmotion.reference import gaussian as ref_gaussian
 from fastmotion import reference as ref_ops
 from tests.tolerance import assert_matches_reference
 
@@ -35,8 +34,8 @@ def _impls(module, name="IMPLS"):
     return getattr(importlib.import_module(f"fastmotion.ops.{module}"), name)
 
 
-IMPLS = {"heatmap_moments": _impls("heatmap_moments"), "render_gaussians": _impls("gaussian"),
-         "keypoint_heatmap_embedding": _impls("gaussian"), "grid_sample": _impls("grid_sample"),
+IMPLS = {"heatmap_moments": _impls("heatmap_moments"), "render_gaussians": _impls("render_gaussians"),
+         "keypoint_heatmap_embedding": _impls("render_gaussians"), "grid_sample": _impls("grid_sample"),
          "compose_flow": _impls("dense_motion", "COMPOSE_IMPLS"),
          "shifted_warps": _impls("dense_motion", "SHIFT_IMPLS"), "warp_features": _impls("warp_features")}
 
@@ -142,7 +141,7 @@ def _case(op: str, seed: int):
                                             size, backend=backend)
 
             def ref(t):
-                return ref_gaussian.render_gaussians(t[0], t[1] if kp_variance in ("matrix", "single") else
+                return ref_ops.render_gaussians(t[0], t[1] if kp_variance in ("matrix", "single") else
                                                      kp_variance, size)
         else:
             lead_s = rng.choice([lead, lead[:-1] + (1,), lead[1:]]) if lead else lead
@@ -161,7 +160,7 @@ def _case(op: str, seed: int):
 
             def ref(t):
                 d, s = kps(t)
-                return ref_gaussian.keypoint_heatmap_embedding(d, s, size, norm_const, heatmap_type, background,
+                return ref_ops.keypoint_heatmap_embedding(d, s, size, norm_const, heatmap_type, background,
                                                                kp_variance)
 
     elif op == "grid_sample":
