@@ -59,6 +59,13 @@ def div_rn(a, b):
         return tl.math.div_rn(a, b)
 
 
+def grid_args(h: int, w: int) -> dict:
+    """The kernels' grid arguments of an H x W grid, in the order ``w_m1, h_m1, x_on, y_on``: each
+    axis' size - 1 and 1.0, or 1.0 and 0.0 on a single-pixel axis (see :func:`grid_coord`)."""
+    return dict(w_m1=float(max(w - 1, 1)), h_m1=float(max(h - 1, 1)), x_on=1.0 if w > 1 else 0.0,
+                y_on=1.0 if h > 1 else 0.0)
+
+
 @triton.jit
 def grid_consts(w_m1, h_m1, x_on, y_on, ACC: tl.constexpr):
     """The grid's size - 1 per axis and its single-pixel switches (:func:`grid_coord`) in ``ACC``:

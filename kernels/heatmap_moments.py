@@ -29,8 +29,8 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from fastmotion.kernels._common import (VAR_FIXED, VAR_MATRIX, VAR_SINGLE, acc_dtype, grid_consts, grid_coord,
-                                        join_float, split_float, tl_acc)
+from fastmotion.kernels._common import (VAR_FIXED, VAR_MATRIX, VAR_SINGLE, acc_dtype, grid_args, grid_consts,
+                                        grid_coord, join_float, split_float, tl_acc)
 
 HEATMAP_EPS = 1e-7
 MAX_BLOCK = 4096
@@ -203,8 +203,7 @@ def _scalars(h: int, w: int, temperature: float, clip: float, acc: torch.dtype):
     """The kernels' float arguments: grid constants, 1 / temperature and clip."""
     ex2 = (w + 1) / (3.0 * (w - 1)) if w > 1 else 0.0
     ey2 = (h + 1) / (3.0 * (h - 1)) if h > 1 else 0.0
-    out = dict(w_m1=float(max(w - 1, 1)), h_m1=float(max(h - 1, 1)), x_on=1.0 if w > 1 else 0.0,
-               y_on=1.0 if h > 1 else 0.0)
+    out = grid_args(h, w)
     for name, value in (("inv_t", 1.0 / temperature), ("eps_hw", HEATMAP_EPS * h * w), ("ex2", ex2), ("ey2", ey2),
                         ("clip", float(clip))):
         out[name], out[name + "_lo"] = split_float(value, acc)

@@ -34,8 +34,8 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from fastmotion.kernels._common import (VAR_FIXED, VAR_MATRIX, VAR_SINGLE, acc_dtype, grid_consts, grid_coord,
-                                        join_float, split_float, tl_acc)
+from fastmotion.kernels._common import (VAR_FIXED, VAR_MATRIX, VAR_SINGLE, acc_dtype, grid_args, grid_consts,
+                                        grid_coord, join_float, split_float, tl_acc)
 
 DET_EPS = 1e-12  # smallest determinant used when inverting a covariance (reference: DET_EPS)
 _DET_EPS = tl.constexpr(DET_EPS)
@@ -442,11 +442,6 @@ def _common(mean_d, var_d, mean_s, var_s, fixed_var, norm_const, norm_sum, lead)
     return mean_d, var_d, mean_s, var_s, strides, consts
 
 
-def _grid_consts(h: int, w: int):
-    return dict(w_m1=float(max(w - 1, 1)), h_m1=float(max(h - 1, 1)), x_on=1.0 if w > 1 else 0.0,
-                y_on=1.0 if h > 1 else 0.0)
-
-
 def render_gaussians_forward(mean_d: torch.Tensor, var_d: torch.Tensor | None, mean_s: torch.Tensor | None,
                              var_s: torch.Tensor | None, fixed_var: float, height: int, width: int, norm_const: float,
                              norm_sum: bool, background: bool) -> torch.Tensor:
@@ -465,7 +460,7 @@ def render_gaussians_forward(mean_d: torch.Tensor, var_d: torch.Tensor | None, m
     wrap_triton(gaussian_fwd_kernel)[(a * b * c, n_split)](
         out, mean_d, var_d if var_d is not None else mean_d, mean_s if mean_s is not None else mean_d,
         var_s if var_s is not None else mean_d, b, c, height, width, rows_per_prog, *strides, **consts,
-        **_grid_consts(height, width), MODE=_mode(var_d), HAS_SRC=mean_s is not None, BG=int(background),
+        **grid_args(height, width), MODE=_mode(var_d), HAS_SRC=mean_s is not None, BG=int(background),
         NORM_SUM=bool(norm_sum), BLOCK_H=bh, BLOCK_W=bw, ACC=tl_acc(acc_dtype(mean_d.dtype)), num_warps=4)
     return out
 
@@ -508,7 +503,7 @@ def render_gaussians_backward(grad_out: torch.Tensor, mean_d: torch.Tensor, var_
     out_ptrs = (gmd, gvd if gvd.numel() else gmd, gms if gms.numel() else gmd, gvs if gvs.numel() else gmd)
     wrap_triton(gaussian_bwd_kernel)[(rows, split)](
         grad_out, *kp_ptrs, *out_ptrs, part, b, k, height, width, rows_per_prog, split, *g_strides,
-        *strides, **consts, **_grid_consts(height, width), MODE=mode, HAS_SRC=has_src, BG=int(background),
+        *strides, **consts, **grid_args(height, width), MODE=mode, HAS_SRC=has_src, BG=int(background),
         NORM_SUM=bool(norm_sum), FUSED=fused, BLOCK_H=bh, BLOCK_W=bw, ACC=tl_acc(acc),
         num_warps=8 if norm_sum and has_src else 4)
     if not fused:

@@ -373,13 +373,13 @@ OPS: Dict[str, OpSpec] = {spec.name: spec for spec in (
            # the Triton backend's deterministic gather input gradient (what
            # torch.use_deterministic_algorithms(True) selects)
            variants={"triton-gather": ("triton", {_SCATTER: "gather"})}),
-    OpSpec("compose_flow", "dense_motion", "COMPOSE_IMPLS", _compose_reference, _compose_fused, _compose_inputs,
+    OpSpec("compose_flow", "compose_flow", "IMPLS", _compose_reference, _compose_fused, _compose_inputs,
            _compose_bytes,
            _cases([(1, K1, 64, 64), (32, K1, 64, 64), (1, K1, 256, 256)], key=[(32, K1, 64, 64)],
                   quick=[(1, K1, 64, 64)]),
            tiny={"shape": (1, 3, 4, 4)},
            registered=lambda t, o, b: _registered("compose_flow_forward", b)(*t)),
-    OpSpec("shifted_warps", "dense_motion", "SHIFT_IMPLS", _shift_reference, _shift_fused, _shift_inputs,
+    OpSpec("shifted_warps", "shifted_warps", "IMPLS", _shift_reference, _shift_fused, _shift_inputs,
            _shift_bytes,
            _cases([(1, 3, 64, 64), (32, 3, 64, 64), (1, 3, 256, 256)], key=[(32, 3, 64, 64)],
                   quick=[(1, 3, 64, 64)], label=lambda s: f"{_shape_label(s)} K+1={K1}"),

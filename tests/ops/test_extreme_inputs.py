@@ -13,9 +13,9 @@ from tests.tolerance import assert_matches_reference, backend_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # interpreter, masked lanes
 
-gaussian_module, heatmap_module, grid_sample_module, dense_motion, warp_module = (
+gaussian_module, heatmap_module, grid_sample_module, shift_module, warp_module = (
     importlib.import_module(f"fastmotion.ops.{m}")
-    for m in ("render_gaussians", "heatmap_moments", "grid_sample", "dense_motion", "warp_features"))
+    for m in ("render_gaussians", "heatmap_moments", "grid_sample", "shifted_warps", "warp_features"))
 
 GAUSS = backend_params(gaussian_module.IMPLS)
 MOMENTS = backend_params(heatmap_module.IMPLS)
@@ -198,6 +198,6 @@ def test_reference_mixed_dtypes(dtype):
     assert warped.dtype == dtype
     assert_matches_reference(warped, reference.warp_features([source.double()], grid.double(), "bilinear")[0],
                              reference.warp_features([source], grid.to(dtype), "bilinear")[0], dtype)
-    if dense_motion.SHIFT_IMPLS["cpu"].fn is not None:
+    if shift_module.IMPLS["cpu"].fn is not None:
         fused = shifted_warps(source, shift, backend="cpu")
         assert_matches_reference(fused, expected, same, dtype)
