@@ -13,13 +13,21 @@
 
 namespace fastmotion {
 
-// exp/log/sqrt that pick the single- or double-precision routine on host and device alike.
+// Math functions that pick the single- or double-precision routine on host and device alike.
 FM_HOST_DEVICE float fm_exp(float x) { return expf(x); }
 FM_HOST_DEVICE double fm_exp(double x) { return ::exp(x); }
 FM_HOST_DEVICE float fm_log(float x) { return logf(x); }
 FM_HOST_DEVICE double fm_log(double x) { return ::log(x); }
 FM_HOST_DEVICE float fm_sqrt(float x) { return sqrtf(x); }
 FM_HOST_DEVICE double fm_sqrt(double x) { return ::sqrt(x); }
+FM_HOST_DEVICE float fm_floor(float x) { return floorf(x); }
+FM_HOST_DEVICE double fm_floor(double x) { return ::floor(x); }
+FM_HOST_DEVICE float fm_trunc(float x) { return truncf(x); }
+FM_HOST_DEVICE double fm_trunc(double x) { return ::trunc(x); }
+FM_HOST_DEVICE float fm_abs(float x) { return fabsf(x); }
+FM_HOST_DEVICE double fm_abs(double x) { return ::fabs(x); }
+FM_HOST_DEVICE bool fm_isnan(float x) { return x != x; }
+FM_HOST_DEVICE bool fm_isnan(double x) { return x != x; }
 
 // Monkey-Net's normalized coordinate of pixel `i` on an axis of `size` pixels:
 // 2 * (i / (size - 1)) - 1, endpoints included. A single-pixel axis sits at 0.

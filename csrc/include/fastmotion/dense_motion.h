@@ -56,6 +56,36 @@ FM_HOST_DEVICE AxisTaps<acc_t> shifted_axis_taps(int64_t j, int64_t size, acc_t 
   return axis_taps<acc_t>(unnormalize_align_corners<acc_t>(grid_coord<acc_t>(j, size) + shift, size), size);
 }
 
+// The four bilinear taps of one sample from its two axes' taps: which lie inside the H x W
+// plane, their weights, and the offset of the (y0, x0) tap in a plane of strides (sh, sw)
+// (valid only where a mask is set).
+template <typename acc_t>
+struct PlaneTaps {
+  AxisTaps<acc_t> x, y;
+  bool in00, in01, in10, in11;
+  acc_t w00, w01, w10, w11;
+  int64_t off00;
+
+  FM_HOST_DEVICE static PlaneTaps make(AxisTaps<acc_t> ax, AxisTaps<acc_t> ay, int64_t H, int64_t W, int64_t sh,
+                                       int64_t sw) {
+    PlaneTaps t;
+    t.x = ax;
+    t.y = ay;
+    const bool x0 = ax.in0(W), x1 = ax.in1(W), y0 = ay.in0(H), y1 = ay.in1(H);
+    t.in00 = y0 && x0;
+    t.in01 = y0 && x1;
+    t.in10 = y1 && x0;
+    t.in11 = y1 && x1;
+    const acc_t fx = ax.frac, fy = ay.frac;
+    t.w00 = (acc_t(1) - fy) * (acc_t(1) - fx);
+    t.w01 = (acc_t(1) - fy) * fx;
+    t.w10 = fy * (acc_t(1) - fx);
+    t.w11 = fy * fx;
+    t.off00 = ay.i0 * sh + ax.i0 * sw;
+    return t;
+  }
+};
+
 // F.interpolate(mode="nearest") source index along one axis: min(floor(dst * (in / out)), in - 1)
 // with the scale and the product in float, as PyTorch computes it (also for double tensors).
 FM_HOST_DEVICE int64_t nearest_source_index(int64_t dst, int64_t in, int64_t out) {

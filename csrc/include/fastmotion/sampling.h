@@ -54,15 +54,6 @@ FM_HOST_DEVICE float fm_fma(float a, float b, float c) { return std::fma(a, b, c
 FM_HOST_DEVICE double fm_fma(double a, double b, double c) { return std::fma(a, b, c); }
 #endif
 
-FM_HOST_DEVICE float fm_floor(float x) { return floorf(x); }
-FM_HOST_DEVICE double fm_floor(double x) { return ::floor(x); }
-FM_HOST_DEVICE float fm_trunc(float x) { return truncf(x); }
-FM_HOST_DEVICE double fm_trunc(double x) { return ::trunc(x); }
-FM_HOST_DEVICE float fm_abs(float x) { return fabsf(x); }
-FM_HOST_DEVICE double fm_abs(double x) { return ::fabs(x); }
-FM_HOST_DEVICE bool fm_isnan(float x) { return x != x; }
-FM_HOST_DEVICE bool fm_isnan(double x) { return x != x; }
-
 // Round half to even (what PyTorch's nearest mode does with _mm256_round_ps / nearbyint),
 // without libm or the FP environment: adding and removing 2^23 (2^52) rounds |x| to an
 // integer in the default rounding mode; larger |x| (and inf) are integers already, NaN stays NaN.

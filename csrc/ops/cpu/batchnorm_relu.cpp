@@ -32,6 +32,7 @@
 
 #include "ops/batchnorm_relu.h"
 #include "ops/cpu/vec_math.h"
+#include "ops/register.h"
 
 namespace fastmotion {
 namespace cpu {
@@ -156,10 +157,8 @@ void channel_pair_sums(int64_t N, int64_t C, int64_t HW, bool channels_last, con
   if (M == 0) return;
   if (!channels_last) {
     std::vector<double> part(N * C * 2);
-    at::parallel_for(0, N * C, grain_for(HW), [&](int64_t begin, int64_t end) {
-      run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
-        for (int64_t t = begin; t < end; ++t) plane(t, part.data() + 2 * t);
-      });
+    parallel_vectorized(N * C, HW, [&](int64_t begin, int64_t end) FASTMOTION_ALWAYS_INLINE {
+      for (int64_t t = begin; t < end; ++t) plane(t, part.data() + 2 * t);
     });
     for (int64_t n = 0; n < N; ++n) {
       for (int64_t c = 0; c < C; ++c) {
@@ -172,14 +171,12 @@ void channel_pair_sums(int64_t N, int64_t C, int64_t HW, bool channels_last, con
   const int64_t chunks = std::min(M, kRowChunks);
   const int64_t per = (M + chunks - 1) / chunks;
   std::vector<T> part(chunks * 2 * C, T(0));
-  at::parallel_for(0, chunks, grain_for(per * C), [&](int64_t begin, int64_t end) {
-    run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
-      for (int64_t k = begin; k < end; ++k) {
-        const int64_t r0 = std::min(M, k * per), r1 = std::min(M, r0 + per);
-        T* sp = part.data() + k * 2 * C;
-        rows(r0, r1 - r0, sp, sp + C);
-      }
-    });
+  parallel_vectorized(chunks, per * C, [&](int64_t begin, int64_t end) FASTMOTION_ALWAYS_INLINE {
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t r0 = std::min(M, k * per), r1 = std::min(M, r0 + per);
+      T* sp = part.data() + k * 2 * C;
+      rows(r0, r1 - r0, sp, sp + C);
+    }
   });
   for (int64_t k = 0; k < chunks; ++k) {
     for (int64_t c = 0; c < C; ++c) {
@@ -236,19 +233,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_forwar
     // Pass 2: the output.
     T* op = out.mutable_data_ptr<T>();
     if (!channels_last) {
-      at::parallel_for(0, N * C, grain_for(HW), [&](int64_t begin, int64_t end) {
-        run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
-          for (int64_t t = begin; t < end; ++t) {
-            const int64_t c = t % C;
-            apply_plane<T>(xp + t * HW, op + t * HW, HW, scale[c], shift[c]);
-          }
-        });
+      parallel_vectorized(N * C, HW, [&](int64_t begin, int64_t end) FASTMOTION_ALWAYS_INLINE {
+        for (int64_t t = begin; t < end; ++t) {
+          const int64_t c = t % C;
+          apply_plane<T>(xp + t * HW, op + t * HW, HW, scale[c], shift[c]);
+        }
       });
     } else {
-      at::parallel_for(0, M, grain_for(C), [&](int64_t begin, int64_t end) {
-        run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
-          apply_rows<T>(xp + begin * C, op + begin * C, end - begin, C, scale.data(), shift.data());
-        });
+      parallel_vectorized(M, C, [&](int64_t begin, int64_t end) FASTMOTION_ALWAYS_INLINE {
+        apply_rows<T>(xp + begin * C, op + begin * C, end - begin, C, scale.data(), shift.data());
       });
     }
   });
@@ -313,21 +306,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_backward_cpu(const
     // Pass 2: grad_x.
     T* op = grad_x.mutable_data_ptr<T>();
     if (!channels_last) {
-      at::parallel_for(0, N * C, grain_for(HW), [&](int64_t begin, int64_t end) {
-        run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
-          for (int64_t t = begin; t < end; ++t) {
-            const int64_t c = t % C;
-            const T* g = gp + (t / C) * g_sn + c * g_sc;
-            write_plane<T>(g, xp + t * HW, op + t * HW, HW, scale[c], shift[c], mp[c], a[c], b[c]);
-          }
-        });
+      parallel_vectorized(N * C, HW, [&](int64_t begin, int64_t end) FASTMOTION_ALWAYS_INLINE {
+        for (int64_t t = begin; t < end; ++t) {
+          const int64_t c = t % C;
+          const T* g = gp + (t / C) * g_sn + c * g_sc;
+          write_plane<T>(g, xp + t * HW, op + t * HW, HW, scale[c], shift[c], mp[c], a[c], b[c]);
+        }
       });
     } else {
-      at::parallel_for(0, M, grain_for(C), [&](int64_t begin, int64_t end) {
-        run_vectorized([&]() FASTMOTION_ALWAYS_INLINE {
-          write_rows<T>(gp + begin * C, xp + begin * C, op + begin * C, end - begin, C, scale.data(), shift.data(), mp,
-                        a.data(), b.data());
-        });
+      parallel_vectorized(M, C, [&](int64_t begin, int64_t end) FASTMOTION_ALWAYS_INLINE {
+        write_rows<T>(gp + begin * C, xp + begin * C, op + begin * C, end - begin, C, scale.data(), shift.data(), mp,
+                      a.data(), b.data());
       });
     }
   });
@@ -337,7 +326,5 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_backward_cpu(const
 }  // namespace cpu
 }  // namespace fastmotion
 
-TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
-  m.impl("batchnorm_relu_forward", &fastmotion::cpu::batchnorm_relu_forward_cpu);
-  m.impl("batchnorm_relu_backward", &fastmotion::cpu::batchnorm_relu_backward_cpu);
-}
+FASTMOTION_REGISTER_CPU(batchnorm_relu, fastmotion::cpu::batchnorm_relu_forward_cpu,
+                        fastmotion::cpu::batchnorm_relu_backward_cpu)

@@ -23,11 +23,26 @@
 #include "fastmotion/dense_motion.h"
 #include "ops/cpu/vec_math.h"
 #include "ops/dense_motion.h"
+#include "ops/register.h"
 
 namespace fastmotion {
 namespace cpu {
 
 constexpr int64_t kPiece = 64;
+
+// m[p] = max over k of the logits l[k * hw + p] of np pixels (a NaN in m stays: it propagates
+// through exp).
+template <typename scalar_t, typename acc_t>
+FASTMOTION_INLINE void channel_max(const scalar_t* l, int64_t hw, int64_t K1, int64_t np, acc_t* m) {
+  for (int64_t p = 0; p < np; ++p) m[p] = static_cast<acc_t>(l[p]);
+  for (int64_t k = 1; k < K1; ++k) {
+    const scalar_t* lk = l + k * hw;
+    for (int64_t p = 0; p < np; ++p) {
+      const acc_t v = static_cast<acc_t>(lk[p]);
+      m[p] = v > m[p] ? v : m[p];
+    }
+  }
+}
 
 // Rows [row0, row1) of one sample. logits: (K1, H, W); shift: (K1, 2); corr: (2, H, W) or null;
 // out: (H, W, 2).
@@ -42,14 +57,7 @@ FASTMOTION_INLINE void compose_forward_rows(const scalar_t* logits, const acc_t*
       const int64_t np = std::min(kPiece, W - j0);
       const int64_t p0 = i * W + j0;
       const scalar_t* l = logits + p0;
-      for (int64_t p = 0; p < np; ++p) m[p] = static_cast<acc_t>(l[p]);
-      for (int64_t k = 1; k < K1; ++k) {
-        const scalar_t* lk = l + k * hw;
-        for (int64_t p = 0; p < np; ++p) {
-          const acc_t v = static_cast<acc_t>(lk[p]);
-          m[p] = v > m[p] ? v : m[p];  // a NaN in m stays (it propagates through exp)
-        }
-      }
+      channel_max(l, hw, K1, np, m);
       for (int64_t p = 0; p < np; ++p) s[p] = fx[p] = fy[p] = acc_t(0);
       for (int64_t k = 0; k < K1; ++k) {
         const scalar_t* lk = l + k * hw;
@@ -96,14 +104,7 @@ FASTMOTION_INLINE void compose_backward_rows(const scalar_t* logits, const acc_t
       const int64_t np = std::min(kPiece, W - j0);
       const int64_t p0 = i * W + j0;
       const scalar_t* l = logits + p0;
-      for (int64_t p = 0; p < np; ++p) m[p] = static_cast<acc_t>(l[p]);
-      for (int64_t k = 1; k < K1; ++k) {
-        const scalar_t* lk = l + k * hw;
-        for (int64_t p = 0; p < np; ++p) {
-          const acc_t v = static_cast<acc_t>(lk[p]);
-          m[p] = v > m[p] ? v : m[p];
-        }
-      }
+      channel_max(l, hw, K1, np, m);
       for (int64_t p = 0; p < np; ++p) s[p] = acc_t(0);
       for (int64_t k = 0; k < K1; ++k) {
         const scalar_t* lk = l + k * hw;
@@ -165,10 +166,9 @@ at::Tensor compose_flow_forward_cpu(const at::Tensor& mask_logits_in, const at::
                                     const c10::optional<at::Tensor>& correction_in) {
   check_compose_flow_forward(mask_logits_in, kp_shift_in, correction_in);
   TORCH_CHECK(mask_logits_in.device().is_cpu(), "compose_flow (cpu): mask_logits must be a CPU tensor");
-  const at::Tensor logits = mask_logits_in.contiguous();
-  const at::Tensor shift = kp_shift_in.contiguous();
-  const bool has_corr = correction_in.has_value() && correction_in->defined();
-  const at::Tensor corr = has_corr ? correction_in->contiguous() : at::Tensor();
+  const ComposeFlowInputs in = compose_flow_inputs(mask_logits_in, kp_shift_in, correction_in);
+  const at::Tensor &logits = in.logits, &shift = in.shift, &corr = in.corr;
+  const bool has_corr = corr.defined();
   const int64_t N = logits.size(0), K1 = logits.size(1), H = logits.size(2), W = logits.size(3);
   at::Tensor out = at::empty({N, H, W, 2}, logits.options());
   if (N == 0) return out;
@@ -237,14 +237,7 @@ std::tuple<at::Tensor, at::Tensor> compose_flow_backward_cpu(const at::Tensor& g
         }
       });
     });
-    acc_t* gs = grad_shift.mutable_data_ptr<acc_t>();
-    for (int64_t n = 0; n < N; ++n) {
-      for (int64_t q = 0; q < 2 * K1; ++q) {
-        acc_t sum = 0;
-        for (int64_t t = 0; t < tasks_per_n; ++t) sum += partial[(n * tasks_per_n + t) * K1 * 2 + q];
-        gs[n * K1 * 2 + q] = sum;
-      }
-    }
+    sum_task_partials(partial.data(), N, tasks_per_n, K1 * 2, grad_shift.mutable_data_ptr<acc_t>());
   });
   return {grad_logits, grad_shift};
 }
@@ -253,7 +246,5 @@ std::tuple<at::Tensor, at::Tensor> compose_flow_backward_cpu(const at::Tensor& g
 }  // namespace cpu
 }  // namespace fastmotion
 
-TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
-  m.impl("compose_flow_forward", &fastmotion::cpu::compose_flow_forward_cpu);
-  m.impl("compose_flow_backward", &fastmotion::cpu::compose_flow_backward_cpu);
-}
+FASTMOTION_REGISTER_CPU(compose_flow, fastmotion::cpu::compose_flow_forward_cpu,
+                        fastmotion::cpu::compose_flow_backward_cpu)

@@ -32,6 +32,7 @@
 #include "fastmotion/sampling.h"
 #include "ops/cpu/vec_math.h"
 #include "ops/grid_sample.h"
+#include "ops/register.h"
 
 #if defined(__GNUC__)
 #define FM_ALWAYS_INLINE inline __attribute__((always_inline))
@@ -822,7 +823,4 @@ std::tuple<at::Tensor, at::Tensor> grid_sample_backward_cpu(const at::Tensor& gr
 }  // namespace
 }  // namespace fastmotion
 
-TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
-  m.impl("grid_sample_forward", &fastmotion::grid_sample_forward_cpu);
-  m.impl("grid_sample_backward", &fastmotion::grid_sample_backward_cpu);
-}
+FASTMOTION_REGISTER_CPU(grid_sample, fastmotion::grid_sample_forward_cpu, fastmotion::grid_sample_backward_cpu)

@@ -22,35 +22,41 @@
 #include "fastmotion/heatmap_moments.h"
 #include "ops/cpu/vec_math.h"
 #include "ops/heatmap_moments.h"
+#include "ops/register.h"
 
 namespace fastmotion {
 namespace {
 
-template <typename scalar_t, typename acc_t>
-void moments_row(const scalar_t* l, int64_t H, int64_t W, acc_t inv_t, const acc_t* xs,
-                 const acc_t* ys, acc_t* e, acc_t* mean, acc_t* var, acc_t* lse) {
+// One row's statistics in three passes over the row: max; exp-weights, their sum and the mean;
+// centred scatter. kSimd lets the compiler reorder the sums to vectorize them (the float path);
+// the double path keeps them in order.
+template <typename T, bool kSimd>
+FASTMOTION_INLINE void moments_row_passes(const T* l, int64_t H, int64_t W, T inv_t, const T* xs, const T* ys, T* e,
+                                          T* mean, T* var, T* lse) {
   const int64_t hw = H * W;
-  acc_t mx = -std::numeric_limits<acc_t>::infinity();
-  bool has_nan = false;
+  T mx = -std::numeric_limits<T>::infinity();
+  int bad = 0;  // NaN or +inf anywhere makes the whole row NaN, like softmax
+#pragma omp simd reduction(max : mx) reduction(+ : bad) if(simd : kSimd)
   for (int64_t i = 0; i < hw; ++i) {
-    const acc_t v = acc_t(l[i]) * inv_t;
+    const T v = l[i] * inv_t;
     mx = v > mx ? v : mx;
-    has_nan |= v != v;
+    bad += (v != v) | (v == std::numeric_limits<T>::infinity());
   }
-  if (has_nan || mx == std::numeric_limits<acc_t>::infinity()) {
-    const acc_t nan = std::numeric_limits<acc_t>::quiet_NaN();
+  if (bad) {
+    const T nan = std::numeric_limits<T>::quiet_NaN();
     mean[0] = mean[1] = nan;
     var[0] = var[1] = var[2] = var[3] = nan;
     *lse = nan;
     return;
   }
-  acc_t s = 0, sx = 0, sy = 0;
+  T s = 0, sx = 0, sy = 0;
   for (int64_t i = 0; i < H; ++i) {
-    const scalar_t* li = l + i * W;
-    acc_t* ei = e + i * W;
-    acc_t rs = 0, rsx = 0;
+    const T* li = l + i * W;
+    T* ei = e + i * W;
+    T rs = 0, rsx = 0;
+#pragma omp simd reduction(+ : rs, rsx) if(simd : kSimd)
     for (int64_t j = 0; j < W; ++j) {
-      const acc_t w = fm_exp(acc_t(li[j]) * inv_t - mx);
+      const T w = cpu::exp_poly(li[j] * inv_t - mx);
       ei[j] = w;
       rs += w;
       rsx += w * xs[j];
@@ -59,16 +65,17 @@ void moments_row(const scalar_t* l, int64_t H, int64_t W, acc_t inv_t, const acc
     sx += rsx;
     sy += rs * ys[i];
   }
-  const acc_t inv_s = acc_t(1) / s;
-  const acc_t cx = sx * inv_s, cy = sy * inv_s;
-  acc_t cxx = 0, cxy = 0, cyy = 0;
+  const T inv_s = T(1) / s;
+  const T cx = sx * inv_s, cy = sy * inv_s;
+  T cxx = 0, cxy = 0, cyy = 0;
   for (int64_t i = 0; i < H; ++i) {
-    const acc_t* ei = e + i * W;
-    const acc_t dy = ys[i] - cy;
-    acc_t rs = 0, rdx = 0, rdxx = 0;
+    const T* ei = e + i * W;
+    const T dy = ys[i] - cy;
+    T rs = 0, rdx = 0, rdxx = 0;
+#pragma omp simd reduction(+ : rs, rdx, rdxx) if(simd : kSimd)
     for (int64_t j = 0; j < W; ++j) {
-      const acc_t dx = xs[j] - cx;
-      const acc_t w = ei[j];
+      const T dx = xs[j] - cx;
+      const T w = ei[j];
       rs += w;
       rdx += w * dx;
       rdxx += w * dx * dx;
@@ -77,7 +84,7 @@ void moments_row(const scalar_t* l, int64_t H, int64_t W, acc_t inv_t, const acc
     cxy += rdx * dy;
     cyy += rs * dy * dy;
   }
-  moments_finish<acc_t>(s, mx, cx, cy, cxx, cxy, cyy, H, W, mean, var, lse);
+  moments_finish<T>(s, mx, cx, cy, cxx, cxy, cyy, H, W, mean, var, lse);
 }
 
 // ---- float fast path -------------------------------------------------------------------------
@@ -85,58 +92,7 @@ void moments_row(const scalar_t* l, int64_t H, int64_t W, acc_t inv_t, const acc
 FASTMOTION_CPU_CLONES
 void moments_row_f32(const float* l, int64_t H, int64_t W, float inv_t, const float* xs, const float* ys,
                      float* e, float* mean, float* var, float* lse) {
-  const int64_t hw = H * W;
-  float mx = -std::numeric_limits<float>::infinity();
-  int bad = 0;  // NaN or +inf anywhere makes the whole row NaN, like softmax
-#pragma omp simd reduction(max : mx) reduction(+ : bad)
-  for (int64_t i = 0; i < hw; ++i) {
-    const float v = l[i] * inv_t;
-    mx = v > mx ? v : mx;
-    bad += (v != v) | (v == std::numeric_limits<float>::infinity());
-  }
-  if (bad) {
-    const float nan = std::numeric_limits<float>::quiet_NaN();
-    mean[0] = mean[1] = nan;
-    var[0] = var[1] = var[2] = var[3] = nan;
-    *lse = nan;
-    return;
-  }
-  float s = 0, sx = 0, sy = 0;
-  for (int64_t i = 0; i < H; ++i) {
-    const float* li = l + i * W;
-    float* ei = e + i * W;
-    float rs = 0, rsx = 0;
-#pragma omp simd reduction(+ : rs, rsx)
-    for (int64_t j = 0; j < W; ++j) {
-      const float w = cpu::exp_poly(li[j] * inv_t - mx);
-      ei[j] = w;
-      rs += w;
-      rsx += w * xs[j];
-    }
-    s += rs;
-    sx += rsx;
-    sy += rs * ys[i];
-  }
-  const float inv_s = 1.0f / s;
-  const float cx = sx * inv_s, cy = sy * inv_s;
-  float cxx = 0, cxy = 0, cyy = 0;
-  for (int64_t i = 0; i < H; ++i) {
-    const float* ei = e + i * W;
-    const float dy = ys[i] - cy;
-    float rs = 0, rdx = 0, rdxx = 0;
-#pragma omp simd reduction(+ : rs, rdx, rdxx)
-    for (int64_t j = 0; j < W; ++j) {
-      const float dx = xs[j] - cx;
-      const float w = ei[j];
-      rs += w;
-      rdx += w * dx;
-      rdxx += w * dx * dx;
-    }
-    cxx += rdxx;
-    cxy += rdx * dy;
-    cyy += rs * dy * dy;
-  }
-  moments_finish<float>(s, mx, cx, cy, cxx, cxy, cyy, H, W, mean, var, lse);
+  moments_row_passes<float, true>(l, H, W, inv_t, xs, ys, e, mean, var, lse);
 }
 
 FASTMOTION_CPU_CLONES
@@ -195,8 +151,8 @@ void forward_rows(const at::Tensor& logits, at::Tensor& mean, at::Tensor& var, a
         }
         moments_row_f32(rf, H, W, inv_t, xs.data(), ys.data(), e.data(), mp + 2 * r, vp + 4 * r, sp + r);
       } else {
-        moments_row<scalar_t, acc_t>(row, H, W, inv_t, xs.data(), ys.data(), e.data(), mp + 2 * r,
-                                     vp + 4 * r, sp + r);
+        moments_row_passes<acc_t, false>(row, H, W, inv_t, xs.data(), ys.data(), e.data(), mp + 2 * r, vp + 4 * r,
+                                         sp + r);
       }
       if (mode != kVarFixed) moments_var_out<acc_t>(vp + 4 * r, mode, clip_acc, op + ostride * r);
     }
@@ -260,7 +216,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> heatmap_moments_forwa
   check_heatmap_moments_forward(logits_in, temperature, var_mode, clip);
   TORCH_CHECK(logits_in.device().is_cpu(), "heatmap_moments_forward_cpu: logits must be on the CPU");
   const at::Tensor logits = logits_in.contiguous();
-  const int64_t rows = logits.size(0), H = logits.size(1), W = logits.size(2);
+  const int64_t rows = logits.size(0);
   const auto acc_type = at::toOpMathType(logits.scalar_type());
   auto opts = logits.options().dtype(acc_type);
   const int64_t v = heatmap_moments_var_size(var_mode);
@@ -284,7 +240,7 @@ at::Tensor heatmap_moments_backward_cpu(const at::Tensor& grad_mean_in, const at
   const at::Tensor logits = logits_in.contiguous();
   const at::Tensor grad_mean = grad_mean_in.contiguous(), grad_var = grad_var_in.contiguous();
   const at::Tensor mean = mean_in.contiguous(), var = var_in.contiguous(), lse = lse_in.contiguous();
-  const int64_t rows = logits.size(0), H = logits.size(1), W = logits.size(2);
+  const int64_t rows = logits.size(0);
   at::Tensor grad = at::empty_like(logits);
   if (rows == 0) return grad;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "heatmap_moments_backward_cpu", [&] {
@@ -296,7 +252,5 @@ at::Tensor heatmap_moments_backward_cpu(const at::Tensor& grad_mean_in, const at
 }  // namespace
 }  // namespace fastmotion
 
-TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
-  m.impl("heatmap_moments_forward", &fastmotion::heatmap_moments_forward_cpu);
-  m.impl("heatmap_moments_backward", &fastmotion::heatmap_moments_backward_cpu);
-}
+FASTMOTION_REGISTER_CPU(heatmap_moments, fastmotion::heatmap_moments_forward_cpu,
+                        fastmotion::heatmap_moments_backward_cpu)

@@ -20,6 +20,7 @@
 
 #include "fastmotion/render_gaussians.h"
 #include "ops/cpu/vec_math.h"
+#include "ops/register.h"
 #include "ops/render_gaussians.h"
 
 namespace fastmotion {
@@ -227,16 +228,51 @@ Keypoint<acc_t> load_keypoint(const KpRef<scalar_t>& mean, const KpRef<scalar_t>
 }
 
 template <typename acc_t>
-RowQ<acc_t> row_of(const GaussQuad<acc_t>& q, const acc_t* dx, acc_t y) {
-  const acc_t dy = y - q.my;
-  return RowQ<acc_t>{dx, q.pa, q.pb * dy, q.pc * dy * dy};
-}
-
-template <typename acc_t>
 std::vector<acc_t> axis_coords(int64_t n) {
   std::vector<acc_t> c(n);
   for (int64_t i = 0; i < n; ++i) c[i] = grid_coord<acc_t>(i, n);
   return c;
+}
+
+// The keypoints of one call, read the same way by the forward and the backward: keypoint
+// (a, b, k) of the driving frames and, with a source, of the source frames, with the per-column
+// offsets dx[j] = x_j - mean_x of each.
+template <typename scalar_t, typename acc_t>
+struct KeypointReader {
+  KpRef<scalar_t> md, vd, ms, vs;
+  int mode;
+  bool has_source;
+  acc_t fixed;
+  std::vector<acc_t> xs;
+
+  KeypointReader(const GaussianInputs& in, const GaussianShape& s, double fixed_var)
+      : md(KpRef<scalar_t>::of(in.mean_d, s.lead)),
+        vd(in.var_d.defined() ? KpRef<scalar_t>::of(in.var_d, s.lead) : KpRef<scalar_t>{}),
+        ms(s.has_source ? KpRef<scalar_t>::of(in.mean_s, s.lead) : KpRef<scalar_t>{}),
+        vs(in.var_s.defined() ? KpRef<scalar_t>::of(in.var_s, s.lead) : KpRef<scalar_t>{}),
+        mode(s.mode),
+        has_source(s.has_source),
+        fixed(acc_t(fixed_var)),
+        xs(axis_coords<acc_t>(s.W)) {}
+
+  // kd, dxd: the driving keypoint; ks, dxs: the source one (ks stays empty without a source).
+  void read(int64_t a, int64_t b, int64_t k, Keypoint<acc_t>& kd, acc_t* dxd, Keypoint<acc_t>& ks,
+            acc_t* dxs) const {
+    const int64_t W = static_cast<int64_t>(xs.size());
+    kd = load_keypoint<scalar_t, acc_t>(md, vd, mode, fixed, a, b, k);
+    for (int64_t j = 0; j < W; ++j) dxd[j] = xs[j] - kd.quad.mx;
+    ks = Keypoint<acc_t>{};
+    if (has_source) {
+      ks = load_keypoint<scalar_t, acc_t>(ms, vs, mode, fixed, a, b, k);
+      for (int64_t j = 0; j < W; ++j) dxs[j] = xs[j] - ks.quad.mx;
+    }
+  }
+};
+
+template <typename acc_t>
+RowQ<acc_t> row_of(const GaussQuad<acc_t>& q, const acc_t* dx, acc_t y) {
+  const acc_t dy = y - q.my;
+  return RowQ<acc_t>{dx, q.pa, q.pb * dy, q.pc * dy * dy};
 }
 
 // Heatmaps per parallel task: about 32K pixels (ATen's grain), so that small problems do not pay
@@ -254,14 +290,11 @@ void forward_kernel(const GaussianInputs& in, const GaussianShape& s, double fix
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool kDirect = std::is_same_v<scalar_t, acc_t>;
   const auto rk = row_kernels<acc_t>();
-  const auto md = KpRef<scalar_t>::of(in.mean_d, s.lead);
-  const auto vd = in.var_d.defined() ? KpRef<scalar_t>::of(in.var_d, s.lead) : KpRef<scalar_t>{};
-  const auto ms = s.has_source ? KpRef<scalar_t>::of(in.mean_s, s.lead) : KpRef<scalar_t>{};
-  const auto vs = in.var_s.defined() ? KpRef<scalar_t>::of(in.var_s, s.lead) : KpRef<scalar_t>{};
+  const KeypointReader<scalar_t, acc_t> kps(in, s, fixed_var);
   const int64_t H = s.H, W = s.W, HW = H * W, C = s.C, B = s.B;
   const int bg = background ? 1 : 0;
-  const acc_t fixed = acc_t(fixed_var), scale = acc_t(1.0 / norm_const);
-  const auto xs = axis_coords<acc_t>(W), ys = axis_coords<acc_t>(H);
+  const acc_t scale = acc_t(1.0 / norm_const);
+  const auto ys = axis_coords<acc_t>(H);
   scalar_t* op = out.mutable_data_ptr<scalar_t>();
 
   at::parallel_for(0, s.A * B * C, heatmap_grain(H, W), [&](int64_t begin, int64_t end) {
@@ -274,13 +307,8 @@ void forward_kernel(const GaussianInputs& in, const GaussianShape& s, double fix
         for (int64_t i = 0; i < HW; ++i) o[i] = scalar_t(0);
         continue;
       }
-      const auto kd = load_keypoint<scalar_t, acc_t>(md, vd, s.mode, fixed, a, b, k);
-      for (int64_t j = 0; j < W; ++j) dxd[j] = xs[j] - kd.quad.mx;
-      Keypoint<acc_t> ks{};
-      if (s.has_source) {
-        ks = load_keypoint<scalar_t, acc_t>(ms, vs, s.mode, fixed, a, b, k);
-        for (int64_t j = 0; j < W; ++j) dxs[j] = xs[j] - ks.quad.mx;
-      }
+      Keypoint<acc_t> kd, ks;
+      kps.read(a, b, k, kd, dxd.data(), ks, dxs.data());
       if (!norm_sum) {
         for (int64_t i = 0; i < H; ++i) {
           acc_t* dst = kDirect ? reinterpret_cast<acc_t*>(o + i * W) : row.data();
@@ -364,15 +392,12 @@ void backward_kernel(const at::Tensor& grad_out, const GaussianInputs& in, const
                      at::Tensor& gms, at::Tensor& gvs) {
   using acc_t = at::opmath_type<scalar_t>;
   const auto rk = row_kernels<acc_t>();
-  const auto md = KpRef<scalar_t>::of(in.mean_d, s.lead);
-  const auto vd = in.var_d.defined() ? KpRef<scalar_t>::of(in.var_d, s.lead) : KpRef<scalar_t>{};
-  const auto ms = s.has_source ? KpRef<scalar_t>::of(in.mean_s, s.lead) : KpRef<scalar_t>{};
-  const auto vs = in.var_s.defined() ? KpRef<scalar_t>::of(in.var_s, s.lead) : KpRef<scalar_t>{};
+  const KeypointReader<scalar_t, acc_t> kps(in, s, fixed_var);
   const int64_t H = s.H, W = s.W, K = s.K, B = s.B;
   const int bg = background ? 1 : 0;
   const int nv = var_mode_numel(s.mode);
-  const acc_t fixed = acc_t(fixed_var), scale = acc_t(1.0 / norm_const);
-  const auto xs = axis_coords<acc_t>(W), ys = axis_coords<acc_t>(H);
+  const acc_t scale = acc_t(1.0 / norm_const);
+  const auto ys = axis_coords<acc_t>(H);
   const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
   const LeadStrides gl = lead_strides(grad_out, s.lead);
   const int64_t g_sa = gl.a, g_sb = gl.b, g_sc = grad_out.stride(s.lead);
@@ -386,13 +411,8 @@ void backward_kernel(const at::Tensor& grad_out, const GaussianInputs& in, const
     std::vector<acc_t> dxd(W), dxs(W), g(W);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t ab = r / K, k = r % K, a = ab / B, b = ab % B;
-      const auto kd = load_keypoint<scalar_t, acc_t>(md, vd, s.mode, fixed, a, b, k);
-      for (int64_t j = 0; j < W; ++j) dxd[j] = xs[j] - kd.quad.mx;
-      Keypoint<acc_t> ks{};
-      if (s.has_source) {
-        ks = load_keypoint<scalar_t, acc_t>(ms, vs, s.mode, fixed, a, b, k);
-        for (int64_t j = 0; j < W; ++j) dxs[j] = xs[j] - ks.quad.mx;
-      }
+      Keypoint<acc_t> kd, ks;
+      kps.read(a, b, k, kd, dxd.data(), ks, dxs.data());
       const scalar_t* go = gp + a * g_sa + b * g_sb + (k + bg) * g_sc;
       MapMoments<acc_t> mom_d, mom_s;
       if (norm_sum) {
@@ -444,11 +464,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> render_gaussians_back
       check_gaussian_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var, norm_const, norm_sum, background);
   TORCH_CHECK(mean_d.device().is_cpu(), "render_gaussians_backward (cpu): tensors must be on the CPU");
   const GaussianInputs in = prepare_gaussian_inputs(mean_d, var_d, mean_s, var_s, s.lead);
-  const auto opts = mean_d.options();
-  at::Tensor gmd = at::empty(mean_d.sizes(), opts);
-  at::Tensor gvd = var_d ? at::empty(var_d->sizes(), opts) : at::empty({0}, opts);
-  at::Tensor gms = mean_s ? at::empty(mean_d.sizes(), opts) : at::empty({0}, opts);
-  at::Tensor gvs = var_s ? at::empty(var_s->sizes(), opts) : at::empty({0}, opts);
+  GaussianGrads grads = empty_gaussian_grads(mean_d, var_d, mean_s, var_s);
+  at::Tensor &gmd = grads.mean_d, &gvd = grads.var_d, &gms = grads.mean_s, &gvs = grads.var_s;
   if (gmd.numel() == 0) return {gmd, gvd, gms, gvs};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean_d.scalar_type(), "render_gaussians_backward_cpu",
                                   [&] {
@@ -461,7 +478,5 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> render_gaussians_back
 }  // namespace
 }  // namespace fastmotion
 
-TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
-  m.impl("render_gaussians_forward", &fastmotion::render_gaussians_forward_cpu);
-  m.impl("render_gaussians_backward", &fastmotion::render_gaussians_backward_cpu);
-}
+FASTMOTION_REGISTER_CPU(render_gaussians, fastmotion::render_gaussians_forward_cpu,
+                        fastmotion::render_gaussians_backward_cpu)

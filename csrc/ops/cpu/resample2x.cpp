@@ -85,6 +85,8 @@ at::Tensor upsample2x_nearest_cpu(const at::Tensor& input, int64_t out_h, int64_
 }  // namespace cpu
 }  // namespace fastmotion
 
+TORCH_LIBRARY_FRAGMENT(fastmotion, m) { fastmotion::define_resample2x_schema(m); }
+
 TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
   m.impl("upsample2x_nearest", &fastmotion::cpu::upsample2x_nearest_cpu);
 }

@@ -29,6 +29,7 @@
 #include "fastmotion/dense_motion.h"
 #include "ops/cpu/vec_math.h"
 #include "ops/dense_motion.h"
+#include "ops/register.h"
 
 namespace fastmotion {
 namespace cpu {
@@ -352,16 +353,7 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cpu(const at::Tensor& 
         }
       });
     }
-    if (kp_shift_requires_grad) {
-      acc_t* gs = grad_shift.mutable_data_ptr<acc_t>();
-      for (int64_t n = 0; n < N; ++n) {
-        for (int64_t q = 0; q < K1 * 2; ++q) {
-          acc_t sum = 0;
-          for (int64_t c = 0; c < C; ++c) sum += partial[(n * C + c) * K1 * 2 + q];
-          gs[n * K1 * 2 + q] = sum;
-        }
-      }
-    }
+    if (kp_shift_requires_grad) sum_task_partials(partial.data(), N, C, K1 * 2, grad_shift.mutable_data_ptr<acc_t>());
   });
   return {grad_source, grad_shift};
 }
@@ -370,7 +362,5 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cpu(const at::Tensor& 
 }  // namespace cpu
 }  // namespace fastmotion
 
-TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
-  m.impl("shifted_warps_forward", &fastmotion::cpu::shifted_warps_forward_cpu);
-  m.impl("shifted_warps_backward", &fastmotion::cpu::shifted_warps_backward_cpu);
-}
+FASTMOTION_REGISTER_CPU(shifted_warps, fastmotion::cpu::shifted_warps_forward_cpu,
+                        fastmotion::cpu::shifted_warps_backward_cpu)

@@ -9,6 +9,8 @@
 // comparisons that could raise FP exceptions; fastmotion never reads the FP exception flags).
 #pragma once
 
+#include <ATen/Parallel.h>
+
 #include <cstdint>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
@@ -105,6 +107,29 @@ void run_vectorized(const Body& body) {
 inline int64_t grain_for(int64_t work_per_task, int64_t min_work = int64_t(1) << 18) {
   const int64_t w = work_per_task > 0 ? work_per_task : 1;
   return (min_work + w - 1) / w;
+}
+
+// at::parallel_for over [0, n) (grain: items of work_per_item elements, grain_for) with
+// body(begin, end) compiled for AVX2+FMA and for baseline x86-64 (run_vectorized). The body must be
+// a FASTMOTION_ALWAYS_INLINE lambda, so that it is compiled into both copies.
+template <typename Body>
+void parallel_vectorized(int64_t n, int64_t work_per_item, const Body& body) {
+  at::parallel_for(0, n, grain_for(work_per_item), [&](int64_t begin, int64_t end) {
+    run_vectorized([&]() FASTMOTION_ALWAYS_INLINE { body(begin, end); });
+  });
+}
+
+// out[n * Q + q] = sum over t of part[(n * T + t) * Q + q], added in t order: the per-task
+// partial gradients that the kernels write in parallel, reduced deterministically.
+template <typename acc_t>
+void sum_task_partials(const acc_t* part, int64_t N, int64_t T, int64_t Q, acc_t* out) {
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t q = 0; q < Q; ++q) {
+      acc_t sum = 0;
+      for (int64_t t = 0; t < T; ++t) sum += part[(n * T + t) * Q + q];
+      out[n * Q + q] = sum;
+    }
+  }
 }
 
 }  // namespace cpu

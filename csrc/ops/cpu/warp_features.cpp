@@ -28,6 +28,7 @@
 
 #include "fastmotion/dense_motion.h"
 #include "ops/cpu/vec_math.h"
+#include "ops/register.h"
 #include "ops/warp_features.h"
 
 namespace fastmotion {
@@ -180,23 +181,41 @@ FASTMOTION_INLINE void build_taps(const acc_t* grid_n, int64_t w, const AxisResi
   }
 }
 
+// A TapBlock's offsets and masks as plain pointers, taken once outside the pixel loops, and the
+// read of one pixel's four taps that the gather and the coordinate gradient share.
+template <typename acc_t>
+struct TapReader {
+  const int32_t *o0, *o1, *o2, *o3;
+  const acc_t *m0, *m1, *m2, *m3;
+
+  explicit TapReader(const TapBlock<acc_t>& tb)
+      : o0(tb.off[0].data()), o1(tb.off[1].data()), o2(tb.off[2].data()), o3(tb.off[3].data()),
+        m0(tb.in[0].data()), m1(tb.in[1].data()), m2(tb.in[2].data()), m3(tb.in[3].data()) {}
+
+  // Every offset is inside the plane (0 for taps outside the map), so the loads are
+  // unconditional (vectorizable gathers); a select, not a product with the mask, then makes a
+  // tap outside the map read 0 whatever plane[0] holds.
+  template <typename scalar_t>
+  FASTMOTION_INLINE void read(const scalar_t* __restrict__ plane, int64_t p, acc_t& v00, acc_t& v01, acc_t& v10,
+                              acc_t& v11) const {
+    const acc_t zero = acc_t(0);
+    const acc_t x00 = static_cast<acc_t>(plane[o0[p]]), x01 = static_cast<acc_t>(plane[o1[p]]);
+    const acc_t x10 = static_cast<acc_t>(plane[o2[p]]), x11 = static_cast<acc_t>(plane[o3[p]]);
+    v00 = m0[p] != zero ? x00 : zero;
+    v01 = m1[p] != zero ? x01 : zero;
+    v10 = m2[p] != zero ? x10 : zero;
+    v11 = m3[p] != zero ? x11 : zero;
+  }
+};
+
 template <typename scalar_t, typename acc_t>
 FASTMOTION_INLINE void gather_block(const scalar_t* __restrict__ plane, const TapBlock<acc_t>& tb, int64_t np,
                             scalar_t* __restrict__ out) {
-  const int32_t *o0 = tb.off[0].data(), *o1 = tb.off[1].data(), *o2 = tb.off[2].data(), *o3 = tb.off[3].data();
+  const TapReader<acc_t> taps(tb);
   const acc_t *w0 = tb.w[0].data(), *w1 = tb.w[1].data(), *w2 = tb.w[2].data(), *w3 = tb.w[3].data();
-  const acc_t *m0 = tb.in[0].data(), *m1 = tb.in[1].data(), *m2 = tb.in[2].data(), *m3 = tb.in[3].data();
-  const acc_t zero = acc_t(0);
   for (int64_t p = 0; p < np; ++p) {
-    // Every offset is inside the plane (0 for taps outside the map), so the loads are
-    // unconditional (vectorizable gathers); a select, not a product with the mask, then makes a
-    // tap outside the map read 0 whatever plane[0] holds.
-    const acc_t x00 = static_cast<acc_t>(plane[o0[p]]), x01 = static_cast<acc_t>(plane[o1[p]]);
-    const acc_t x10 = static_cast<acc_t>(plane[o2[p]]), x11 = static_cast<acc_t>(plane[o3[p]]);
-    const acc_t v00 = m0[p] != zero ? x00 : zero;
-    const acc_t v01 = m1[p] != zero ? x01 : zero;
-    const acc_t v10 = m2[p] != zero ? x10 : zero;
-    const acc_t v11 = m3[p] != zero ? x11 : zero;
+    acc_t v00, v01, v10, v11;
+    taps.read(plane, p, v00, v01, v10, v11);
     out[p] = static_cast<scalar_t>(w0[p] * v00 + w1[p] * v01 + w2[p] * v10 + w3[p] * v11);
   }
 }
@@ -206,17 +225,11 @@ template <typename scalar_t, typename acc_t>
 FASTMOTION_INLINE void coord_grad_block(const scalar_t* __restrict__ plane, const scalar_t* __restrict__ g,
                                 const TapBlock<acc_t>& tb, int64_t np, acc_t* __restrict__ gcx,
                                 acc_t* __restrict__ gcy) {
-  const int32_t *o0 = tb.off[0].data(), *o1 = tb.off[1].data(), *o2 = tb.off[2].data(), *o3 = tb.off[3].data();
-  const acc_t *m0 = tb.in[0].data(), *m1 = tb.in[1].data(), *m2 = tb.in[2].data(), *m3 = tb.in[3].data();
+  const TapReader<acc_t> taps(tb);
   const acc_t *fxs = tb.fx.data(), *fys = tb.fy.data();
-  const acc_t zero = acc_t(0);
   for (int64_t p = 0; p < np; ++p) {
-    const acc_t x00 = static_cast<acc_t>(plane[o0[p]]), x01 = static_cast<acc_t>(plane[o1[p]]);
-    const acc_t x10 = static_cast<acc_t>(plane[o2[p]]), x11 = static_cast<acc_t>(plane[o3[p]]);
-    const acc_t v00 = m0[p] != zero ? x00 : zero;
-    const acc_t v01 = m1[p] != zero ? x01 : zero;
-    const acc_t v10 = m2[p] != zero ? x10 : zero;
-    const acc_t v11 = m3[p] != zero ? x11 : zero;
+    acc_t v00, v01, v10, v11;
+    taps.read(plane, p, v00, v01, v10, v11);
     const acc_t fx = fxs[p], fy = fys[p];
     const acc_t gv = static_cast<acc_t>(g[p]);
     gcx[p] += gv * ((acc_t(1) - fy) * (v01 - v00) + fy * (v11 - v10));
@@ -301,8 +314,7 @@ int64_t map_of_task(const std::vector<MapTasks>& maps, int64_t task) {
 
 std::vector<at::Tensor> warp_features_forward_cpu(at::TensorList features, const at::Tensor& grid_in,
                                                   int64_t mode) {
-  check_warp_features_forward(features, grid_in, mode);
-  const bool nearest = warp_features_nearest(mode);
+  const bool nearest = check_warp_features_forward(features, grid_in, mode);
   std::vector<at::Tensor> outs;
   if (features.empty()) return outs;
   const at::Tensor grid = grid_in.contiguous();
@@ -396,8 +408,7 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
                                                                            const at::Tensor& grid_in,
                                                                            int64_t mode, bool features_requires_grad,
                                                                            bool grid_requires_grad) {
-  check_warp_features_backward(grad_outs, features_in, grid_in, mode);
-  const bool nearest = warp_features_nearest(mode);
+  const bool nearest = check_warp_features_backward(grad_outs, features_in, grid_in, mode);
   const at::Tensor grid = grid_in.contiguous();
   const int64_t N = grid.size(0), h = grid.size(1), w = grid.size(2);
   std::vector<at::Tensor> grad_features;
@@ -552,7 +563,5 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cpu(at::T
 }  // namespace cpu
 }  // namespace fastmotion
 
-TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
-  m.impl("warp_features_forward", &fastmotion::cpu::warp_features_forward_cpu);
-  m.impl("warp_features_backward", &fastmotion::cpu::warp_features_backward_cpu);
-}
+FASTMOTION_REGISTER_CPU(warp_features, fastmotion::cpu::warp_features_forward_cpu,
+                        fastmotion::cpu::warp_features_backward_cpu)

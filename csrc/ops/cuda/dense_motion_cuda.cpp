@@ -14,6 +14,7 @@
 #include "ops/cuda/binding.h"
 #include "ops/cuda/dense_motion_kernel.h"
 #include "ops/dense_motion.h"
+#include "ops/register.h"
 
 namespace fastmotion {
 namespace {
@@ -29,10 +30,9 @@ at::Tensor compose_flow_forward_cuda_op(const at::Tensor& mask_logits, const at:
   check_compose_flow_forward(mask_logits, kp_shift, correction);
   TORCH_CHECK(mask_logits.is_cuda(), "compose_flow (cuda): mask_logits must be a CUDA tensor");
   const c10::cuda::CUDAGuard guard(mask_logits.device());
-  const at::Tensor logits = mask_logits.contiguous();
-  const at::Tensor shift = kp_shift.contiguous();
-  const bool has_corr = correction.has_value() && correction->defined();
-  const at::Tensor corr = has_corr ? correction->contiguous() : at::Tensor();
+  const ComposeFlowInputs in = compose_flow_inputs(mask_logits, kp_shift, correction);
+  const at::Tensor &logits = in.logits, &shift = in.shift, &corr = in.corr;
+  const bool has_corr = corr.defined();
   const int64_t N = logits.size(0), K1 = logits.size(1), H = logits.size(2), W = logits.size(3);
   at::Tensor out = at::empty({N, H, W, 2}, logits.options());
   dispatch_cuda_float(logits.scalar_type(), "compose_flow_forward", [&](auto* tag) {
@@ -133,9 +133,7 @@ std::tuple<at::Tensor, at::Tensor> shifted_warps_backward_cuda_op(const at::Tens
 }  // namespace
 }  // namespace fastmotion
 
-TORCH_LIBRARY_IMPL(fastmotion, CUDA, m) {
-  m.impl("compose_flow_forward", &fastmotion::compose_flow_forward_cuda_op);
-  m.impl("compose_flow_backward", &fastmotion::compose_flow_backward_cuda_op);
-  m.impl("shifted_warps_forward", &fastmotion::shifted_warps_forward_cuda_op);
-  m.impl("shifted_warps_backward", &fastmotion::shifted_warps_backward_cuda_op);
-}
+FASTMOTION_REGISTER_CUDA(compose_flow, fastmotion::compose_flow_forward_cuda_op,
+                         fastmotion::compose_flow_backward_cuda_op)
+FASTMOTION_REGISTER_CUDA(shifted_warps, fastmotion::shifted_warps_forward_cuda_op,
+                         fastmotion::shifted_warps_backward_cuda_op)

@@ -61,6 +61,20 @@ __device__ __forceinline__ bool last_block(unsigned int* counter, unsigned int b
   return last;
 }
 
+// The thread of a launch that gives each plane blocks_per_plane blocks of kThreads pixels: its
+// plane (block / blocks_per_plane), its block within the plane and its pixel p32. 32-bit index
+// arithmetic (the launchers check the ranges): 64-bit division is slow.
+struct PlaneThread {
+  int64_t plane, blk;
+  int32_t p32;
+};
+
+__device__ __forceinline__ PlaneThread plane_thread(int32_t block, int64_t blocks_per_plane) {
+  const int32_t bpp = static_cast<int32_t>(blocks_per_plane);
+  const int32_t blk = block % bpp;
+  return PlaneThread{block / bpp, blk, blk * kThreads + static_cast<int32_t>(threadIdx.x)};
+}
+
 // ---------------------------------------------------------------------------- compose_flow
 
 template <typename scalar_t, typename acc_t>
@@ -68,11 +82,9 @@ __global__ void __launch_bounds__(kThreads)
     compose_forward_kernel(const scalar_t* __restrict__ logits, const acc_t* __restrict__ shift,
                            const scalar_t* __restrict__ corr, int64_t K1, int64_t H, int64_t W, int64_t blocks_per_n,
                            scalar_t* __restrict__ out) {
-  // 32-bit index arithmetic per thread (the launcher checks the ranges): 64-bit division is slow
-  const int32_t bpn = static_cast<int32_t>(blocks_per_n);
-  const int64_t n = static_cast<int32_t>(blockIdx.x) / bpn;
-  const int64_t hw = H * W;
-  const int32_t p32 = (static_cast<int32_t>(blockIdx.x) % bpn) * kThreads + static_cast<int32_t>(threadIdx.x);
+  const PlaneThread th = plane_thread(static_cast<int32_t>(blockIdx.x), blocks_per_n);
+  const int64_t n = th.plane, hw = H * W;
+  const int32_t p32 = th.p32;
   const int64_t p = p32;
   if (p >= hw) return;
   const scalar_t* l = logits + n * K1 * hw + p;
@@ -166,44 +178,26 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---------------------------------------------------------------------------- shifted_warps
 
+// Taps of output pixel (i, j) of the block shifted by (sx, sy).
 template <typename acc_t>
-struct PixelTaps {
-  AxisTaps<acc_t> x, y;
-  bool in00, in01, in10, in11;
-  int64_t off00;  // offset of the (y0, x0) tap (valid only where a mask is set)
-
-  __device__ __forceinline__ static PixelTaps make(int64_t i, int64_t j, int64_t H, int64_t W, acc_t sx, acc_t sy,
-                                                   int64_t sh, int64_t sw) {
-    PixelTaps t;
-    t.x = shifted_axis_taps<acc_t>(j, W, sx);
-    t.y = shifted_axis_taps<acc_t>(i, H, sy);
-    const bool x0 = t.x.in0(W), x1 = t.x.in1(W), y0 = t.y.in0(H), y1 = t.y.in1(H);
-    t.in00 = y0 && x0;
-    t.in01 = y0 && x1;
-    t.in10 = y1 && x0;
-    t.in11 = y1 && x1;
-    t.off00 = t.y.i0 * sh + t.x.i0 * sw;
-    return t;
-  }
-};
+__device__ __forceinline__ PlaneTaps<acc_t> shifted_pixel_taps(int64_t i, int64_t j, int64_t H, int64_t W, acc_t sx,
+                                                               acc_t sy, int64_t sh, int64_t sw) {
+  return PlaneTaps<acc_t>::make(shifted_axis_taps<acc_t>(j, W, sx), shifted_axis_taps<acc_t>(i, H, sy), H, W, sh, sw);
+}
 
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
     shifted_forward_kernel(const scalar_t* __restrict__ source, SourceStrides st, const acc_t* __restrict__ shift,
                            int64_t C, int64_t H, int64_t W, int64_t K1, int64_t blocks_per_plane,
                            scalar_t* __restrict__ out) {
-  const int32_t bpp = static_cast<int32_t>(blocks_per_plane);
-  const int64_t nk = static_cast<int32_t>(blockIdx.x) / bpp;
-  const int64_t hw = H * W;
-  const int32_t p32 = (static_cast<int32_t>(blockIdx.x) % bpp) * kThreads + static_cast<int32_t>(threadIdx.x);
+  const PlaneThread th = plane_thread(static_cast<int32_t>(blockIdx.x), blocks_per_plane);
+  const int64_t nk = th.plane, hw = H * W;
+  const int32_t p32 = th.p32;
   const int64_t p = p32;
   if (p >= hw) return;
   const int64_t n = static_cast<int32_t>(nk) / static_cast<int32_t>(K1);
   const int64_t i = p32 / static_cast<int32_t>(W), j = p32 - static_cast<int32_t>(i) * static_cast<int32_t>(W);
-  const auto t = PixelTaps<acc_t>::make(i, j, H, W, shift[nk * 2], shift[nk * 2 + 1], st.h, st.w);
-  const acc_t fx = t.x.frac, fy = t.y.frac;
-  const acc_t w00 = (acc_t(1) - fy) * (acc_t(1) - fx), w01 = (acc_t(1) - fy) * fx;
-  const acc_t w10 = fy * (acc_t(1) - fx), w11 = fy * fx;
+  const auto t = shifted_pixel_taps<acc_t>(i, j, H, W, shift[nk * 2], shift[nk * 2 + 1], st.h, st.w);
   const scalar_t* src = source + n * st.n + t.off00;
   scalar_t* o = out + nk * C * hw + p;
   for (int64_t c = 0; c < C; ++c) {
@@ -212,7 +206,7 @@ __global__ void __launch_bounds__(kThreads)
     const acc_t v01 = t.in01 ? to_acc(sc[st.w]) : acc_t(0);
     const acc_t v10 = t.in10 ? to_acc(sc[st.h]) : acc_t(0);
     const acc_t v11 = t.in11 ? to_acc(sc[st.h + st.w]) : acc_t(0);
-    o[c * hw] = from_acc<scalar_t>(w00 * v00 + w01 * v01 + w10 * v10 + w11 * v11);
+    o[c * hw] = from_acc<scalar_t>(t.w00 * v00 + t.w01 * v01 + t.w10 * v10 + t.w11 * v11);
   }
 }
 
@@ -248,16 +242,15 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t hw = H * W;
   if (static_cast<int64_t>(blockIdx.x) < shift_blocks) {
     // kp_shift gradient of block (n, k), pixels of this thread block
-    const int32_t bpp = static_cast<int32_t>(blocks_per_plane);
-    const int64_t nk = static_cast<int32_t>(blockIdx.x) / bpp;
-    const int64_t blk = static_cast<int32_t>(blockIdx.x) % bpp;
-    const int32_t p32 = static_cast<int32_t>(blk) * kThreads + static_cast<int32_t>(threadIdx.x);
+    const PlaneThread th = plane_thread(static_cast<int32_t>(blockIdx.x), blocks_per_plane);
+    const int64_t nk = th.plane, blk = th.blk;
+    const int32_t p32 = th.p32;
     const int64_t p = p32;
     acc_t ax = 0, ay = 0;
     if (p < hw) {
       const int64_t n = static_cast<int32_t>(nk) / static_cast<int32_t>(K1);
       const int64_t i = p32 / static_cast<int32_t>(W), j = p32 - static_cast<int32_t>(i) * static_cast<int32_t>(W);
-      const auto t = PixelTaps<acc_t>::make(i, j, H, W, shift[nk * 2], shift[nk * 2 + 1], st.h, st.w);
+      const auto t = shifted_pixel_taps<acc_t>(i, j, H, W, shift[nk * 2], shift[nk * 2 + 1], st.h, st.w);
       const acc_t fx = t.x.frac, fy = t.y.frac;
       const scalar_t* src = source + n * st.n + t.off00;
       const scalar_t* g = grad_out + nk * C * hw + p;
@@ -282,10 +275,9 @@ __global__ void __launch_bounds__(kThreads)
     return;
   }
   // source gradient of plane (n, c), pixels of this thread block
-  const int32_t b = static_cast<int32_t>(blockIdx.x - shift_blocks);
-  const int32_t bpp = static_cast<int32_t>(blocks_per_plane);
-  const int64_t nc = b / bpp;
-  const int32_t p32 = (b % bpp) * kThreads + static_cast<int32_t>(threadIdx.x);
+  const PlaneThread th = plane_thread(static_cast<int32_t>(blockIdx.x - shift_blocks), blocks_per_plane);
+  const int64_t nc = th.plane;
+  const int32_t p32 = th.p32;
   const int64_t p = p32;
   if (p >= hw) return;
   const int64_t n = static_cast<int32_t>(nc) / static_cast<int32_t>(C), c = nc - n * C;

@@ -13,6 +13,7 @@
 #include "ops/cuda/binding.h"
 #include "ops/cuda/grid_sample_kernel.h"
 #include "ops/grid_sample.h"
+#include "ops/register.h"
 
 namespace fastmotion {
 namespace {
@@ -105,7 +106,4 @@ std::tuple<at::Tensor, at::Tensor> grid_sample_backward_cuda_op(const at::Tensor
 }  // namespace
 }  // namespace fastmotion
 
-TORCH_LIBRARY_IMPL(fastmotion, CUDA, m) {
-  m.impl("grid_sample_forward", &fastmotion::grid_sample_forward_cuda_op);
-  m.impl("grid_sample_backward", &fastmotion::grid_sample_backward_cuda_op);
-}
+FASTMOTION_REGISTER_CUDA(grid_sample, fastmotion::grid_sample_forward_cuda_op, fastmotion::grid_sample_backward_cuda_op)

@@ -35,6 +35,21 @@ __device__ __forceinline__ T zero_of() {
 
 // ------------------------------------------------------------------------------------ forward
 
+// The sampling coordinate (x, y) of one grid point gp and the two axes it was mapped by.
+template <typename acc_t>
+struct SamplePoint {
+  SampleAxis<acc_t> ax, ay;
+  acc_t x, y;
+};
+
+template <typename scalar_t, typename acc_t = acc_type_t<scalar_t>>
+__device__ __forceinline__ SamplePoint<acc_t> sample_point(const scalar_t* gp, const GridSampleGeometry& g,
+                                                           int padding, bool align) {
+  const auto ax = SampleAxis<acc_t>::make(g.W, align);
+  const auto ay = SampleAxis<acc_t>::make(g.H, align);
+  return SamplePoint<acc_t>{ax, ay, ax.coordinate(to_acc(gp[0]), padding), ay.coordinate(to_acc(gp[1]), padding)};
+}
+
 template <typename scalar_t, int MODE>
 __global__ void __launch_bounds__(kFwdThreads)
     fwd_planar_kernel(const scalar_t* __restrict__ in, const scalar_t* __restrict__ grid, scalar_t* __restrict__ out,
@@ -46,11 +61,7 @@ __global__ void __launch_bounds__(kFwdThreads)
   const int64_t n = n_offset + blockIdx.y;
   const int64_t c0 = static_cast<int64_t>(blockIdx.z) * c_per_block;
   const int64_t c1 = c0 + c_per_block < g.C ? c0 + c_per_block : g.C;
-  const auto ax = SampleAxis<acc_t>::make(g.W, align);
-  const auto ay = SampleAxis<acc_t>::make(g.H, align);
-  const scalar_t* gp = grid + (n * P + p) * 2;
-  const acc_t x = ax.coordinate(to_acc(gp[0]), padding);
-  const acc_t y = ay.coordinate(to_acc(gp[1]), padding);
+  const auto [ax, ay, x, y] = sample_point<scalar_t>(grid + (n * P + p) * 2, g, padding, align);
   const scalar_t* in_n = in + n * g.in_sN;
   scalar_t* o = out + n * g.out_sN + p * g.out_sP;
   if (MODE == kModeNearest) {
@@ -85,11 +96,7 @@ __global__ void __launch_bounds__(kClLanes * kClPixels)
   const int64_t p = static_cast<int64_t>(blockIdx.x) * kClPixels + threadIdx.y;
   if (p >= P) return;
   const int64_t n = n_offset + blockIdx.y;
-  const auto ax = SampleAxis<acc_t>::make(g.W, align);
-  const auto ay = SampleAxis<acc_t>::make(g.H, align);
-  const scalar_t* gp = grid + (n * P + p) * 2;
-  const acc_t x = ax.coordinate(to_acc(gp[0]), padding);
-  const acc_t y = ay.coordinate(to_acc(gp[1]), padding);
+  const auto [ax, ay, x, y] = sample_point<scalar_t>(grid + (n * P + p) * 2, g, padding, align);
   const scalar_t* in_n = in + n * g.in_sN;
   scalar_t* o = out + n * g.out_sN + p * g.out_sP;
   if (MODE == kModeNearest) {

@@ -15,6 +15,7 @@
 #include "ops/cuda/binding.h"
 #include "ops/cuda/heatmap_moments_kernel.h"
 #include "ops/heatmap_moments.h"
+#include "ops/register.h"
 
 namespace fastmotion {
 namespace {
@@ -77,7 +78,5 @@ at::Tensor heatmap_moments_backward_cuda_op(const at::Tensor& grad_mean, const a
 }  // namespace
 }  // namespace fastmotion
 
-TORCH_LIBRARY_IMPL(fastmotion, CUDA, m) {
-  m.impl("heatmap_moments_forward", &fastmotion::heatmap_moments_forward_cuda_op);
-  m.impl("heatmap_moments_backward", &fastmotion::heatmap_moments_backward_cuda_op);
-}
+FASTMOTION_REGISTER_CUDA(heatmap_moments, fastmotion::heatmap_moments_forward_cuda_op,
+                         fastmotion::heatmap_moments_backward_cuda_op)

@@ -13,6 +13,7 @@
 #include "fastmotion/render_gaussians.h"
 #include "ops/cuda/binding.h"
 #include "ops/cuda/render_gaussians_kernel.h"
+#include "ops/register.h"
 #include "ops/render_gaussians.h"
 
 namespace fastmotion {
@@ -84,11 +85,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> render_gaussians_back
   TORCH_CHECK(mean_d.is_cuda(), "render_gaussians_backward (cuda): tensors must be CUDA tensors");
   const c10::cuda::CUDAGuard guard(mean_d.device());
   const GaussianInputs p = prepare_gaussian_inputs(mean_d, var_d, mean_s, var_s, s.lead);
+  GaussianGrads grads = empty_gaussian_grads(mean_d, var_d, mean_s, var_s);
+  at::Tensor &gmd = grads.mean_d, &gvd = grads.var_d, &gms = grads.mean_s, &gvs = grads.var_s;
   const auto opts = mean_d.options();
-  at::Tensor gmd = at::empty(mean_d.sizes(), opts);
-  at::Tensor gvd = var_d ? at::empty(var_d->sizes(), opts) : at::empty({0}, opts);
-  at::Tensor gms = mean_s ? at::empty(mean_d.sizes(), opts) : at::empty({0}, opts);
-  at::Tensor gvs = var_s ? at::empty(var_s->sizes(), opts) : at::empty({0}, opts);
   if (gmd.numel() == 0) return {gmd, gvd, gms, gvs};
   const GaussianDims d = dims_of(s, fixed_var, norm_const, norm_sum, background);
   const int split = gaussian_backward_split(d, mean_d.device().index());
@@ -119,7 +118,5 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> render_gaussians_back
 }  // namespace
 }  // namespace fastmotion
 
-TORCH_LIBRARY_IMPL(fastmotion, CUDA, m) {
-  m.impl("render_gaussians_forward", &fastmotion::render_gaussians_forward_cuda_op);
-  m.impl("render_gaussians_backward", &fastmotion::render_gaussians_backward_cuda_op);
-}
+FASTMOTION_REGISTER_CUDA(render_gaussians, fastmotion::render_gaussians_forward_cuda_op,
+                         fastmotion::render_gaussians_backward_cuda_op)

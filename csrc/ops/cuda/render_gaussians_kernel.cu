@@ -28,6 +28,13 @@ __device__ __forceinline__ acc_t gauss_of_q(acc_t q) {
   return dev_exp(acc_t(-0.5) * (q < acc_t(0) ? acc_t(0) : q));
 }
 
+// The Gaussian of keypoint g at pixel row y, column offset dx = x - g.mx.
+template <typename acc_t>
+__device__ __forceinline__ acc_t gauss_at(const GaussQuad<acc_t>& g, acc_t dx, acc_t y) {
+  const acc_t dy = y - g.my;
+  return gauss_of_q(g.q(dx, g.pb * dy, g.pc * dy * dy));
+}
+
 template <typename acc_t>
 struct DevKeypoint {
   GaussQuad<acc_t> quad;
@@ -101,12 +108,8 @@ __global__ void __launch_bounds__(kThreads)
       const acc_t dxd = x - kd.quad.mx, dxs = x - ks.quad.mx;
       for (int64_t i = r0 + ty; i < r1; i += TY) {
         const acc_t y = grid_coord<acc_t>(i, H);
-        const acc_t dyd = y - kd.quad.my;
-        sums[0] += gauss_of_q(kd.quad.q(dxd, kd.quad.pb * dyd, kd.quad.pc * dyd * dyd));
-        if (d.has_source) {
-          const acc_t dys = y - ks.quad.my;
-          sums[1] += gauss_of_q(ks.quad.q(dxs, ks.quad.pb * dys, ks.quad.pc * dys * dys));
-        }
+        sums[0] += gauss_at(kd.quad, dxd, y);
+        if (d.has_source) sums[1] += gauss_at(ks.quad, dxs, y);
       }
     }
     __shared__ acc_t smem[(kThreads / 32) * 2];
@@ -125,12 +128,8 @@ __global__ void __launch_bounds__(kThreads)
     const acc_t dxd = x - kd.quad.mx, dxs = x - ks.quad.mx;
     for (int64_t i = r0 + ty; i < r1; i += TY) {
       const acc_t y = grid_coord<acc_t>(i, H);
-      const acc_t dyd = y - kd.quad.my;
-      acc_t v = gauss_of_q(kd.quad.q(dxd, kd.quad.pb * dyd, kd.quad.pc * dyd * dyd)) * scale_d;
-      if (d.has_source) {
-        const acc_t dys = y - ks.quad.my;
-        v -= gauss_of_q(ks.quad.q(dxs, ks.quad.pb * dys, ks.quad.pc * dys * dys)) * scale_s;
-      }
+      acc_t v = gauss_at(kd.quad, dxd, y) * scale_d;
+      if (d.has_source) v -= gauss_at(ks.quad, dxs, y) * scale_s;
       o[i * W + j] = from_acc<scalar_t>(v);
     }
   }

@@ -14,6 +14,7 @@
 #include "ops/cuda/binding.h"
 #include "ops/cuda/warp_features_kernel.h"
 #include "ops/dense_motion.h"
+#include "ops/register.h"
 #include "ops/warp_features.h"
 
 namespace fastmotion {
@@ -29,8 +30,7 @@ WarpFeatureMap describe(const at::Tensor& f) {
 
 std::vector<at::Tensor> warp_features_forward_cuda_op(at::TensorList features, const at::Tensor& grid_in,
                                                       int64_t mode) {
-  check_warp_features_forward(features, grid_in, mode);
-  const bool nearest = warp_features_nearest(mode);
+  const bool nearest = check_warp_features_forward(features, grid_in, mode);
   std::vector<at::Tensor> outs;
   if (features.empty()) return outs;
   TORCH_CHECK(grid_in.is_cuda(), "warp_features (cuda): grid must be a CUDA tensor");
@@ -63,8 +63,7 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cuda_op(a
                                                                                int64_t mode,
                                                                                bool features_requires_grad,
                                                                                bool grid_requires_grad) {
-  check_warp_features_backward(grad_outs, features, grid_in, mode);
-  const bool nearest = warp_features_nearest(mode);
+  const bool nearest = check_warp_features_backward(grad_outs, features, grid_in, mode);
   TORCH_CHECK(grid_in.is_cuda(), "warp_features_backward (cuda): grid must be a CUDA tensor");
   if (features_requires_grad) {
     // the feature gradients are scattered with float atomics (see grid_sample_cuda.cpp)
@@ -112,7 +111,5 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> warp_features_backward_cuda_op(a
 }  // namespace
 }  // namespace fastmotion
 
-TORCH_LIBRARY_IMPL(fastmotion, CUDA, m) {
-  m.impl("warp_features_forward", &fastmotion::warp_features_forward_cuda_op);
-  m.impl("warp_features_backward", &fastmotion::warp_features_backward_cuda_op);
-}
+FASTMOTION_REGISTER_CUDA(warp_features, fastmotion::warp_features_forward_cuda_op,
+                         fastmotion::warp_features_backward_cuda_op)

@@ -75,25 +75,12 @@ __device__ __forceinline__ void resized_grid(const acc_t* __restrict__ grid_n, i
   *gy = ry.w0 * (rx.w0 * g00[1] + rx.w1 * g01[1]) + ry.w1 * (rx.w0 * g10[1] + rx.w1 * g11[1]);
 }
 
+// Taps of the map at grid value (gx, gy) (bilinear, zeros, align_corners=True).
 template <typename acc_t>
-struct Taps {
-  AxisTaps<acc_t> x, y;
-  bool in00, in01, in10, in11;
-  int64_t off00;  // (y0, x0) offset in a plane with strides (sh, sw); valid only where a mask is set
-
-  __device__ __forceinline__ static Taps make(acc_t gx, acc_t gy, int64_t H, int64_t W, int64_t sh, int64_t sw) {
-    Taps t;
-    t.x = axis_taps<acc_t>(unnormalize_align_corners<acc_t>(gx, W), W);
-    t.y = axis_taps<acc_t>(unnormalize_align_corners<acc_t>(gy, H), H);
-    const bool x0 = t.x.in0(W), x1 = t.x.in1(W), y0 = t.y.in0(H), y1 = t.y.in1(H);
-    t.in00 = y0 && x0;
-    t.in01 = y0 && x1;
-    t.in10 = y1 && x0;
-    t.in11 = y1 && x1;
-    t.off00 = t.y.i0 * sh + t.x.i0 * sw;
-    return t;
-  }
-};
+__device__ __forceinline__ PlaneTaps<acc_t> grid_taps(acc_t gx, acc_t gy, int64_t H, int64_t W, int64_t sh, int64_t sw) {
+  return PlaneTaps<acc_t>::make(axis_taps<acc_t>(unnormalize_align_corners<acc_t>(gx, W), W),
+                                axis_taps<acc_t>(unnormalize_align_corners<acc_t>(gy, H), H), H, W, sh, sw);
+}
 
 // Block position: sample n, first pixel, first channel; thread: pixel p and channel lane.
 struct BlockPos {
@@ -138,10 +125,7 @@ __global__ void __launch_bounds__(kThreads)
   pixel_yx(b.p, a.W, &y, &x);
   acc_t gx, gy;
   resized_grid(grid + b.n * h * w * 2, h, w, a.H, a.W, nearest, y, x, &gx, &gy);
-  const auto t = Taps<acc_t>::make(gx, gy, a.H, a.W, a.sh, a.sw);
-  const acc_t fx = t.x.frac, fy = t.y.frac;
-  const acc_t w00 = (acc_t(1) - fy) * (acc_t(1) - fx), w01 = (acc_t(1) - fy) * fx;
-  const acc_t w10 = fy * (acc_t(1) - fx), w11 = fy * fx;
+  const auto t = grid_taps<acc_t>(gx, gy, a.H, a.W, a.sh, a.sw);
   const scalar_t* feat = static_cast<const scalar_t*>(a.feature) + b.n * a.sn + t.off00;
   scalar_t* out = static_cast<scalar_t*>(a.out);
   const int64_t hw = a.H * a.W;
@@ -152,7 +136,7 @@ __global__ void __launch_bounds__(kThreads)
     const acc_t v01 = t.in01 ? to_acc(f[a.sw]) : acc_t(0);
     const acc_t v10 = t.in10 ? to_acc(f[a.sh]) : acc_t(0);
     const acc_t v11 = t.in11 ? to_acc(f[a.sh + a.sw]) : acc_t(0);
-    out[(b.n * a.C + c) * hw + b.p] = from_acc<scalar_t>(w00 * v00 + w01 * v01 + w10 * v10 + w11 * v11);
+    out[(b.n * a.C + c) * hw + b.p] = from_acc<scalar_t>(t.w00 * v00 + t.w01 * v01 + t.w10 * v10 + t.w11 * v11);
   }
 }
 
@@ -177,10 +161,8 @@ __global__ void __launch_bounds__(kThreads)
     pixel_yx(b.p, a.W, &y, &x);
     acc_t gx, gy;
     resized_grid(grid + b.n * h * w * 2, h, w, a.H, a.W, nearest, y, x, &gx, &gy);
-    const auto t = Taps<acc_t>::make(gx, gy, a.H, a.W, a.sh, a.sw);
+    const auto t = grid_taps<acc_t>(gx, gy, a.H, a.W, a.sh, a.sw);
     const acc_t fx = t.x.frac, fy = t.y.frac;
-    const acc_t w00 = (acc_t(1) - fy) * (acc_t(1) - fx), w01 = (acc_t(1) - fy) * fx;
-    const acc_t w10 = fy * (acc_t(1) - fx), w11 = fy * fx;
     const scalar_t* feat = static_cast<const scalar_t*>(a.feature) + b.n * a.sn + t.off00;
     const scalar_t* grad = static_cast<const scalar_t*>(a.grad);
     acc_t* gacc = static_cast<acc_t*>(a.out);
@@ -199,10 +181,10 @@ __global__ void __launch_bounds__(kThreads)
       }
       if (features_requires_grad) {
         acc_t* d = gacc + (b.n * a.C + c) * hw + dst00;
-        if (t.in00) atomic_add(d, w00 * gv);
-        if (t.in01) atomic_add(d + 1, w01 * gv);
-        if (t.in10) atomic_add(d + a.W, w10 * gv);
-        if (t.in11) atomic_add(d + a.W + 1, w11 * gv);
+        if (t.in00) atomic_add(d, t.w00 * gv);
+        if (t.in01) atomic_add(d + 1, t.w01 * gv);
+        if (t.in10) atomic_add(d + a.W, t.w10 * gv);
+        if (t.in11) atomic_add(d + a.W + 1, t.w11 * gv);
       }
     }
   }
