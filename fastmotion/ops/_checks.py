@@ -43,10 +43,11 @@ def nonempty_spatial(x: torch.Tensor, name: str, op: str) -> torch.Tensor:
     return x
 
 
-def shape(x: torch.Tensor, expected, name: str, op: str, described: str = None) -> torch.Tensor:
-    """``x`` has exactly the shape ``expected`` (``described``: how the message writes it)."""
+def shape(x: torch.Tensor, expected, name: str, op: str, described: str = "") -> torch.Tensor:
+    """``x`` has exactly the shape ``expected`` (``described``: its symbols, such as "(N, K+1, 2)")."""
     if tuple(x.shape) != tuple(expected):
-        raise ValueError(f"{op}: {name} must be {described or tuple(expected)}, got {tuple(x.shape)}")
+        want = f"{described} = {tuple(expected)}" if described else f"{tuple(expected)}"
+        raise ValueError(f"{op}: {name} must be {want}, got {tuple(x.shape)}")
     return x
 
 
@@ -66,6 +67,8 @@ def kp_variance(x, op: str):
 
 
 def same_device(op: str, **tensors):
+    """All the tensors (None skipped) are on one device. On a hot path with a computed name, compare
+    the devices first and call this only to raise."""
     first = None
     for t in tensors.values():  # runs on every call: compare first, build the message only on error
         if isinstance(t, torch.Tensor):

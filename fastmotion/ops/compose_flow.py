@@ -79,9 +79,10 @@ def compose_flow(mask_logits: torch.Tensor, kp_shift: torch.Tensor, correction: 
     if k1 < 1 or h < 1 or w < 1:
         raise ValueError(f"{op}: mask_logits must have K+1 >= 1 channels and a non-empty spatial size, "
                          f"got shape {tuple(mask_logits.shape)}")
-    _checks.shape(kp_shift, (n, k1, 2), "kp_shift", op, f"(N={n}, K+1={k1}, 2)")
+    _checks.shape(kp_shift, (n, k1, 2), "kp_shift", op, "(N, K+1, 2)")
     if correction is not None:
-        _checks.shape(_checks.tensor(correction, "correction", op, dim=4), (n, 2, h, w), "correction", op)
+        _checks.shape(_checks.tensor(correction, "correction", op, dim=4), (n, 2, h, w), "correction", op,
+                      "(N, 2, H, W)")
     _checks.same_device(op, mask_logits=mask_logits, kp_shift=kp_shift, correction=correction)
     name = backends.select(op, IMPLS, mask_logits.device, backend)
     if name == "reference":

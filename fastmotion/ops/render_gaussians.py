@@ -98,7 +98,8 @@ def _check_var(var, mean, op, name="var"):
         k_shape = tuple(mean.shape[:-1])
         raise ValueError(f"{op}: {name} must be {k_shape + (2, 2)} or {k_shape + (1, 1)} (or a number), "
                          f"got shape {tuple(var.shape)}")
-    _checks.same_device(op, **{"mean": mean, name: var})
+    if var.device != mean.device:
+        _checks.same_device(op, **{"mean": mean, name: var})
     return var
 
 
@@ -264,7 +265,8 @@ def keypoint_heatmap_embedding(kp_driving, kp_source, spatial_size, norm_const=1
         ms, vs = _check_kp(kp_source, "kp_source", op, kp_variance)
         if ms.shape[-2] != md.shape[-2]:
             raise ValueError(f"{op}: kp_source has {ms.shape[-2]} keypoints, kp_driving {md.shape[-2]}")
-        _checks.same_device(op, kp_driving=md, kp_source=ms)
+        if ms.device != md.device:
+            _checks.same_device(op, kp_driving=md, kp_source=ms)
         lead = _broadcast_lead(lead, tuple(ms.shape[:-2]), op)
     size = _checks.spatial_size(spatial_size, "spatial_size", op)
     name = backends.select(op, EMBED_IMPLS, md.device, backend)

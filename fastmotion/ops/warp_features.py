@@ -171,11 +171,13 @@ def warp_features(features, grid: torch.Tensor, mode: str = "nearest", *, backen
         raise TypeError(f"{OP}: features must be a list of (N, C, H, W) tensors, got one tensor")
     features = list(features)
     for i, f in enumerate(features):
-        _checks.tensor(f, f"features[{i}]", OP, dim=4)
+        name = f"features[{i}]"
+        _checks.tensor(f, name, OP, dim=4)
         if f.shape[0] != grid.shape[0]:
-            raise ValueError(f"{OP}: features[{i}] has batch {f.shape[0]}, grid has {grid.shape[0]}")
-        _checks.nonempty_spatial(f, f"features[{i}]", OP)
-        _checks.same_device(OP, **{"grid": grid, f"features[{i}]": f})
+            raise ValueError(f"{OP}: {name} has batch {f.shape[0]}, grid has {grid.shape[0]}")
+        _checks.nonempty_spatial(f, name, OP)
+        if f.device != grid.device:
+            _checks.same_device(OP, **{"grid": grid, name: f})
     groups = {}
     for i, f in enumerate(features):
         groups.setdefault(f.dtype, []).append(i)
