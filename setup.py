@@ -83,7 +83,7 @@ setup(
     # (a top-level package named `kernels` would clash with another PyPI project).
     packages=find_packages(include=["fastmotion", "fastmotion.*"]) + ["fastmotion.kernels"],
     package_dir={"fastmotion.kernels": "kernels"},
-    package_data={"fastmotion": ["config/*.yaml", "assets/*", "assets/demo/*"]},
+    package_data={"fastmotion": ["config/*.yaml", "assets/*", "assets/demo/*", "export/*.tsv"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -27,9 +27,23 @@ def _inputs(shape, layout):
     return x, grad, torch.rand(c, generator=gen) + 0.5, torch.randn(c, generator=gen) * 0.1
 
 
-@pytest.mark.parametrize("provider", ["composite", "cpu"])
-@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def _cases(baseline):
+    """The benchmark at every shape and layout, for ``baseline`` and the compiled kernel ("cpu")."""
+    def parametrize(fn):
+        fn = pytest.mark.parametrize("provider", [baseline, "cpu"])(fn)
+        fn = pytest.mark.parametrize("layout", ["nchw", "channels_last"])(fn)
+        return pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))(fn)
+    return parametrize
+
+
+def _run(benchmark, direction, call, x, shape, layout, provider, passes):
+    """Time ``call``; ``passes``: N*C*H*W-sized tensors it must read or write."""
+    benchmark.group = f"batchnorm_relu {direction} {'x'.join(map(str, shape))} {layout} cpu"
+    harness.run(benchmark, call, "cpu", passes * x.numel() * x.element_size(), provider=provider, shape=list(shape),
+                layout=layout, threads=torch.get_num_threads())
+
+
+@_cases("composite")
 def test_batchnorm_relu_backward(benchmark, shape, layout, provider):
     if provider == "cpu" and not _ext.has_kernel("batchnorm_relu_backward", "CPU"):
         pytest.skip("fastmotion._C (CPU kernels) not built")
@@ -41,14 +55,10 @@ def test_batchnorm_relu_backward(benchmark, shape, layout, provider):
     else:
         def call():
             return batchnorm_relu_backward_composite(grad, x, w, b, mean, invstd, 1e-5, [True, True, True])
-    benchmark.group = f"batchnorm_relu backward {'x'.join(map(str, shape))} {layout} cpu"
-    harness.run(benchmark, call, "cpu", 5 * x.numel() * x.element_size(), provider=provider, shape=list(shape),
-                layout=layout, threads=torch.get_num_threads())
+    _run(benchmark, "backward", call, x, shape, layout, provider, passes=5)
 
 
-@pytest.mark.parametrize("provider", ["aten", "cpu"])
-@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@_cases("aten")
 def test_batchnorm_relu_forward(benchmark, shape, layout, provider):
     if provider == "cpu" and not _ext.has_kernel("batchnorm_relu_forward", "CPU"):
         pytest.skip("fastmotion._C (CPU kernels) not built")
@@ -60,6 +70,4 @@ def test_batchnorm_relu_forward(benchmark, shape, layout, provider):
     else:
         def call():
             return torch.ops.aten.native_batch_norm(x, w, b, running_mean, running_var, True, 0.1, 1e-5)[0].relu_()
-    benchmark.group = f"batchnorm_relu forward {'x'.join(map(str, shape))} {layout} cpu"
-    harness.run(benchmark, call, "cpu", 3 * x.numel() * x.element_size(), provider=provider, shape=list(shape),
-                layout=layout, threads=torch.get_num_threads())
+    _run(benchmark, "forward", call, x, shape, layout, provider, passes=3)

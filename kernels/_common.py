@@ -19,6 +19,8 @@ from fastmotion.ops import _schema
 VAR_MATRIX = tl.constexpr(_schema.VAR_MATRIX)
 VAR_SINGLE = tl.constexpr(_schema.VAR_SINGLE)
 VAR_FIXED = tl.constexpr(_schema.VAR_FIXED)
+# warp_features' grid resize (the launchers' int ``mode``): nearest, else linear
+MODE_NEAREST = _schema.MODE_NEAREST
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -57,6 +59,13 @@ def div_rn(a, b):
         return tl.math.div_rn(a, b)
 
 
+def grid_args(h: int, w: int) -> dict:
+    """The kernels' grid arguments of an H x W grid, in the order ``w_m1, h_m1, x_on, y_on``: each
+    axis' size - 1 and 1.0, or 1.0 and 0.0 on a single-pixel axis (see :func:`grid_coord`)."""
+    return dict(w_m1=float(max(w - 1, 1)), h_m1=float(max(h - 1, 1)), x_on=1.0 if w > 1 else 0.0,
+                y_on=1.0 if h > 1 else 0.0)
+
+
 @triton.jit
 def grid_consts(w_m1, h_m1, x_on, y_on, ACC: tl.constexpr):
     """The grid's size - 1 per axis and its single-pixel switches (:func:`grid_coord`) in ``ACC``:
@@ -84,3 +93,34 @@ def aligned_taps(coord, size):
     c = tl.where(c >= -2.0, tl.where(c <= hi, c, hi), -2.0)
     f = tl.floor(c)
     return f.to(tl.int32), (c - f) + nonfinite
+
+
+@triton.jit
+def aligned_corners(x, y, W, H, mask):
+    """:func:`aligned_taps` of a point (x, y) in Monkey-Net coordinates on a W x H map: the
+    north-west tap (x0, y0), the weights (fx, fy) of the east / south taps, and the load masks of
+    the four taps (nw, ne, sw, se), which are ``mask`` and inside the map (zero padding)."""
+    x0, fx = aligned_taps(x, W)
+    y0, fy = aligned_taps(y, H)
+    in_x0 = (x0 >= 0) & (x0 < W)
+    in_x1 = (x0 + 1 >= 0) & (x0 + 1 < W)
+    in_y0 = (y0 >= 0) & (y0 < H)
+    in_y1 = (y0 + 1 >= 0) & (y0 + 1 < H)
+    return x0, y0, fx, fy, mask & in_y0 & in_x0, mask & in_y0 & in_x1, mask & in_y1 & in_x0, mask & in_y1 & in_x1
+
+
+@triton.jit
+def load_corners(nw_ptr, s_h, s_w, m00, m01, m10, m11, ACC: tl.constexpr):
+    """The four taps (nw, ne, sw, se) from the north-west one's address and the map's strides, in
+    ``ACC``; 0 where a mask of :func:`aligned_corners` is off."""
+    v00 = tl.load(nw_ptr, mask=m00, other=0.0).to(ACC)
+    v01 = tl.load(nw_ptr + s_w, mask=m01, other=0.0).to(ACC)
+    v10 = tl.load(nw_ptr + s_h, mask=m10, other=0.0).to(ACC)
+    v11 = tl.load(nw_ptr + s_h + s_w, mask=m11, other=0.0).to(ACC)
+    return v00, v01, v10, v11
+
+
+@triton.jit
+def corner_slopes(v00, v01, v10, v11, fx, fy):
+    """d(bilinear sample) / d(pixel coordinate) along x and y, from the four taps."""
+    return (1.0 - fy) * (v01 - v00) + fy * (v11 - v10), (1.0 - fx) * (v10 - v00) + fx * (v11 - v01)

@@ -42,7 +42,7 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from fastmotion.kernels._common import acc_dtype, tl_acc
+from fastmotion.kernels._common import acc_dtype, load_corners, tl_acc
 from fastmotion.kernels.sampling import bilinear_taps, grid_coordinate, grid_coordinate_with_grad, nearest_tap
 
 MODE_BILINEAR = 0
@@ -70,20 +70,47 @@ def _ch(v, CL: tl.constexpr):
 
 
 @triton.jit
-def grid_sample_fwd_kernel(in_ptr, grid_ptr, out_ptr, C, H, W, P, c_per_prog,
-                           s_in_n, s_in_c, s_in_h, s_in_w, s_out_n, s_out_c, s_out_p,
-                           align, padding,
-                           MODE: tl.constexpr, CL: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-                           ACC: tl.constexpr):
+def _program_pixels(grid_ptr, C, P, c_per_prog, BLOCK_P: tl.constexpr, ACC: tl.constexpr):
+    # this program's sample n, channel split and range, and block of output pixels with their grid values
     pid_p = tl.program_id(0)
     n = tl.program_id(1).to(tl.int64)
-    c_begin = tl.program_id(2) * c_per_prog
+    split = tl.program_id(2)
+    c_begin = split * c_per_prog
     c_end = tl.minimum(c_begin + c_per_prog, C)
     offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
     pmask = offs_p < P
     g_base = grid_ptr + n * P * 2
     gx = tl.load(g_base + offs_p * 2, mask=pmask, other=0.0).to(ACC)
     gy = tl.load(g_base + offs_p * 2 + 1, mask=pmask, other=0.0).to(ACC)
+    return n, split, c_begin, c_end, offs_p, pmask, gx, gy
+
+
+@triton.jit
+def _bilinear_px(x, y, W, H, s_in_h, s_in_w, pmask, CL: tl.constexpr):
+    """bilinear_taps of the block's pixels, in the tile orientation: the north-west tap's offset,
+    the four taps' masks and weights (nw, ne, sw, se); and fx, fy, 1 - fx, 1 - fy."""
+    x0, y0, fx, fy, in_w, in_e, in_n, in_s = bilinear_taps(x, y, W, H)
+    ex = 1.0 - fx
+    sy = 1.0 - fy
+    return (_px(y0 * s_in_h + x0 * s_in_w, CL), _px(pmask & in_w & in_n, CL), _px(pmask & in_e & in_n, CL),
+            _px(pmask & in_w & in_s, CL), _px(pmask & in_e & in_s, CL), _px(sy * ex, CL), _px(sy * fx, CL),
+            _px(fy * ex, CL), _px(fy * fx, CL), fx, fy, ex, sy)
+
+
+@triton.jit
+def _nearest_px(x, y, W, H, s_in_h, s_in_w, pmask, CL: tl.constexpr):
+    """nearest_tap of the block's pixels, in the tile orientation: its offset and mask."""
+    xi, yi, ok = nearest_tap(x, y, W, H)
+    return _px(yi * s_in_h + xi * s_in_w, CL), _px(pmask & ok, CL)
+
+
+@triton.jit
+def grid_sample_fwd_kernel(in_ptr, grid_ptr, out_ptr, C, H, W, P, c_per_prog,
+                           s_in_n, s_in_c, s_in_h, s_in_w, s_out_n, s_out_c, s_out_p,
+                           align, padding,
+                           MODE: tl.constexpr, CL: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+                           ACC: tl.constexpr):
+    n, split, c_begin, c_end, offs_p, pmask, gx, gy = _program_pixels(grid_ptr, C, P, c_per_prog, BLOCK_P, ACC)
     x = grid_coordinate(gx, W, align, padding)
     y = grid_coordinate(gy, H, align, padding)
     in_base = in_ptr + n * s_in_n
@@ -91,34 +118,19 @@ def grid_sample_fwd_kernel(in_ptr, grid_ptr, out_ptr, C, H, W, P, c_per_prog,
     out_p = _px(offs_p * s_out_p, CL)
     pm = _px(pmask, CL)
     if MODE == 0:
-        x0, y0, fx, fy, in_w, in_e, in_n, in_s = bilinear_taps(x, y, W, H)
-        ex = 1.0 - fx
-        sy = 1.0 - fy
-        w_nw = _px(sy * ex, CL)
-        w_ne = _px(sy * fx, CL)
-        w_sw = _px(fy * ex, CL)
-        w_se = _px(fy * fx, CL)
-        off = _px(y0 * s_in_h + x0 * s_in_w, CL)
-        m_nw = _px(pmask & in_w & in_n, CL)
-        m_ne = _px(pmask & in_e & in_n, CL)
-        m_sw = _px(pmask & in_w & in_s, CL)
-        m_se = _px(pmask & in_e & in_s, CL)
+        off, m_nw, m_ne, m_sw, m_se, w_nw, w_ne, w_sw, w_se, fx, fy, ex, sy = _bilinear_px(x, y, W, H, s_in_h, s_in_w,
+                                                                                          pmask, CL)
         for c0 in range(c_begin, c_end, BLOCK_C):
             cc = c0 + tl.arange(0, BLOCK_C)
             cmask = _ch(cc < c_end, CL)
-            ptr = in_base + off + _ch(cc * s_in_c, CL)
-            v_nw = tl.load(ptr, mask=m_nw & cmask, other=0.0).to(ACC)
-            v_ne = tl.load(ptr + s_in_w, mask=m_ne & cmask, other=0.0).to(ACC)
-            v_sw = tl.load(ptr + s_in_h, mask=m_sw & cmask, other=0.0).to(ACC)
-            v_se = tl.load(ptr + s_in_h + s_in_w, mask=m_se & cmask, other=0.0).to(ACC)
+            v_nw, v_ne, v_sw, v_se = load_corners(in_base + off + _ch(cc * s_in_c, CL), s_in_h, s_in_w, m_nw & cmask,
+                                                  m_ne & cmask, m_sw & cmask, m_se & cmask, ACC)
             # PyTorch's order: ((nw + ne) + sw) + se, each sum fused with its product
             o = tl.fma(v_se, w_se + tl.zeros_like(v_se),
                        tl.fma(v_sw, w_sw + tl.zeros_like(v_sw), tl.fma(v_ne, w_ne + tl.zeros_like(v_ne), v_nw * w_nw)))
             tl.store(out_base + out_p + _ch(cc * s_out_c, CL), o.to(out_ptr.dtype.element_ty), mask=pm & cmask)
     else:
-        xi, yi, ok = nearest_tap(x, y, W, H)
-        off = _px(yi * s_in_h + xi * s_in_w, CL)
-        m = _px(pmask & ok, CL)
+        off, m = _nearest_px(x, y, W, H, s_in_h, s_in_w, pmask, CL)
         for c0 in range(c_begin, c_end, BLOCK_C):
             cc = c0 + tl.arange(0, BLOCK_C)
             cmask = _ch(cc < c_end, CL)
@@ -134,16 +146,7 @@ def grid_sample_bwd_kernel(gout_ptr, in_ptr, grid_ptr, gin_ptr, ggrid_ptr, C, H,
                            BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
     """grad_input (float32/float64 buffer with the input's strides, zero-filled) += scatter;
     ggrid slot program_id(2) (N*P*2, ACC) = this channel range's share of d loss / d grid."""
-    pid_p = tl.program_id(0)
-    n = tl.program_id(1).to(tl.int64)
-    split = tl.program_id(2)
-    c_begin = split * c_per_prog
-    c_end = tl.minimum(c_begin + c_per_prog, C)
-    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-    pmask = offs_p < P
-    g_base = grid_ptr + n * P * 2
-    gx = tl.load(g_base + offs_p * 2, mask=pmask, other=0.0).to(ACC)
-    gy = tl.load(g_base + offs_p * 2 + 1, mask=pmask, other=0.0).to(ACC)
+    n, split, c_begin, c_end, offs_p, pmask, gx, gy = _program_pixels(grid_ptr, C, P, c_per_prog, BLOCK_P, ACC)
     in_base = in_ptr + n * s_in_n
     gin_base = gin_ptr + n * s_in_n
     gout_base = gout_ptr + n * s_out_n
@@ -152,18 +155,8 @@ def grid_sample_bwd_kernel(gout_ptr, in_ptr, grid_ptr, gin_ptr, ggrid_ptr, C, H,
     if MODE == 0:
         x, dx = grid_coordinate_with_grad(gx, W, align, padding)
         y, dy = grid_coordinate_with_grad(gy, H, align, padding)
-        x0, y0, fx, fy, in_w, in_e, in_n, in_s = bilinear_taps(x, y, W, H)
-        ex = 1.0 - fx
-        sy = 1.0 - fy
-        off = _px(y0 * s_in_h + x0 * s_in_w, CL)
-        m_nw = _px(pmask & in_w & in_n, CL)
-        m_ne = _px(pmask & in_e & in_n, CL)
-        m_sw = _px(pmask & in_w & in_s, CL)
-        m_se = _px(pmask & in_e & in_s, CL)
-        w_nw = _px(sy * ex, CL)
-        w_ne = _px(sy * fx, CL)
-        w_sw = _px(fy * ex, CL)
-        w_se = _px(fy * fx, CL)
+        off, m_nw, m_ne, m_sw, m_se, w_nw, w_ne, w_sw, w_se, fx, fy, ex, sy = _bilinear_px(x, y, W, H, s_in_h, s_in_w,
+                                                                                          pmask, CL)
         fx2 = _px(fx, CL)
         fy2 = _px(fy, CL)
         ex2 = _px(ex, CL)
@@ -179,11 +172,8 @@ def grid_sample_bwd_kernel(gout_ptr, in_ptr, grid_ptr, gin_ptr, ggrid_ptr, C, H,
             g = tl.load(gout_base + out_p + _ch(cc * s_out_c, CL), mask=pm & cmask, other=0.0).to(ACC)
             ptr_off = off + _ch(cc * s_in_c, CL)
             if GRID_GRAD:
-                ptr = in_base + ptr_off
-                v_nw = tl.load(ptr, mask=m_nw & cmask, other=0.0).to(ACC)
-                v_ne = tl.load(ptr + s_in_w, mask=m_ne & cmask, other=0.0).to(ACC)
-                v_sw = tl.load(ptr + s_in_h, mask=m_sw & cmask, other=0.0).to(ACC)
-                v_se = tl.load(ptr + s_in_h + s_in_w, mask=m_se & cmask, other=0.0).to(ACC)
+                v_nw, v_ne, v_sw, v_se = load_corners(in_base + ptr_off, s_in_h, s_in_w, m_nw & cmask, m_ne & cmask,
+                                                      m_sw & cmask, m_se & cmask, ACC)
                 acc_x += ((v_ne - v_nw) * sy2 + (v_se - v_sw) * fy2) * g
                 acc_y += ((v_sw - v_nw) * ex2 + (v_se - v_ne) * fx2) * g
             if INPUT_GRAD:
@@ -205,9 +195,7 @@ def grid_sample_bwd_kernel(gout_ptr, in_ptr, grid_ptr, gin_ptr, ggrid_ptr, C, H,
     else:
         x = grid_coordinate(gx, W, align, padding)
         y = grid_coordinate(gy, H, align, padding)
-        xi, yi, ok = nearest_tap(x, y, W, H)
-        off = _px(yi * s_in_h + xi * s_in_w, CL)
-        m = _px(pmask & ok, CL)
+        off, m = _nearest_px(x, y, W, H, s_in_h, s_in_w, pmask, CL)
         for c0 in range(c_begin, c_end, BLOCK_C):
             cc = c0 + tl.arange(0, BLOCK_C)
             cmask = _ch(cc < c_end, CL)
@@ -444,7 +432,7 @@ def grid_sample_forward(input: torch.Tensor, grid: torch.Tensor, mode: int, padd
 def grid_sample_backward(grad_output: torch.Tensor, input: torch.Tensor, grid: torch.Tensor, mode: int,
                          padding_mode: int, align_corners: bool, input_requires_grad: bool,
                          grid_requires_grad: bool, *, block_p: int | None = None, block_c: int | None = None,
-                         num_warps: int = 4):
+                         num_warps: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """(grad_input, grad_grid); a gradient that is not required is an empty tensor. The
     keyword-only block sizes override the defaults (for tuning)."""
     input, cl = _layout(input)

@@ -29,8 +29,8 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from fastmotion.kernels._common import (VAR_FIXED, VAR_MATRIX, VAR_SINGLE, acc_dtype, grid_consts, grid_coord, join_float,
-                                        split_float, tl_acc)
+from fastmotion.kernels._common import (VAR_FIXED, VAR_MATRIX, VAR_SINGLE, acc_dtype, grid_args, grid_consts,
+                                        grid_coord, join_float, split_float, tl_acc)
 
 HEATMAP_EPS = 1e-7
 MAX_BLOCK = 4096
@@ -48,16 +48,21 @@ def _smallest_singular(a, b, c, d):
 
 
 @triton.jit
+def _join_scalars(inv_t, inv_t_lo, w_m1, h_m1, x_on, y_on, eps_hw, eps_hw_lo, ex2, ex2_lo, ey2, ey2_lo, clip, clip_lo,
+                  ACC: tl.constexpr):
+    # the float arguments that _scalars() split, back in ACC
+    w_m1, h_m1, x_on, y_on = grid_consts(w_m1, h_m1, x_on, y_on, ACC)
+    return (join_float(inv_t, inv_t_lo, ACC), w_m1, h_m1, x_on, y_on, join_float(eps_hw, eps_hw_lo, ACC),
+            join_float(ex2, ex2_lo, ACC), join_float(ey2, ey2_lo, ACC), join_float(clip, clip_lo, ACC))
+
+
+@triton.jit
 def heatmap_moments_fwd_kernel(logits_ptr, mean_ptr, var_ptr, raw_ptr, lse_ptr, HW, W, inv_t, inv_t_lo, w_m1, h_m1,
                                x_on, y_on, eps_hw, eps_hw_lo, ex2, ex2_lo, ey2, ey2_lo, clip, clip_lo,
                                BLOCK: tl.constexpr, ACC: tl.constexpr, VAR_MODE: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
-    inv_t = join_float(inv_t, inv_t_lo, ACC)
-    w_m1, h_m1, x_on, y_on = grid_consts(w_m1, h_m1, x_on, y_on, ACC)
-    eps_hw = join_float(eps_hw, eps_hw_lo, ACC)
-    ex2 = join_float(ex2, ex2_lo, ACC)
-    ey2 = join_float(ey2, ey2_lo, ACC)
-    clip = join_float(clip, clip_lo, ACC)
+    inv_t, w_m1, h_m1, x_on, y_on, eps_hw, ex2, ey2, clip = _join_scalars(
+        inv_t, inv_t_lo, w_m1, h_m1, x_on, y_on, eps_hw, eps_hw_lo, ex2, ex2_lo, ey2, ey2_lo, clip, clip_lo, ACC)
     base = logits_ptr + row * HW
     neg_inf = float("-inf")
     zero = tl.zeros([BLOCK], dtype=ACC)
@@ -136,12 +141,8 @@ def heatmap_moments_bwd_kernel(logits_ptr, grad_ptr, mean_ptr, raw_ptr, lse_ptr,
                                ey2_lo, clip, clip_lo, BLOCK: tl.constexpr, ACC: tl.constexpr, VAR_MODE: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     chunk = tl.program_id(1)
-    inv_t = join_float(inv_t, inv_t_lo, ACC)
-    w_m1, h_m1, x_on, y_on = grid_consts(w_m1, h_m1, x_on, y_on, ACC)
-    eps_hw = join_float(eps_hw, eps_hw_lo, ACC)
-    ex2 = join_float(ex2, ex2_lo, ACC)
-    ey2 = join_float(ey2, ey2_lo, ACC)
-    clip = join_float(clip, clip_lo, ACC)
+    inv_t, w_m1, h_m1, x_on, y_on, eps_hw, ex2, ey2, clip = _join_scalars(
+        inv_t, inv_t_lo, w_m1, h_m1, x_on, y_on, eps_hw, eps_hw_lo, ex2, ex2_lo, ey2, ey2_lo, clip, clip_lo, ACC)
     mx = tl.load(mean_ptr + row * 2).to(ACC)
     my = tl.load(mean_ptr + row * 2 + 1).to(ACC)
     va = tl.load(raw_ptr + row * 4).to(ACC)
@@ -202,8 +203,7 @@ def _scalars(h: int, w: int, temperature: float, clip: float, acc: torch.dtype):
     """The kernels' float arguments: grid constants, 1 / temperature and clip."""
     ex2 = (w + 1) / (3.0 * (w - 1)) if w > 1 else 0.0
     ey2 = (h + 1) / (3.0 * (h - 1)) if h > 1 else 0.0
-    out = dict(w_m1=float(max(w - 1, 1)), h_m1=float(max(h - 1, 1)), x_on=1.0 if w > 1 else 0.0,
-               y_on=1.0 if h > 1 else 0.0)
+    out = grid_args(h, w)
     for name, value in (("inv_t", 1.0 / temperature), ("eps_hw", HEATMAP_EPS * h * w), ("ex2", ex2), ("ey2", ey2),
                         ("clip", float(clip))):
         out[name], out[name + "_lo"] = split_float(value, acc)
@@ -214,7 +214,8 @@ def _block(hw: int) -> int:
     return min(MAX_BLOCK, triton.next_power_of_2(max(hw, 16)))
 
 
-def heatmap_moments_forward(logits: torch.Tensor, temperature: float, var_mode: int, clip: float):
+def heatmap_moments_forward(logits: torch.Tensor, temperature: float, var_mode: int,
+                            clip: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """logits ``(R, H, W)`` -> mean ``(R, 2)``, var ``(R, v, v)`` (v = 1 for 'single', else 2),
     var_raw ``(R, 2, 2)``, lse ``(R,)``, all in fp32 (fp64 for fp64 logits)."""
     logits = logits.contiguous()
@@ -234,8 +235,9 @@ def heatmap_moments_forward(logits: torch.Tensor, temperature: float, var_mode: 
     return mean, var, var_raw, lse
 
 
-def heatmap_moments_backward(grad_mean, grad_var, logits, mean, var_raw, lse, temperature: float, var_mode: int,
-                             clip: float):
+def heatmap_moments_backward(grad_mean: torch.Tensor, grad_var: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor,
+                             var_raw: torch.Tensor, lse: torch.Tensor, temperature: float, var_mode: int,
+                             clip: float) -> torch.Tensor:
     """Gradient of the logits ``(R, H, W)`` given the forward's statistics and the gradients of
     mean and var (shaped like the forward's var)."""
     logits = logits.contiguous()

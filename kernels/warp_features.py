@@ -15,8 +15,8 @@ forward: one lane per output element (n, c, y, x). Traffic: read each feature ma
   hit cache), write each output once; the reference also writes and reads a resized grid per map.
 backward A: one program per (map, n, channel chunk, block of pixels). The pixels' taps are
   computed once and reused for the chunk's channels: grad_out is scattered into a float32
-  feature-gradient scratch with atomics (in deterministic mode the feature gradients are
-  grid_sample's gather at materialised resized grids instead, see _feature_grads_by_gather), and
+  feature-gradient scratch with atomics (in deterministic mode fastmotion.ops.warp_features takes
+  the feature gradients from grid_sample's gather at materialised resized grids instead), and
   grad_out * d(sample)/d(coordinate) is summed over the chunk's channels in registers and
   written as one partial per (chunk, pixel).
 backward B: one program per (n, block of grid cells) gathers, for every map, the output pixels
@@ -34,10 +34,8 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from fastmotion.kernels import grid_sample as _grid_sample
-from fastmotion.kernels._common import acc_dtype, aligned_taps, div_rn, tl_acc
-from fastmotion.kernels.sampling import PAD_ZEROS
-from fastmotion.reference.warp import resize_grid
+from fastmotion.kernels._common import (MODE_NEAREST, acc_dtype, aligned_corners, corner_slopes, div_rn, load_corners,
+                                        tl_acc)
 
 MAX_MAPS = 8
 _BLOCK = 256
@@ -114,23 +112,11 @@ def _resized_grid(grid_n, h, w, Hf, Wf, y, x, mask, NEAREST: tl.constexpr, ACC: 
 
 
 @triton.jit
-def _which_map(pid, b1, b2, b3, b4, b5, b6, b7, NUM: tl.constexpr):
-    # index of the map whose program range holds pid (b_i: first program of map i)
+def _which_map(pid, starts, NUM: tl.constexpr):
+    # index of the map whose program range holds pid (starts[i]: first program of map i)
     m = pid * 0
-    if NUM > 1:
-        m += tl.where(pid >= b1, 1, 0)
-    if NUM > 2:
-        m += tl.where(pid >= b2, 1, 0)
-    if NUM > 3:
-        m += tl.where(pid >= b3, 1, 0)
-    if NUM > 4:
-        m += tl.where(pid >= b4, 1, 0)
-    if NUM > 5:
-        m += tl.where(pid >= b5, 1, 0)
-    if NUM > 6:
-        m += tl.where(pid >= b6, 1, 0)
-    if NUM > 7:
-        m += tl.where(pid >= b7, 1, 0)
+    for i in tl.static_range(1, NUM):
+        m += tl.where(pid >= starts[i], 1, 0)
     return m
 
 
@@ -154,17 +140,9 @@ def _fwd_map(f_ptr, o_ptr, grid_ptr, lp, C, Hf, Wf, s_n, s_c, s_h, s_w, total, h
     y = p // Wf
     x = p % Wf
     gx, gy = _resized_grid(grid_ptr + n * h * w * 2, h, w, Hf, Wf, y, x, mask, NEAREST, ACC)
-    x0, fx = aligned_taps(gx, Wf)
-    y0, fy = aligned_taps(gy, Hf)
-    in_x0 = (x0 >= 0) & (x0 < Wf)
-    in_x1 = (x0 + 1 >= 0) & (x0 + 1 < Wf)
-    in_y0 = (y0 >= 0) & (y0 < Hf)
-    in_y1 = (y0 + 1 >= 0) & (y0 + 1 < Hf)
+    x0, y0, fx, fy, m00, m01, m10, m11 = aligned_corners(gx, gy, Wf, Hf, mask)
     base = f_ptr + n * s_n + c.to(tl.int64) * s_c + y0.to(tl.int64) * s_h + x0.to(tl.int64) * s_w
-    v00 = tl.load(base, mask=mask & in_y0 & in_x0, other=0.0).to(ACC)
-    v01 = tl.load(base + s_w, mask=mask & in_y0 & in_x1, other=0.0).to(ACC)
-    v10 = tl.load(base + s_h, mask=mask & in_y1 & in_x0, other=0.0).to(ACC)
-    v11 = tl.load(base + s_h + s_w, mask=mask & in_y1 & in_x1, other=0.0).to(ACC)
+    v00, v01, v10, v11 = load_corners(base, s_h, s_w, m00, m01, m10, m11, ACC)
     v = (1.0 - fy) * ((1.0 - fx) * v00 + fx * v01) + fy * ((1.0 - fx) * v10 + fx * v11)
     tl.store(o_ptr + e, v.to(o_ptr.dtype.element_ty), mask=mask)
 
@@ -182,30 +160,19 @@ def warp_features_fwd_kernel(
         f7, o7, C7, H7, W7, sn7, sc7, sh7, sw7, T7, b7,
         NUM: tl.constexpr, NEAREST: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr, IDX64: tl.constexpr):
     pid = tl.program_id(0)
-    m = _which_map(pid, b1, b2, b3, b4, b5, b6, b7, NUM)
-    if m == 0:
-        _fwd_map(f0, o0, grid_ptr, pid - b0, C0, H0, W0, sn0, sc0, sh0, sw0, T0, h, w, NEAREST, BLOCK, ACC, IDX64)
-    if NUM > 1:
-        if m == 1:
-            _fwd_map(f1, o1, grid_ptr, pid - b1, C1, H1, W1, sn1, sc1, sh1, sw1, T1, h, w, NEAREST, BLOCK, ACC, IDX64)
-    if NUM > 2:
-        if m == 2:
-            _fwd_map(f2, o2, grid_ptr, pid - b2, C2, H2, W2, sn2, sc2, sh2, sw2, T2, h, w, NEAREST, BLOCK, ACC, IDX64)
-    if NUM > 3:
-        if m == 3:
-            _fwd_map(f3, o3, grid_ptr, pid - b3, C3, H3, W3, sn3, sc3, sh3, sw3, T3, h, w, NEAREST, BLOCK, ACC, IDX64)
-    if NUM > 4:
-        if m == 4:
-            _fwd_map(f4, o4, grid_ptr, pid - b4, C4, H4, W4, sn4, sc4, sh4, sw4, T4, h, w, NEAREST, BLOCK, ACC, IDX64)
-    if NUM > 5:
-        if m == 5:
-            _fwd_map(f5, o5, grid_ptr, pid - b5, C5, H5, W5, sn5, sc5, sh5, sw5, T5, h, w, NEAREST, BLOCK, ACC, IDX64)
-    if NUM > 6:
-        if m == 6:
-            _fwd_map(f6, o6, grid_ptr, pid - b6, C6, H6, W6, sn6, sc6, sh6, sw6, T6, h, w, NEAREST, BLOCK, ACC, IDX64)
-    if NUM > 7:
-        if m == 7:
-            _fwd_map(f7, o7, grid_ptr, pid - b7, C7, H7, W7, sn7, sc7, sh7, sw7, T7, h, w, NEAREST, BLOCK, ACC, IDX64)
+    # Triton has no arrays of pointers: the maps' arguments are gathered into tuples that an
+    # unrolled loop indexes with compile-time constants
+    maps = ((f0, o0, C0, H0, W0, sn0, sc0, sh0, sw0, T0), (f1, o1, C1, H1, W1, sn1, sc1, sh1, sw1, T1),
+            (f2, o2, C2, H2, W2, sn2, sc2, sh2, sw2, T2), (f3, o3, C3, H3, W3, sn3, sc3, sh3, sw3, T3),
+            (f4, o4, C4, H4, W4, sn4, sc4, sh4, sw4, T4), (f5, o5, C5, H5, W5, sn5, sc5, sh5, sw5, T5),
+            (f6, o6, C6, H6, W6, sn6, sc6, sh6, sw6, T6), (f7, o7, C7, H7, W7, sn7, sc7, sh7, sw7, T7))
+    starts = (b0, b1, b2, b3, b4, b5, b6, b7)
+    m = _which_map(pid, starts, NUM)
+    for i in tl.static_range(NUM):
+        if m == i:
+            f, o, C, Hf, Wf, s_n, s_c, s_h, s_w, total = maps[i]
+            _fwd_map(f, o, grid_ptr, pid - starts[i], C, Hf, Wf, s_n, s_c, s_h, s_w, total, h, w, NEAREST, BLOCK, ACC,
+                     IDX64)
 
 
 # ------------------------------------------------------------------------------ backward A
@@ -224,16 +191,7 @@ def _bwd_map(f_ptr, g_ptr, gf_ptr, gc_ptr, grid_ptr, lp, C, Hf, Wf, s_n, s_c, s_
     y = p // Wf
     x = p % Wf
     gx, gy = _resized_grid(grid_ptr + n * h * w * 2, h, w, Hf, Wf, y, x, mask, NEAREST, ACC)
-    x0, fx = aligned_taps(gx, Wf)
-    y0, fy = aligned_taps(gy, Hf)
-    in_x0 = (x0 >= 0) & (x0 < Wf)
-    in_x1 = (x0 + 1 >= 0) & (x0 + 1 < Wf)
-    in_y0 = (y0 >= 0) & (y0 < Hf)
-    in_y1 = (y0 + 1 >= 0) & (y0 + 1 < Hf)
-    m00 = mask & in_y0 & in_x0
-    m01 = mask & in_y0 & in_x1
-    m10 = mask & in_y1 & in_x0
-    m11 = mask & in_y1 & in_x1
+    x0, y0, fx, fy, m00, m01, m10, m11 = aligned_corners(gx, gy, Wf, Hf, mask)
     src_off = y0.to(tl.int64) * s_h + x0.to(tl.int64) * s_w
     dst_off = y0.to(tl.int64) * Wf + x0  # contiguous layout of the gradient scratch
     acc_x = tl.zeros([BLOCK], dtype=ACC)
@@ -244,13 +202,10 @@ def _bwd_map(f_ptr, g_ptr, gf_ptr, gc_ptr, grid_ptr, lp, C, Hf, Wf, s_n, s_c, s_
         nc = n * C + c
         g = tl.load(g_ptr + nc * hw_f + p, mask=mask, other=0.0).to(ACC)
         if GRID_GRAD:
-            base = f_ptr + n * s_n + c * s_c + src_off
-            v00 = tl.load(base, mask=m00, other=0.0).to(ACC)
-            v01 = tl.load(base + s_w, mask=m01, other=0.0).to(ACC)
-            v10 = tl.load(base + s_h, mask=m10, other=0.0).to(ACC)
-            v11 = tl.load(base + s_h + s_w, mask=m11, other=0.0).to(ACC)
-            acc_x += g * ((1.0 - fy) * (v01 - v00) + fy * (v11 - v10))
-            acc_y += g * ((1.0 - fx) * (v10 - v00) + fx * (v11 - v01))
+            v00, v01, v10, v11 = load_corners(f_ptr + n * s_n + c * s_c + src_off, s_h, s_w, m00, m01, m10, m11, ACC)
+            dx, dy = corner_slopes(v00, v01, v10, v11, fx, fy)
+            acc_x += g * dx
+            acc_y += g * dy
         if FEAT_GRAD:
             d = gf_ptr + nc * hw_f + dst_off
             tl.atomic_add(d, ((1.0 - fy) * (1.0 - fx) * g).to(gf_ptr.dtype.element_ty), mask=m00, sem="relaxed")
@@ -278,38 +233,21 @@ def warp_features_bwd_kernel(
         NUM: tl.constexpr, FEAT_GRAD: tl.constexpr, GRID_GRAD: tl.constexpr, NEAREST: tl.constexpr,
         CHUNK: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr):
     pid = tl.program_id(0)
-    m = _which_map(pid, b1, b2, b3, b4, b5, b6, b7, NUM)
-    if m == 0:
-        _bwd_map(f0, g0, gf_ptr + gfo0, gc_ptr + gco0, grid_ptr, pid - b0, C0, H0, W0, sn0, sc0, sh0, sw0, nch0, pb0,
-                 h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
-    if NUM > 1:
-        if m == 1:
-            _bwd_map(f1, g1, gf_ptr + gfo1, gc_ptr + gco1, grid_ptr, pid - b1, C1, H1, W1, sn1, sc1, sh1, sw1, nch1,
-                     pb1, h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
-    if NUM > 2:
-        if m == 2:
-            _bwd_map(f2, g2, gf_ptr + gfo2, gc_ptr + gco2, grid_ptr, pid - b2, C2, H2, W2, sn2, sc2, sh2, sw2, nch2,
-                     pb2, h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
-    if NUM > 3:
-        if m == 3:
-            _bwd_map(f3, g3, gf_ptr + gfo3, gc_ptr + gco3, grid_ptr, pid - b3, C3, H3, W3, sn3, sc3, sh3, sw3, nch3,
-                     pb3, h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
-    if NUM > 4:
-        if m == 4:
-            _bwd_map(f4, g4, gf_ptr + gfo4, gc_ptr + gco4, grid_ptr, pid - b4, C4, H4, W4, sn4, sc4, sh4, sw4, nch4,
-                     pb4, h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
-    if NUM > 5:
-        if m == 5:
-            _bwd_map(f5, g5, gf_ptr + gfo5, gc_ptr + gco5, grid_ptr, pid - b5, C5, H5, W5, sn5, sc5, sh5, sw5, nch5,
-                     pb5, h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
-    if NUM > 6:
-        if m == 6:
-            _bwd_map(f6, g6, gf_ptr + gfo6, gc_ptr + gco6, grid_ptr, pid - b6, C6, H6, W6, sn6, sc6, sh6, sw6, nch6,
-                     pb6, h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
-    if NUM > 7:
-        if m == 7:
-            _bwd_map(f7, g7, gf_ptr + gfo7, gc_ptr + gco7, grid_ptr, pid - b7, C7, H7, W7, sn7, sc7, sh7, sw7, nch7,
-                     pb7, h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
+    maps = ((f0, g0, C0, H0, W0, sn0, sc0, sh0, sw0, nch0, pb0, gfo0, gco0),
+            (f1, g1, C1, H1, W1, sn1, sc1, sh1, sw1, nch1, pb1, gfo1, gco1),
+            (f2, g2, C2, H2, W2, sn2, sc2, sh2, sw2, nch2, pb2, gfo2, gco2),
+            (f3, g3, C3, H3, W3, sn3, sc3, sh3, sw3, nch3, pb3, gfo3, gco3),
+            (f4, g4, C4, H4, W4, sn4, sc4, sh4, sw4, nch4, pb4, gfo4, gco4),
+            (f5, g5, C5, H5, W5, sn5, sc5, sh5, sw5, nch5, pb5, gfo5, gco5),
+            (f6, g6, C6, H6, W6, sn6, sc6, sh6, sw6, nch6, pb6, gfo6, gco6),
+            (f7, g7, C7, H7, W7, sn7, sc7, sh7, sw7, nch7, pb7, gfo7, gco7))
+    starts = (b0, b1, b2, b3, b4, b5, b6, b7)
+    m = _which_map(pid, starts, NUM)
+    for i in tl.static_range(NUM):
+        if m == i:
+            f, g, C, Hf, Wf, s_n, s_c, s_h, s_w, nch, pb, gfo, gco = maps[i]
+            _bwd_map(f, g, gf_ptr + gfo, gc_ptr + gco, grid_ptr, pid - starts[i], C, Hf, Wf, s_n, s_c, s_h, s_w, nch,
+                     pb, h, w, FEAT_GRAD, GRID_GRAD, NEAREST, CHUNK, BLOCK, ACC)
 
 
 # ------------------------------------------------------------------------------ backward B
@@ -378,35 +316,18 @@ def warp_features_grid_grad_kernel(
     mask = a < h * w
     ay = a // w
     ax = a % w
-    gx, gy = _gather_map(gc_ptr + gco0, n, nch0, H0, W0, h, w, ay, ax, mask, ly0, lx0, NEAREST, ACC, BLOCK)
-    if NUM > 1:
-        tx, ty = _gather_map(gc_ptr + gco1, n, nch1, H1, W1, h, w, ay, ax, mask, ly1, lx1, NEAREST, ACC, BLOCK)
-        gx += tx
-        gy += ty
-    if NUM > 2:
-        tx, ty = _gather_map(gc_ptr + gco2, n, nch2, H2, W2, h, w, ay, ax, mask, ly2, lx2, NEAREST, ACC, BLOCK)
-        gx += tx
-        gy += ty
-    if NUM > 3:
-        tx, ty = _gather_map(gc_ptr + gco3, n, nch3, H3, W3, h, w, ay, ax, mask, ly3, lx3, NEAREST, ACC, BLOCK)
-        gx += tx
-        gy += ty
-    if NUM > 4:
-        tx, ty = _gather_map(gc_ptr + gco4, n, nch4, H4, W4, h, w, ay, ax, mask, ly4, lx4, NEAREST, ACC, BLOCK)
-        gx += tx
-        gy += ty
-    if NUM > 5:
-        tx, ty = _gather_map(gc_ptr + gco5, n, nch5, H5, W5, h, w, ay, ax, mask, ly5, lx5, NEAREST, ACC, BLOCK)
-        gx += tx
-        gy += ty
-    if NUM > 6:
-        tx, ty = _gather_map(gc_ptr + gco6, n, nch6, H6, W6, h, w, ay, ax, mask, ly6, lx6, NEAREST, ACC, BLOCK)
-        gx += tx
-        gy += ty
-    if NUM > 7:
-        tx, ty = _gather_map(gc_ptr + gco7, n, nch7, H7, W7, h, w, ay, ax, mask, ly7, lx7, NEAREST, ACC, BLOCK)
-        gx += tx
-        gy += ty
+    maps = ((H0, W0, nch0, gco0, ly0, lx0), (H1, W1, nch1, gco1, ly1, lx1), (H2, W2, nch2, gco2, ly2, lx2),
+            (H3, W3, nch3, gco3, ly3, lx3), (H4, W4, nch4, gco4, ly4, lx4), (H5, W5, nch5, gco5, ly5, lx5),
+            (H6, W6, nch6, gco6, ly6, lx6), (H7, W7, nch7, gco7, ly7, lx7))
+    for i in tl.static_range(NUM):
+        Hf, Wf, nch, gco, ly, lx = maps[i]
+        tx, ty = _gather_map(gc_ptr + gco, n, nch, Hf, Wf, h, w, ay, ax, mask, ly, lx, NEAREST, ACC, BLOCK)
+        if i == 0:
+            gx = tx
+            gy = ty
+        else:
+            gx += tx
+            gy += ty
     out = out_ptr + (n * h * w + a) * 2
     if ACCUMULATE:  # a later group of maps adds to the earlier groups' sum
         gx += tl.load(out, mask=mask, other=0.0)
@@ -430,30 +351,14 @@ def warp_features_cast_kernel(
         d4, T4, o4, b4, d5, T5, o5, b5, d6, T6, o6, b6, d7, T7, o7, b7,
         NUM: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
-    m = _which_map(pid, b1, b2, b3, b4, b5, b6, b7, NUM)
-    if m == 0:
-        _cast_map(src_ptr + o0, d0, pid - b0, T0, BLOCK)
-    if NUM > 1:
-        if m == 1:
-            _cast_map(src_ptr + o1, d1, pid - b1, T1, BLOCK)
-    if NUM > 2:
-        if m == 2:
-            _cast_map(src_ptr + o2, d2, pid - b2, T2, BLOCK)
-    if NUM > 3:
-        if m == 3:
-            _cast_map(src_ptr + o3, d3, pid - b3, T3, BLOCK)
-    if NUM > 4:
-        if m == 4:
-            _cast_map(src_ptr + o4, d4, pid - b4, T4, BLOCK)
-    if NUM > 5:
-        if m == 5:
-            _cast_map(src_ptr + o5, d5, pid - b5, T5, BLOCK)
-    if NUM > 6:
-        if m == 6:
-            _cast_map(src_ptr + o6, d6, pid - b6, T6, BLOCK)
-    if NUM > 7:
-        if m == 7:
-            _cast_map(src_ptr + o7, d7, pid - b7, T7, BLOCK)
+    maps = ((d0, T0, o0), (d1, T1, o1), (d2, T2, o2), (d3, T3, o3), (d4, T4, o4), (d5, T5, o5), (d6, T6, o6),
+            (d7, T7, o7))
+    starts = (b0, b1, b2, b3, b4, b5, b6, b7)
+    m = _which_map(pid, starts, NUM)
+    for i in tl.static_range(NUM):
+        if m == i:
+            d, total, offset = maps[i]
+            _cast_map(src_ptr + offset, d, pid - starts[i], total, BLOCK)
 
 
 # ------------------------------------------------------------------------------ launchers
@@ -470,7 +375,8 @@ def _pad(per_map, filler):
     return args
 
 
-def warp_features_forward(features, grid, nearest: bool):
+def warp_features_forward(features: list[torch.Tensor], grid: torch.Tensor, mode: int) -> list[torch.Tensor]:
+    nearest = mode == MODE_NEAREST
     grid = grid.contiguous()
     n, h, w, _ = grid.shape
     outs = [f.new_empty((n,) + tuple(f.shape[1:])) for f in features]
@@ -494,30 +400,13 @@ def _window_len(size_grid: int, size_map: int, nearest: bool) -> int:
     return int(math.ceil(r)) + 3 if nearest else int(math.ceil(2 * r)) + 4
 
 
-def _feature_grads_by_gather(grad_outs, features, grid, nearest: bool):
-    """Deterministic feature gradients (torch.use_deterministic_algorithms(True), or
-    FASTMOTION_GRID_SAMPLE_SCATTER=gather): grid_sample's gather input gradient per map, at the
-    grid resized to the map's size. The resized grids are materialised here (the price of
-    determinism; the scatter never stores them)."""
-    out = []
-    for g, f in zip(grad_outs, features):
-        g = g.contiguous()
-        if g.numel() == 0:
-            out.append(f.new_zeros((grid.shape[0],) + tuple(f.shape[1:])))
-            continue
-        grid_f = resize_grid(grid, f.shape[-2:], "nearest" if nearest else "bilinear").contiguous()
-        out.append(_grid_sample.input_grad_by_gather(g, f.contiguous(), grid_f, _grid_sample.MODE_BILINEAR,
-                                                     PAD_ZEROS, True, torch.contiguous_format))
-    return out
-
-
-def warp_features_backward(grad_outs, features, grid, nearest: bool, features_requires_grad: bool,
-                           grid_requires_grad: bool):
+def warp_features_backward(grad_outs: list[torch.Tensor], features: list[torch.Tensor], grid: torch.Tensor, mode: int,
+                           features_requires_grad: bool,
+                           grid_requires_grad: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Feature gradients scattered with atomics (fastmotion.ops.warp_features gathers them in
+    deterministic mode) and the grid gradient; ``mode``: nearest (MODE_NEAREST) or linear resize."""
+    nearest = mode == MODE_NEAREST
     grid = grid.contiguous()
-    if features_requires_grad and _grid_sample.gather_input_grad():
-        gathered = _feature_grads_by_gather(grad_outs, features, grid, nearest)
-        _, grad_grid = warp_features_backward(grad_outs, features, grid, nearest, False, grid_requires_grad)
-        return gathered, grad_grid
     n, h, w, _ = grid.shape
     acc = acc_dtype(grid.dtype)
     device = grid.device

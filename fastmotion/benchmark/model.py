@@ -39,18 +39,31 @@ def random_models(name: str, backend: Optional[str], train: bool):
     torch.manual_seed(0)
     config = fastmotion.load_config(name)
     models = build_models(config, backend=backend)
-    gen = torch.Generator().manual_seed(1)
+    randomize(*models, seed=1, affine=False)
+    for m in models:
+        m.train(train)
+    return config, models
+
+
+def randomize(*modules, seed: int = 0, affine: bool = True) -> None:
+    """Random BatchNorm statistics (``affine``: and BatchNorm / InstanceNorm scales and shifts) and a
+    non-zero dense-motion output convolution, so that every part of the networks influences the
+    outputs (fresh networks have trivial ones)."""
+    gen = torch.Generator().manual_seed(seed)
+    norms = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.modules.instancenorm._InstanceNorm)
     with torch.no_grad():
-        for module in models:
+        for module in modules:
             for m in module.modules():
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                     m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) * 0.2 - 0.1)
                     m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-        w = models.generator.dense_motion_module.hourglass.decoder.conv.weight
-        w.copy_(torch.randn(w.shape, generator=gen) * 0.01)
-    for m in models:
-        m.train(train)
-    return config, models
+                if affine and isinstance(m, norms) and m.weight is not None:
+                    m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+                    m.bias.copy_(torch.rand(m.bias.shape, generator=gen) * 0.2 - 0.1)
+            dense = getattr(module, "dense_motion_module", None)
+            if dense is not None and hasattr(dense, "hourglass"):
+                w = dense.hourglass.decoder.conv.weight
+                w.copy_(torch.randn(w.shape, generator=gen) * 0.01)
 
 
 def _frames(batch: int, size: int, device: str):
@@ -146,11 +159,19 @@ def _compare(suite: str, workload: str, comparison: str, fns: Dict[str, Callable
 def run(device: str, quick: bool = False, tiny: bool = False, rounds: Optional[int] = None, progress=None) -> list:
     cases = INFERENCE_TINY if tiny else INFERENCE_QUICK if quick else INFERENCE
     rounds = rounds or (50 if device == "cuda" else 3 if (quick or tiny) else 10)
+    return compare_cases("model", cases, lambda name, size, batch: (
+        f"inference {name} {size}x{size} batch {batch}", inference_providers(name, size, batch, device)),
+        device, rounds, progress, peak=not (quick or tiny))
+
+
+def compare_cases(suite: str, cases, providers: Callable, device: str, rounds: int, progress=None,
+                  peak: bool = True) -> List[dict]:
+    """Rows of every (config, size, batch) case, with speed-ups; ``providers(name, size, batch)``
+    gives the case's workload label and its {comparison: {provider label: callable}}."""
     rows = []
     for name, size, batch in cases:
-        workload = f"inference {name} {size}x{size} batch {batch}"
-        for comparison, fns in inference_providers(name, size, batch, device).items():
-            rows += _compare("model", workload, comparison, fns, device, rounds, batch, progress,
-                             peak=not (quick or tiny))
+        workload, comparisons = providers(name, size, batch)
+        for comparison, fns in comparisons.items():
+            rows += _compare(suite, workload, comparison, fns, device, rounds, batch, progress, peak=peak)
     add_speedups(rows, group_keys=("suite", "op", "case", "device"))
     return rows

@@ -11,8 +11,7 @@ from typing import Optional
 import torch
 
 from fastmotion.benchmark import pytest_suite
-from fastmotion.benchmark.model import _compare, random_models
-from fastmotion.benchmark.ops import add_speedups
+from fastmotion.benchmark.model import compare_cases, random_models
 
 STEP = [("taichi", 64, 8)]
 STEP_QUICK = [("shapes", 64, 1)]
@@ -46,14 +45,12 @@ def trainer_unavailable() -> Optional[str]:
 def run(device: str, quick: bool = False, tiny: bool = False, rounds: Optional[int] = None, progress=None) -> list:
     cases = STEP_TINY if tiny else STEP_QUICK if quick else STEP
     rounds = rounds or (20 if device == "cuda" else 2 if (quick or tiny) else 5)
-    rows = []
-    for name, size, batch in cases:
-        fns = {"reference (backend=reference)": step_call(name, size, batch, "reference", device),
-               "fast path": step_call(name, size, batch, None, device)}
-        rows += _compare("train", f"training step {name} {size}x{size} batch {batch}",
-                         "train_step, no optimizer step", fns, device, rounds, batch, progress,
-                         peak=not (quick or tiny))
-    add_speedups(rows, group_keys=("suite", "op", "case", "device"))
+
+    def providers(name, size, batch):
+        return f"training step {name} {size}x{size} batch {batch}", {"train_step, no optimizer step": {
+            "reference (backend=reference)": step_call(name, size, batch, "reference", device),
+            "fast path": step_call(name, size, batch, None, device)}}
+    rows = compare_cases("train", cases, providers, device, rounds, progress, peak=not (quick or tiny))
     reason = trainer_unavailable()
     if reason is None and (quick or tiny):
         reason = "left out of --quick / --tiny runs: `fastmotion bench train` runs bench/test_train.py"

@@ -1,5 +1,6 @@
-"""Options shared by the commands that animate (animate, demo, live): which model, where it runs,
-in which precision; and turning its loading errors into one line."""
+"""Options shared by the commands: which model, where it runs, in which precision (animate, demo,
+live: :func:`add_model_options`); which config, data and device (train, reconstruct:
+:func:`add_config_options`); and turning their loading errors into one line."""
 from __future__ import annotations
 
 import os
@@ -20,7 +21,7 @@ def add_model_options(p, checkpoint: bool = True) -> None:
                             help="absolute motion: the source's keypoints go where the driving keypoints are")
         p.add_argument("--adapt-variance", action="store_true",
                        help="adapt the keypoint covariances to the source (the original's adapt_variance)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    _add_device_option(p)
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
                    help="precision: fp16 / bf16 autocast on CUDA; bf16 on CPUs with bfloat16 instructions")
     p.add_argument("--cuda-graphs", action="store_true", help="replay the per-frame step as a CUDA graph (CUDA)")
@@ -29,6 +30,33 @@ def add_model_options(p, checkpoint: bool = True) -> None:
                         "graph, so on CPU it runs mostly eager after a long first frame)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads (default: torch's; small frames on a busy machine run faster with fewer)")
+
+
+def _add_device_option(p) -> None:
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+
+
+def add_config_options(p, checkpoint_help: str) -> None:
+    """--config (required), --checkpoint, --data and --device of the commands that read a dataset."""
+    p.add_argument("--config", required=True, help="config: a packaged name (shapes, taichi, ...) or a YAML path")
+    p.add_argument("--checkpoint", help=checkpoint_help)
+    p.add_argument("--data", help="the data folder (default: the config's dataset_params.root_dir)")
+    _add_device_option(p)
+
+
+def load_config_option(args):
+    """The config that :func:`add_config_options`' options name, after checking that --checkpoint
+    and --data exist."""
+    from fastmotion.config import load_config
+
+    if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
+        raise CommandError(f"--checkpoint {args.checkpoint}: no such file")
+    if args.data is not None and not os.path.isdir(args.data):
+        raise CommandError(f"--data {args.data}: no such folder")
+    try:
+        return load_config(args.config)
+    except (FileNotFoundError, ValueError, TypeError) as exc:
+        raise CommandError(f"--config {args.config}: {exc}") from exc
 
 
 def _exists(path, what):

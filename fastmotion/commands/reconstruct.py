@@ -10,6 +10,7 @@ import csv
 import os
 
 from fastmotion.cli import CommandError
+from fastmotion.commands._model_options import add_config_options, load_config_option
 
 
 def add_parser(sub) -> None:
@@ -17,17 +18,14 @@ def add_parser(sub) -> None:
                        description="The original reconstruction protocol: each test video re-generated from its "
                                    "first frame; prints the mean L1, writes per-video L1 (CSV) and side-by-side "
                                    "videos (real | reconstruction).")
-    p.add_argument("--config", required=True, help="config: a packaged name (shapes, taichi, ...) or a YAML path")
-    p.add_argument("--checkpoint", help="the model (.pth.tar); without it, an untrained model (seeded by --seed) is "
-                                        "evaluated, the baseline a trained one is compared with")
-    p.add_argument("--data", help="the data folder (default: the config's dataset_params.root_dir)")
+    add_config_options(p, checkpoint_help="the model (.pth.tar); without it, an untrained model (seeded by "
+                                          "--seed) is evaluated, the baseline a trained one is compared with")
     p.add_argument("--out", help="output folder (default: reconstruction/ beside the checkpoint, else ./reconstruction)")
     p.add_argument("--num-videos", type=int, help="evaluate only the first N test videos (default: the config's "
                                                   "reconstruction_params.num_videos, else all)")
     p.add_argument("--format", default=None, choices=[".gif", ".mp4", ".png"],
                    help="side-by-side video format (default: the config's reconstruction_params.format, else .gif)")
     p.add_argument("--no-videos", action="store_true", help="write only the CSV")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0, help="seed of the untrained model's weights (no --checkpoint)")
     p.add_argument("--skip-bad", action="store_true", help="warn about and skip unreadable videos")
     p.set_defaults(func=run)
@@ -37,7 +35,6 @@ def run(args) -> int:
     import torch
 
     from fastmotion.checkpoint import load_checkpoint
-    from fastmotion.config import load_config
     from fastmotion.data import DataError, datasets_from_config
     from fastmotion.inference.drawing import side_by_side
     from fastmotion.io import write_video
@@ -48,14 +45,7 @@ def run(args) -> int:
 
     if args.num_videos is not None and args.num_videos < 1:
         raise CommandError(f"--num-videos must be >= 1, got {args.num_videos}")
-    if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
-        raise CommandError(f"--checkpoint {args.checkpoint}: no such file")
-    if args.data is not None and not os.path.isdir(args.data):
-        raise CommandError(f"--data {args.data}: no such folder")
-    try:
-        config = load_config(args.config)
-    except (FileNotFoundError, ValueError, TypeError) as exc:
-        raise CommandError(f"--config {args.config}: {exc}") from exc
+    config = load_config_option(args)
     try:
         device = resolve_device(args.device)
     except TrainingError as exc:

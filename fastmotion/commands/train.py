@@ -10,6 +10,7 @@ import os
 import time
 
 from fastmotion.cli import CommandError
+from fastmotion.commands._model_options import add_config_options, load_config_option
 
 
 def add_parser(sub) -> None:
@@ -17,16 +18,13 @@ def add_parser(sub) -> None:
                        description="Train Monkey-Net from a config (a packaged name or a YAML path) on the videos "
                                    "in --data (train/ and test/ subfolders, or a flat folder split as the original). "
                                    "Writes log.txt, pictures and checkpoints into --log-dir.")
-    p.add_argument("--config", required=True, help="config: a packaged name (shapes, taichi, ...) or a YAML path")
-    p.add_argument("--data", help="the data folder (default: the config's dataset_params.root_dir)")
+    add_config_options(p, checkpoint_help="resume from this checkpoint (weights, optimizers, schedule, position)")
     p.add_argument("--log-dir", default=None,
                    help="output folder (default: log/<config name> <date>; with --checkpoint: its folder)")
-    p.add_argument("--checkpoint", help="resume from this checkpoint (weights, optimizers, schedule, position)")
     p.add_argument("--epochs", type=int, help="number of epochs (default: the config's num_epochs)")
     p.add_argument("--batch-size", type=int, help="global batch size (default: the config's batch_size)")
     p.add_argument("--amp", default="off", choices=["off", "fp16", "bf16"],
                    help="mixed precision: bf16 autocast, or fp16 autocast + gradient scaling (CUDA)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--workers", type=int, default=2, help="data loading worker processes (default 2; 0: none)")
     p.add_argument("--seed", type=int, default=0, help="random seed (weights, data order, augmentation)")
     p.add_argument("--save-every", type=int, metavar="N", help="also save the checkpoint every N iterations")
@@ -39,15 +37,6 @@ def add_parser(sub) -> None:
                                                 "work, 1 thread per process can be several times faster)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-
-
-def _config(name):
-    from fastmotion.config import load_config
-
-    try:
-        return load_config(name)
-    except (FileNotFoundError, ValueError, TypeError) as exc:
-        raise CommandError(f"--config {name}: {exc}") from exc
 
 
 def default_log_dir(config_name: str) -> str:
@@ -69,13 +58,9 @@ def run(args) -> int:
         raise CommandError(f"--workers must be >= 0, got {args.workers}")
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise CommandError(f"--max-minutes must be > 0, got {args.max_minutes}")
-    if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
-        raise CommandError(f"--checkpoint {args.checkpoint}: no such file")
-    if args.data is not None and not os.path.isdir(args.data):
-        raise CommandError(f"--data {args.data}: no such folder")
+    config = load_config_option(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = _config(args.config)
     try:
         train_set, _ = datasets_from_config(config, root_dir=args.data, skip_bad=args.skip_bad)
     except DataError as exc:

@@ -8,10 +8,11 @@ the first-order backward runs the fused kernels; while a graph of the backward i
 (``create_graph=True``, torch.func) it runs the reference's differentiable math instead
 (:func:`fastmotion.ops._eager.builds_graph`).
 """
-from fastmotion.ops.dense_motion import compose_flow, shifted_warps
-from fastmotion.ops.gaussian import keypoint_heatmap_embedding, render_gaussians
+from fastmotion.ops.compose_flow import compose_flow
 from fastmotion.ops.grid_sample import grid_sample
 from fastmotion.ops.heatmap_moments import heatmap_moments
+from fastmotion.ops.render_gaussians import keypoint_heatmap_embedding, render_gaussians
+from fastmotion.ops.shifted_warps import shifted_warps
 from fastmotion.ops.warp_features import warp_features
 
 __all__ = [

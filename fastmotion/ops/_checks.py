@@ -36,12 +36,45 @@ def spatial_size(size, name: str, op: str):
     return h, w
 
 
+def nonempty_spatial(x: torch.Tensor, name: str, op: str) -> torch.Tensor:
+    """``x``'s last two dimensions (H, W) are at least 1."""
+    if x.shape[-2] < 1 or x.shape[-1] < 1:
+        raise ValueError(f"{op}: {name} must have a non-empty spatial size (H, W), got shape {tuple(x.shape)}")
+    return x
+
+
+def shape(x: torch.Tensor, expected, name: str, op: str, described: str = "") -> torch.Tensor:
+    """``x`` has exactly the shape ``expected`` (``described``: its symbols, such as "(N, K+1, 2)")."""
+    if tuple(x.shape) != tuple(expected):
+        want = f"{described} = {tuple(expected)}" if described else f"{tuple(expected)}"
+        raise ValueError(f"{op}: {name} must be {want}, got {tuple(x.shape)}")
+    return x
+
+
+def choice(x, name: str, op: str, choices):
+    if x not in choices:
+        raise ValueError(f"{op}: {name} must be one of {tuple(choices)}, got {x!r}")
+    return x
+
+
+def kp_variance(x, op: str):
+    """Monkey-Net's ``kp_variance``: 'matrix', 'single', or a fixed variance (a finite number > 0)."""
+    if isinstance(x, str):
+        if x in ("matrix", "single"):
+            return x
+        raise ValueError(f"{op}: kp_variance must be 'matrix', 'single' or a finite number > 0, got {x!r}")
+    return positive_number(x, "kp_variance", op)
+
+
 def same_device(op: str, **tensors):
+    """All the tensors (None skipped) are on one device. On a hot path with a computed name, compare
+    the devices first and call this only to raise."""
     first = None
     for t in tensors.values():  # runs on every call: compare first, build the message only on error
         if isinstance(t, torch.Tensor):
             if first is None:
                 first = t.device
             elif t.device != first:
-                devices = {name: t.device for name, t in tensors.items() if isinstance(t, torch.Tensor)}
+                devices = ", ".join(f"{name} on {t.device}" for name, t in tensors.items()
+                                    if isinstance(t, torch.Tensor))
                 raise ValueError(f"{op}: tensors must be on one device, got {devices}")

@@ -19,7 +19,8 @@ and under torch.compile the registered op, so the traced graph is unchanged.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Sequence
+import importlib
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 
@@ -85,11 +86,11 @@ def builds_graph(ctx, grads: Sequence) -> bool:
     (``create_graph=True``, torch.func transforms: grad mode is on inside the backward) and a saved
     input or an incoming gradient requires grad.
 
-    Every op's backward starts with ``if torch.is_grad_enabled() and builds_graph(ctx, grads)``
-    and then computes its gradients with the reference's differentiable math (``reference_vjp``)
-    instead of the fused kernels, whose results carry no graph (a second derivative through them
-    would be silently zero). A first-order backward pays one ``torch.is_grad_enabled()`` for it
-    (the check is inlined there rather than wrapped: a wrapper's extra Python frame cost ~1 us).
+    Every op's backward (:func:`backward_formula`) checks ``torch.is_grad_enabled() and
+    builds_graph(ctx, grads)`` and then computes its gradients with the reference's differentiable
+    math (``reference_vjp``) instead of the fused kernels, whose results carry no graph (a second
+    derivative through them would be silently zero). A first-order backward pays one
+    ``torch.is_grad_enabled()`` for it.
     """
     for g in grads:
         if isinstance(g, torch.Tensor):
@@ -98,6 +99,17 @@ def builds_graph(ctx, grads: Sequence) -> bool:
         elif isinstance(g, (list, tuple)) and any(isinstance(t, torch.Tensor) and t.requires_grad for t in g):
             return True
     return any(t is not None and t.requires_grad for t in ctx.saved_tensors)
+
+
+def backward_formula(backward: Callable, backward_reference: Callable, backward_op: Callable) -> Callable:
+    """An op's autograd backward(ctx, *grads): ``backward(ctx, backward_op, *grads)``, the fused
+    first-order gradients; while a graph of the backward is being built (:func:`builds_graph`),
+    ``backward_reference(ctx, *grads)``, the reference's differentiable math."""
+    def formula(ctx, *grads):
+        if torch.is_grad_enabled() and builds_graph(ctx, grads):
+            return backward_reference(ctx, *grads)
+        return backward(ctx, backward_op, *grads)
+    return formula
 
 
 def reference_vjp(fn: Callable, inputs: Sequence, grads: Sequence) -> list:
@@ -184,16 +196,75 @@ def fused_op(name: str, forward: Callable, setup_context: Callable, backward: Ca
     return call
 
 
-def compiled_op(fwd: str, setup_context: Callable, backward: Callable, available: bool = True):
-    """``fused_op`` of the compiled op ``fastmotion::<fwd>`` (``None`` when ``available`` is false:
-    the extension was not built or has no such op)."""
-    if not available:
-        return None
-    op = getattr(torch.ops.fastmotion, fwd).default
-    name = "".join(part.title() for part in fwd.split("_"))
-    tensor_args = 0  # the schema's leading Tensor / Tensor? / Tensor[] arguments
+def function_name(op: str) -> str:
+    """The name of the eager autograd.Function of the op ``fastmotion::<op>``: ``GridSampleForward``."""
+    return "".join(part.title() for part in op.split("_"))
+
+
+def _leading_tensor_args(op) -> int:
+    """How many leading arguments of a compiled op's schema are Tensor / Tensor? / Tensor[]."""
+    count = 0
     for arg in op._schema.arguments:
         if "Tensor" not in str(arg.type):
             break
-        tensor_args += 1
-    return fused_op(name, below_autograd(op), setup_context, backward, op, tensor_args)
+        count += 1
+    return count
+
+
+def wire(fwd: str, bwd: str, *, kernels: Optional[str] = None, fake_forward: Callable, fake_backward: Callable,
+         setup_context: Callable, backward: Callable, backward_reference: Callable, entry: Optional[Callable] = None,
+         output: Callable = lambda fn: fn, launchers: Optional[Callable] = None) -> Dict:
+    """Register one fused op on every backend and return its backend table
+    (:func:`fastmotion.backends.impl_table`), the one call an ``fastmotion/ops`` module makes.
+
+    fwd, bwd: the op's forward and backward, named as ``fastmotion::<fwd>`` / ``<bwd>`` in the
+        compiled extension and as the launchers ``fastmotion.kernels.<kernels>.<fwd>`` / ``<bwd>``,
+        whose annotated signatures are the Triton ops' schemas;
+    fake_forward, fake_backward: the compiled ops' fake kernels (the Triton ops trace their
+        launchers instead);
+    setup_context(ctx, inputs, output), backward(ctx, backward_op, *grads) and
+        backward_reference(ctx, *grads): the autograd formula (:func:`backward_formula`) around a
+        backward op (the compiled one, the Triton op or its eager launcher), registered with each
+        forward and used by its eager entry;
+    entry(name, forward, backward_op, traced, tensor_args, transforms): the eager entry of one
+        backend (default: :func:`fused_op` with the formula around ``backward_op``);
+    output(entry): what the table calls, given the entry (default: the entry itself);
+    launchers() -> (forward, backward): the Triton launchers, when they are not the kernel
+        module's ``<fwd>`` / ``<bwd>`` (an op that combines two kernel modules).
+
+    The compiled backends exist when the extension defines ``fwd``; Triton when it is usable
+    (:func:`fastmotion.backends.unavailable_reason`).
+    """
+    from fastmotion import _ext, backends
+
+    def backward_with(backward_op):
+        return backward_formula(backward, backward_reference, backward_op)
+
+    def default_entry(name, forward, backward_op, traced, tensor_args, transforms):
+        return fused_op(name, forward, setup_context, backward_with(backward_op), traced, tensor_args, transforms)
+
+    entry = entry or default_entry
+    compiled = None
+
+    def compiled_backward(*args):
+        return getattr(torch.ops.fastmotion, bwd)(*args)
+
+    if _ext.register_compiled_op(fwd, bwd, fake_forward, fake_backward, backward_with(compiled_backward),
+                                 setup_context):
+        op = getattr(torch.ops.fastmotion, fwd).default
+        compiled = entry(function_name(fwd), below_autograd(op), compiled_backward, op, _leading_tensor_args(op), True)
+    triton = None
+    if backends.unavailable_reason("triton", "cuda") is None:
+        if launchers is None:
+            module = importlib.import_module(f"fastmotion.kernels.{kernels}")
+            launch_forward, launch_backward = getattr(module, fwd), getattr(module, bwd)
+        else:
+            launch_forward, launch_backward = launchers()
+        forward_op = torch.library.triton_op(f"fastmotion::{fwd}_triton", launch_forward, mutates_args=())
+        backward_op = torch.library.triton_op(f"fastmotion::{bwd}_triton", launch_backward, mutates_args=())
+        forward_op.register_autograd(backward_with(backward_op), setup_context=setup_context)
+        # eager: the launchers themselves
+        triton = entry(function_name(fwd) + "Triton", triton_launcher(launch_forward), triton_launcher(launch_backward),
+                       forward_op, None, False)
+    return backends.impl_table(output(compiled) if compiled is not None else None, fwd,
+                               output(triton) if triton is not None else None)

@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import torch
 
-from fastmotion import _ext, backends
+from fastmotion import backends
 from fastmotion.ops import _checks, _eager, _schema
-from fastmotion.reference import warp as ref
+from fastmotion import reference as ref
 
 OP = "grid_sample"
 _FWD = "grid_sample_forward"
@@ -95,49 +95,15 @@ def _backward_reference(ctx, grad_output):
     return gin, ggrid, None, None, None
 
 
-def _make_backward(backward_op):
-    def backward(ctx, grad_output):
-        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad_output,)):
-            return _backward_reference(ctx, grad_output)
-        input, grid = ctx.saved_tensors
-        need_input, need_grid = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        gin, ggrid = backward_op(grad_output, input, grid, *ctx.args, need_input, need_grid)
-        return (gin if need_input else None), (ggrid if need_grid else None), None, None, None
-
-    return backward
+def _backward(ctx, backward_op, grad_output):
+    input, grid = ctx.saved_tensors
+    need_input, need_grid = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    gin, ggrid = backward_op(grad_output, input, grid, *ctx.args, need_input, need_grid)
+    return (gin if need_input else None), (ggrid if need_grid else None), None, None, None
 
 
-_backward_cpp = _make_backward(lambda *a: torch.ops.fastmotion.grid_sample_backward(*a))
-_HAS_CPP = _ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward, _backward_cpp, _setup_context)
-
-
-def _register_triton():
-    from fastmotion.kernels import grid_sample as tk
-
-    @torch.library.triton_op(f"fastmotion::{_FWD}_triton", mutates_args=())
-    def forward_triton(input: torch.Tensor, grid: torch.Tensor, mode: int, padding_mode: int,
-                       align_corners: bool) -> torch.Tensor:
-        return tk.grid_sample_forward(input, grid, mode, padding_mode, align_corners)
-
-    @torch.library.triton_op(f"fastmotion::{_BWD}_triton", mutates_args=())
-    def backward_triton(grad_output: torch.Tensor, input: torch.Tensor, grid: torch.Tensor, mode: int,
-                        padding_mode: int, align_corners: bool, input_requires_grad: bool,
-                        grid_requires_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        return tk.grid_sample_backward(grad_output, input, grid, mode, padding_mode, align_corners,
-                                       input_requires_grad, grid_requires_grad)
-
-    forward_triton.register_autograd(_make_backward(backward_triton), setup_context=_setup_context)
-    # eager: the launchers themselves (see fastmotion/ops/_eager.py)
-    return _eager.fused_op("GridSampleTriton", _eager.triton_launcher(tk.grid_sample_forward), _setup_context,
-                           _make_backward(_eager.triton_launcher(tk.grid_sample_backward)), forward_triton,
-                           transforms=False)
-
-
-_forward_triton = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
-_forward_cpp = _eager.compiled_op(_FWD, _setup_context, _backward_cpp, _HAS_CPP)
-
-
-IMPLS = backends.impl_table(_forward_cpp, _FWD, _forward_triton)
+IMPLS = _eager.wire(_FWD, _BWD, kernels="grid_sample", fake_forward=_fake_forward, fake_backward=_fake_backward,
+                    setup_context=_setup_context, backward=_backward, backward_reference=_backward_reference)
 
 
 def grid_sample(input: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear", padding_mode: str = "zeros",
@@ -162,12 +128,9 @@ def grid_sample(input: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear",
         raise ValueError(f"{OP}: grid must be (N={input.shape[0]}, Ho, Wo, 2), got {tuple(grid.shape)}")
     if grid.dtype != input.dtype:
         raise TypeError(f"{OP}: grid must have the input's dtype {input.dtype}, got {grid.dtype}")
-    if input.shape[2] < 1 or input.shape[3] < 1:
-        raise ValueError(f"{OP}: input must have a non-empty spatial size (H, W), got shape {tuple(input.shape)}")
-    if mode not in MODES:
-        raise ValueError(f"{OP}: mode must be one of {MODES}, got {mode!r}")
-    if padding_mode not in PADDING_MODES:
-        raise ValueError(f"{OP}: padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+    _checks.nonempty_spatial(input, "input", OP)
+    _checks.choice(mode, "mode", OP, MODES)
+    _checks.choice(padding_mode, "padding_mode", OP, PADDING_MODES)
     if align_corners is None:
         align_corners = False
     if not isinstance(align_corners, bool):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from fastmotion import _ext, backends, reference
+from fastmotion import backends, reference
 from fastmotion.ops import _checks, _eager
 from fastmotion.ops._schema import VAR_FIXED, VAR_MATRIX, VAR_MODES, VAR_SINGLE
 
@@ -73,61 +73,21 @@ def _backward_reference(ctx, grad_mean, grad_var, grad_raw, grad_lse):
     return grad, None, None, None
 
 
-def _backward_with(backward_op):
-    def backward(ctx, grad_mean, grad_var, grad_raw, grad_lse):
-        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad_mean, grad_var)):
-            return _backward_reference(ctx, grad_mean, grad_var, grad_raw, grad_lse)
-        return backward_op(*_grads(ctx, grad_mean, grad_var), *ctx.args), None, None, None
-    return backward
+def _backward(ctx, backward_op, grad_mean, grad_var, grad_raw, grad_lse):
+    return backward_op(*_grads(ctx, grad_mean, grad_var), *ctx.args), None, None, None
 
 
-_backward_cpp = _backward_with(lambda *a: torch.ops.fastmotion.heatmap_moments_backward(*a))
-
-
-_HAS_CPP = _ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward, _backward_cpp, _setup_context)
-
-_triton = None  # eager entry of the Triton op when triton is importable
-if backends.unavailable_reason("triton", "cuda") is None:
-    from fastmotion.kernels import heatmap_moments as _tk
-
-    @torch.library.triton_op(f"fastmotion::{_FWD}_triton", mutates_args=())
-    def _forward_triton_op(logits: torch.Tensor, temperature: float, var_mode: int,
-                           clip: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return _tk.heatmap_moments_forward(logits, temperature, var_mode, clip)
-
-    @torch.library.triton_op(f"fastmotion::{_BWD}_triton", mutates_args=())
-    def _backward_triton_op(grad_mean: torch.Tensor, grad_var: torch.Tensor, logits: torch.Tensor,
-                            mean: torch.Tensor, var_raw: torch.Tensor, lse: torch.Tensor, temperature: float,
-                            var_mode: int, clip: float) -> torch.Tensor:
-        return _tk.heatmap_moments_backward(grad_mean, grad_var, logits, mean, var_raw, lse, temperature,
-                                            var_mode, clip)
-
-    _forward_triton_op.register_autograd(_backward_with(_backward_triton_op), setup_context=_setup_context)
-    # eager: the launchers themselves (see fastmotion/ops/_eager.py)
-    _triton = _eager.fused_op("HeatmapMomentsTriton", _eager.triton_launcher(_tk.heatmap_moments_forward),
-                              _setup_context,
-                              _backward_with(_eager.triton_launcher(_tk.heatmap_moments_backward)),
-                              _forward_triton_op, transforms=False)
-_cpp = _eager.compiled_op(_FWD, _setup_context, _backward_cpp, _HAS_CPP)
-
-
-def _fused(op):
-    def run(logits3, temperature, var_mode, clip):
-        mean, var, _, _ = op(logits3, temperature, var_mode, clip)
+def _fused(run):
+    """The public op needs mean and var; var_raw and lse are the backward's."""
+    def mean_var(logits3, temperature, var_mode, clip):
+        mean, var, _, _ = run(logits3, temperature, var_mode, clip)
         return mean, var
-    return run
+    return mean_var
 
 
-IMPLS = backends.impl_table(_fused(_cpp), _FWD, _fused(_triton) if _triton is not None else None)
-
-
-def _check_kp_variance(kp_variance):
-    """'matrix', 'single', or a fixed variance checked as render_gaussians checks it (finite, > 0)."""
-    if isinstance(kp_variance, str):
-        if kp_variance in ("matrix", "single"):
-            return kp_variance
-        raise ValueError(f"{OP}: kp_variance must be 'matrix', 'single' or a finite number > 0, got {kp_variance!r}")
-    return _checks.positive_number(kp_variance, "kp_variance", OP)
+IMPLS = _eager.wire(_FWD, _BWD, kernels="heatmap_moments", fake_forward=_fake_forward, fake_backward=_fake_backward,
+                    setup_context=_setup_context, backward=_backward, backward_reference=_backward_reference,
+                    output=_fused)
 
 
 def heatmap_moments(logits: torch.Tensor, temperature: float = 0.1, kp_variance="matrix", clip_variance=None,
@@ -146,12 +106,10 @@ def heatmap_moments(logits: torch.Tensor, temperature: float = 0.1, kp_variance=
     Reproduces the original Monkey-Net ``gaussian2kp`` of ``softmax(logits / T)``, including
     the +1e-7 it adds to the heatmap. Coordinates: x along W, y along H, both in [-1, 1].
     """
-    _checks.tensor(logits, "logits", OP, min_dim=3)
+    _checks.nonempty_spatial(_checks.tensor(logits, "logits", OP, min_dim=3), "logits", OP)
     h, w = logits.shape[-2:]
-    if h < 1 or w < 1:
-        raise ValueError(f"{OP}: logits must have a non-empty spatial size (H, W), got shape {tuple(logits.shape)}")
     temperature = _checks.positive_number(temperature, "temperature", OP)
-    kp_variance = _check_kp_variance(kp_variance)
+    kp_variance = _checks.kp_variance(kp_variance, OP)
     if clip_variance is not None:
         clip_variance = _checks.positive_number(clip_variance, "clip_variance", OP, allow_zero=True)
     name = backends.select(OP, IMPLS, logits.device, backend)

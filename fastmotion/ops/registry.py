@@ -171,9 +171,9 @@ def _gaussian_bytes(inputs, mode):
 
 
 def _render_reference(mean, var, spatial_size):
-    from fastmotion.reference import gaussian
+    from fastmotion import reference
 
-    return gaussian.render_gaussians(mean, var, spatial_size)
+    return reference.render_gaussians(mean, var, spatial_size)
 
 
 def _render_fused(mean, var, spatial_size, backend=None):
@@ -186,9 +186,9 @@ _EMBED = {"norm_const": 100, "heatmap_type": "difference", "add_background": Tru
 
 
 def _embed_reference(mean_d, var_d, mean_s, var_s, spatial_size):
-    from fastmotion.reference import gaussian
+    from fastmotion import reference
 
-    return gaussian.keypoint_heatmap_embedding({"mean": mean_d, "var": var_d}, {"mean": mean_s, "var": var_s},
+    return reference.keypoint_heatmap_embedding({"mean": mean_d, "var": var_d}, {"mean": mean_s, "var": var_s},
                                                spatial_size, **_EMBED)
 
 
@@ -257,9 +257,9 @@ def _compose_bytes(inputs, mode):
 
 
 def _compose_reference(logits, shift, corr):
-    from fastmotion.reference import warp
+    from fastmotion import reference
 
-    return warp.compose_flow(logits, shift, corr)
+    return reference.compose_flow(logits, shift, corr)
 
 
 def _compose_fused(logits, shift, corr, backend=None):
@@ -285,9 +285,9 @@ def _shift_bytes(inputs, mode):
 
 
 def _shift_reference(source, shift):
-    from fastmotion.reference import warp
+    from fastmotion import reference
 
-    return warp.shifted_warps(source, shift)
+    return reference.shifted_warps(source, shift)
 
 
 def _shift_fused(source, shift, backend=None):
@@ -323,9 +323,9 @@ def _warp_bytes(inputs, mode):
 
 
 def _warp_reference(*tensors, mode):
-    from fastmotion.reference import warp
+    from fastmotion import reference
 
-    return warp.warp_features(list(tensors[:-1]), tensors[-1], mode)
+    return reference.warp_features(list(tensors[:-1]), tensors[-1], mode)
 
 
 def _warp_fused(*tensors, mode, backend=None):
@@ -355,12 +355,12 @@ OPS: Dict[str, OpSpec] = {spec.name: spec for spec in (
            _cases([(1, 10, 64, 64), (32, 10, 64, 64), (8, 10, 128, 128)], key=[(32, 10, 64, 64)],
                   quick=[(1, 10, 64, 64)]),
            tiny={"shape": (1, 2, 4, 4)}, registered=_heatmap_registered),
-    OpSpec("render_gaussians", "gaussian", "IMPLS", _render_reference, _render_fused, _gaussian_inputs,
+    OpSpec("render_gaussians", "render_gaussians", "IMPLS", _render_reference, _render_fused, _gaussian_inputs,
            _gaussian_bytes,
            _cases([(1, 10, 64, 64), (32, 10, 64, 64), (8, 10, 128, 128), (1, 10, 256, 256)],
                   key=[(32, 10, 64, 64)], quick=[(1, 10, 64, 64)]),
            tiny={"shape": (1, 2, 4, 4)}),
-    OpSpec("keypoint_heatmap_embedding", "gaussian", "EMBED_IMPLS", _embed_reference, _embed_fused,
+    OpSpec("keypoint_heatmap_embedding", "render_gaussians", "EMBED_IMPLS", _embed_reference, _embed_fused,
            lambda device, dtype, shape: _gaussian_inputs(device, dtype, shape, embed=True), _gaussian_bytes,
            _cases([(1, 10, 64, 64), (32, 10, 64, 64), (8, 10, 128, 128)], key=[(32, 10, 64, 64)],
                   quick=[(1, 10, 64, 64)]),
@@ -373,13 +373,13 @@ OPS: Dict[str, OpSpec] = {spec.name: spec for spec in (
            # the Triton backend's deterministic gather input gradient (what
            # torch.use_deterministic_algorithms(True) selects)
            variants={"triton-gather": ("triton", {_SCATTER: "gather"})}),
-    OpSpec("compose_flow", "dense_motion", "COMPOSE_IMPLS", _compose_reference, _compose_fused, _compose_inputs,
+    OpSpec("compose_flow", "compose_flow", "IMPLS", _compose_reference, _compose_fused, _compose_inputs,
            _compose_bytes,
            _cases([(1, K1, 64, 64), (32, K1, 64, 64), (1, K1, 256, 256)], key=[(32, K1, 64, 64)],
                   quick=[(1, K1, 64, 64)]),
            tiny={"shape": (1, 3, 4, 4)},
            registered=lambda t, o, b: _registered("compose_flow_forward", b)(*t)),
-    OpSpec("shifted_warps", "dense_motion", "SHIFT_IMPLS", _shift_reference, _shift_fused, _shift_inputs,
+    OpSpec("shifted_warps", "shifted_warps", "IMPLS", _shift_reference, _shift_fused, _shift_inputs,
            _shift_bytes,
            _cases([(1, 3, 64, 64), (32, 3, 64, 64), (1, 3, 256, 256)], key=[(32, 3, 64, 64)],
                   quick=[(1, 3, 64, 64)], label=lambda s: f"{_shape_label(s)} K+1={K1}"),

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import torch
 
-from fastmotion import _ext, backends
+from fastmotion import backends
 from fastmotion.ops import _checks, _eager
-from fastmotion.ops._schema import MODE_BILINEAR, MODE_NEAREST
-from fastmotion.reference import warp as ref
+from fastmotion.ops._schema import MODE_BILINEAR, MODE_NEAREST, PADDING_CODES
+from fastmotion import reference as ref
 
 OP = "warp_features"
+PADDING_ZEROS = PADDING_CODES["zeros"]
 MODES = ("nearest", "bilinear", "trilinear")
 _FWD = "warp_features_forward"
 _BWD = "warp_features_backward"
@@ -75,27 +76,19 @@ def _backward_reference(ctx, grads):
     return got[:-1], got[-1], None
 
 
-def _backward_with(backward_op, needs=_registered_needs):
-    """The autograd formula; ``needs(ctx)`` -> (features need gradients, grid needs one)."""
-    def backward(ctx, grads):
-        if torch.is_grad_enabled() and _eager.builds_graph(ctx, grads):
-            return _backward_reference(ctx, grads)
-        saved = ctx.saved_tensors
-        features, grid = list(saved[:ctx.num_features]), saved[ctx.num_features]
-        need_features, need_grid = needs(ctx)
-        need_features = need_features and any(f.requires_grad for f in features)
-        if not (need_features or need_grid) or not features:
-            return ([None] * len(features) if features else None), None, None
-        grads = [torch.zeros_like(f, memory_format=torch.contiguous_format) if g is None else g.contiguous()
-                 for g, f in zip(grads, features)]
-        grad_features, grad_grid = backward_op(grads, features, grid, ctx.mode, need_features, need_grid)
-        return (list(grad_features) if need_features else [None] * len(features),
-                grad_grid if need_grid else None, None)
-    return backward
-
-
-_backward_cpp = _backward_with(lambda *a: torch.ops.fastmotion.warp_features_backward(*a))
-_HAS_CPP = _ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward, _backward_cpp, _setup_context)
+def _backward(ctx, backward_op, grads, needs=_registered_needs):
+    """The fused gradients; ``needs(ctx)`` -> (features need gradients, grid needs one)."""
+    saved = ctx.saved_tensors
+    features, grid = list(saved[:ctx.num_features]), saved[ctx.num_features]
+    need_features, need_grid = needs(ctx)
+    need_features = need_features and any(f.requires_grad for f in features)
+    if not (need_features or need_grid) or not features:
+        return ([None] * len(features) if features else None), None, None
+    grads = [torch.zeros_like(f, memory_format=torch.contiguous_format) if g is None else g.contiguous()
+             for g, f in zip(grads, features)]
+    grad_features, grad_grid = backward_op(grads, features, grid, ctx.mode, need_features, need_grid)
+    return (list(grad_features) if need_features else [None] * len(features),
+            grad_grid if need_grid else None, None)
 
 
 # Eager entries (see fastmotion/ops/_eager.py). autograd.Function does not see tensors inside a
@@ -105,7 +98,11 @@ def _flat_needs(ctx):
     return any(ctx.needs_input_grad[2:]), bool(ctx.needs_input_grad[0])
 
 
-def _eager_entry(name, forward, backward_op, traced, transforms=True):
+def _flat_backward(ctx, backward_op, grads):
+    return _backward(ctx, backward_op, grads, needs=_flat_needs)
+
+
+def _flat_entry(name, forward, backward_op, traced, tensor_args, transforms):
     def flat_forward(grid, mode, *features):
         return tuple(forward(list(features), grid, mode))
 
@@ -113,7 +110,7 @@ def _eager_entry(name, forward, backward_op, traced, transforms=True):
         grid, mode, *features = inputs
         _setup_context(ctx, (features, grid, mode), output)
 
-    formula = _backward_with(backward_op, needs=_flat_needs)
+    formula = _eager.backward_formula(_flat_backward, _backward_reference, backward_op)
 
     def flat_backward(ctx, *grads):
         grad_features, grad_grid, _ = formula(ctx, list(grads))
@@ -126,42 +123,39 @@ def _eager_entry(name, forward, backward_op, traced, transforms=True):
     return lambda features, grid, mode: fused(grid, mode, *features)
 
 
-def _register_triton():
+def _triton_launchers():
+    """warp_features' Triton launchers; in deterministic mode (torch.use_deterministic_algorithms,
+    or FASTMOTION_GRID_SAMPLE_SCATTER=gather) the feature gradients are grid_sample's gather input
+    gradient per map at the grid resized to the map's size instead of the kernels' atomic scatter
+    (the resized grids are materialised: the price of determinism)."""
+    from fastmotion.kernels import grid_sample as gs
     from fastmotion.kernels import warp_features as tk
 
-    @torch.library.triton_op(f"fastmotion::{_FWD}_triton", mutates_args=())
-    def forward(features: list[torch.Tensor], grid: torch.Tensor, mode: int) -> list[torch.Tensor]:
-        return tk.warp_features_forward(features, grid, mode == MODE_NEAREST)
+    def warp_features_backward(grad_outs: list[torch.Tensor], features: list[torch.Tensor], grid: torch.Tensor,
+                               mode: int, features_requires_grad: bool,
+                               grid_requires_grad: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+        if not (features_requires_grad and gs.gather_input_grad()):
+            return tk.warp_features_backward(grad_outs, features, grid, mode, features_requires_grad,
+                                             grid_requires_grad)
+        _, grad_grid = tk.warp_features_backward(grad_outs, features, grid, mode, False, grid_requires_grad)
+        resize = "nearest" if mode == MODE_NEAREST else "bilinear"
+        grad_features = []
+        for g, f in zip(grad_outs, features):
+            g = g.contiguous()
+            if g.numel() == 0:
+                grad_features.append(f.new_zeros((grid.shape[0],) + tuple(f.shape[1:])))
+                continue
+            grid_f = ref.resize_grid(grid.contiguous(), f.shape[-2:], resize).contiguous()
+            grad_features.append(gs.input_grad_by_gather(g, f.contiguous(), grid_f, MODE_BILINEAR, PADDING_ZEROS,
+                                                         True, torch.contiguous_format))
+        return grad_features, grad_grid
 
-    @torch.library.triton_op(f"fastmotion::{_BWD}_triton", mutates_args=())
-    def backward_op(grad_outs: list[torch.Tensor], features: list[torch.Tensor], grid: torch.Tensor, mode: int,
-                    features_requires_grad: bool, grid_requires_grad: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
-        return tk.warp_features_backward(grad_outs, features, grid, mode == MODE_NEAREST, features_requires_grad,
-                                         grid_requires_grad)
-
-    forward.register_autograd(_backward_with(backward_op), setup_context=_setup_context)
-
-    def launch_forward(features, grid, mode):
-        return tk.warp_features_forward(features, grid, mode == MODE_NEAREST)
-
-    def launch_backward(grad_outs, features, grid, mode, features_requires_grad, grid_requires_grad):
-        return tk.warp_features_backward(grad_outs, features, grid, mode == MODE_NEAREST, features_requires_grad,
-                                         grid_requires_grad)
-
-    launcher = _eager.triton_launcher
-    return _eager_entry("WarpFeaturesTriton", launcher(launch_forward), launcher(launch_backward), forward,
-                        transforms=False)
+    return tk.warp_features_forward, warp_features_backward
 
 
-_forward_triton = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
-_forward_cpp = None
-if _HAS_CPP:
-    _cpp_op = torch.ops.fastmotion.warp_features_forward.default
-    _forward_cpp = _eager_entry("WarpFeatures", _eager.below_autograd(_cpp_op),
-                                lambda *a: torch.ops.fastmotion.warp_features_backward(*a), _cpp_op)
-
-
-IMPLS = backends.impl_table(_forward_cpp, _FWD, _forward_triton)
+IMPLS = _eager.wire(_FWD, _BWD, launchers=_triton_launchers, fake_forward=_fake_forward, fake_backward=_fake_backward,
+                    setup_context=_setup_context, backward=_backward, backward_reference=_backward_reference,
+                    entry=_flat_entry)
 
 
 def warp_features(features, grid: torch.Tensor, mode: str = "nearest", *, backend: str | None = None):
@@ -172,20 +166,18 @@ def warp_features(features, grid: torch.Tensor, mode: str = "nearest", *, backen
     _checks.tensor(grid, "grid", OP, dim=4)
     if grid.shape[-1] != 2 or grid.shape[1] < 1 or grid.shape[2] < 1:
         raise ValueError(f"{OP}: grid must be (N, h, w, 2) with h, w >= 1, got {tuple(grid.shape)}")
-    if mode not in MODES:
-        raise ValueError(f"{OP}: mode must be one of {MODES}, got {mode!r}")
+    _checks.choice(mode, "mode", OP, MODES)
     if isinstance(features, torch.Tensor):
         raise TypeError(f"{OP}: features must be a list of (N, C, H, W) tensors, got one tensor")
     features = list(features)
     for i, f in enumerate(features):
-        _checks.tensor(f, f"features[{i}]", OP, dim=4)
+        name = f"features[{i}]"
+        _checks.tensor(f, name, OP, dim=4)
         if f.shape[0] != grid.shape[0]:
-            raise ValueError(f"{OP}: features[{i}] has batch {f.shape[0]}, grid has {grid.shape[0]}")
-        if f.shape[2] < 1 or f.shape[3] < 1:
-            raise ValueError(f"{OP}: features[{i}] must have a non-empty spatial size, got {tuple(f.shape)}")
+            raise ValueError(f"{OP}: {name} has batch {f.shape[0]}, grid has {grid.shape[0]}")
+        _checks.nonempty_spatial(f, name, OP)
         if f.device != grid.device:
-            raise ValueError(f"{OP}: tensors must be on one device, got grid on {grid.device} and "
-                             f"features[{i}] on {f.device}")
+            _checks.same_device(OP, **{"grid": grid, name: f})
     groups = {}
     for i, f in enumerate(features):
         groups.setdefault(f.dtype, []).append(i)

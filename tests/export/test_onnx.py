@@ -96,7 +96,7 @@ def _attr(node, key, default=None):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_node_type_is_supported_by_tensorrt(exported, name):
-    """Each node type against TensorRT's ONNX operator list (fastmotion/export/tensorrt_onnx_ops.py,
+    """Each node type against TensorRT's ONNX operator list (fastmotion/export/tensorrt_onnx_ops.tsv,
     TensorRT 10.0) and the restrictions that apply to these graphs."""
     folder, _, _, _ = exported(name)
     manifest = fx.read_manifest(folder)

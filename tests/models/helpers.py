@@ -6,6 +6,7 @@ import copy
 import torch
 
 import fastmotion
+from fastmotion.benchmark.model import randomize  # noqa: F401  (tests import it from here)
 from fastmotion.models import build_models
 from tests.shared_data import shared_data
 
@@ -33,26 +34,6 @@ def tiny_config(name="shapes", num_blocks=3, block_expansion=8, max_features=32)
         params["num_blocks"] = num_blocks
     mp["generator_params"]["num_refinement_blocks"] = 2
     return config
-
-
-def randomize(*modules, seed=0):
-    """Random BatchNorm statistics / affine parameters and a non-zero dense-motion output conv, so
-    every part of the networks influences the outputs (fresh networks have trivial ones)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in modules:
-            for m in module.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) * 0.2 - 0.1)
-                    m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-                if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.modules.instancenorm._InstanceNorm)):
-                    if m.weight is not None:
-                        m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
-                        m.bias.copy_(torch.rand(m.bias.shape, generator=gen) * 0.2 - 0.1)
-            dense = getattr(module, "dense_motion_module", None)
-            if dense is not None and hasattr(dense, "hourglass"):
-                w = dense.hourglass.decoder.conv.weight
-                w.copy_(torch.randn(w.shape, generator=gen) * 0.01)
 
 
 def build(config, backend=None, seed=0, dtype=torch.float32):

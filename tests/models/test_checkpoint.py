@@ -1,5 +1,6 @@
 """Checkpoints: the original format (Conv3d weights, DataParallel prefixes, optimizer states),
 fastmotion's own, atomic writes and clear errors that leave the models untouched."""
+import errno
 import os
 import re
 
@@ -150,7 +151,13 @@ def test_corrupt_and_missing_files(tmp_path):
         fastmotion.load_checkpoint(other, CONFIG)
 
 
-def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize("error, message", [
+    (OSError("disk full"), "disk full"),
+    (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), "cannot write '{path}': No space left on device")],
+    ids=["any error", "full disk"])
+def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch, error, message):
+    """A write that fails half-way names the target and the cause and leaves the previous file
+    and no temporary."""
     models = build(CONFIG)
     path = tmp_path / "c.pth.tar"
     ckpt.save_checkpoint(path, kp_detector=models[0], epoch=1)
@@ -158,11 +165,12 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
 
     def broken_save(obj, f, *args, **kwargs):
         f.write(b"half a checkpoint")
-        raise OSError("disk full")
+        raise error
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match=message.format(path=re.escape(str(path)))) as info:
         ckpt.save_checkpoint(path, kp_detector=models[0], epoch=2)
+    assert info.value.errno == error.errno
     assert path.read_bytes() == original
     assert os.listdir(tmp_path) == ["c.pth.tar"]  # no temporary left behind
 
@@ -215,26 +223,6 @@ def test_unsafe_object_is_named(tmp_path):
     with pytest.raises(RuntimeError, match=f"stores a Python object of type {__name__}.NotATensor") as info:
         fastmotion.load_checkpoint(path, CONFIG)
     assert "Weights only load failed" not in str(info.value)
-
-
-def test_full_disk_names_the_target_and_the_cause(tmp_path, monkeypatch):
-    import errno
-
-    models = build(CONFIG)
-    path = tmp_path / "c.pth.tar"
-    ckpt.save_checkpoint(path, kp_detector=models[0], epoch=1)
-    original = path.read_bytes()
-
-    def full_disk(obj, f, *args, **kwargs):
-        f.write(b"part of a checkpoint")
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(OSError, match=f"cannot write '{re.escape(str(path))}': No space left on device") as info:
-        ckpt.save_checkpoint(path, kp_detector=models[0], epoch=2)
-    assert info.value.errno == errno.ENOSPC
-    assert path.read_bytes() == original
-    assert os.listdir(tmp_path) == ["c.pth.tar"]
 
 
 def test_unwritable_folder_names_the_target(tmp_path):

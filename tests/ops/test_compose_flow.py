@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from fastmotion.ops import compose_flow
-from fastmotion.reference import warp as ref
+from fastmotion import reference as ref
 from tests.compile_check import assert_compiles_like_eager
 from tests.tolerance import assert_matches_reference, backend_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # interpreter, masked lanes
 
-dm = importlib.import_module("fastmotion.ops.dense_motion")
-BACKENDS = backend_params(dm.COMPOSE_IMPLS)
+cf_module = importlib.import_module("fastmotion.ops.compose_flow")
+BACKENDS = backend_params(cf_module.IMPLS)
 CPU_BACKENDS = [p for p in BACKENDS if p.values[0] == "cpu"]
 # (N, K+1, H, W): odd and prime sizes, K+1 = 1 and >= 33, batch 0, single pixel
 SHAPES = [(2, 11, 7, 13), (1, 1, 1, 1), (1, 33, 5, 6), (0, 3, 4, 4), (3, 2, 1, 9), (1, 11, 61, 67)]
@@ -232,7 +232,7 @@ def test_triton_kernels_compile_for_sm90():
     with the size arguments Triton specializes to constants when they equal 1."""
     from tests.triton_compile import compile_for_sm90
 
-    mod = "fastmotion.kernels.dense_motion"
+    mod = "fastmotion.kernels.compose_flow"
     specs = []
     for inp, acc in (("fp32", "fp32"), ("fp16", "fp32"), ("bf16", "fp32"), ("fp64", "fp64")):
         acc_t = "tl.float64" if acc == "fp64" else "tl.float32"

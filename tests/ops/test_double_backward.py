@@ -17,9 +17,9 @@ from fastmotion.ops import (compose_flow, grid_sample, heatmap_moments, keypoint
 from tests.tolerance import backend_params
 
 # the op modules (their names are shadowed by the ops in fastmotion.ops)
-dense_motion, gaussian, grid_sample_module, heatmap_module, warp_module = (
+compose_module, shift_module, gaussian, grid_sample_module, heatmap_module, warp_module = (
     importlib.import_module(f"fastmotion.ops.{m}")
-    for m in ("dense_motion", "gaussian", "grid_sample", "heatmap_moments", "warp_features"))
+    for m in ("compose_flow", "shifted_warps", "render_gaussians", "grid_sample", "heatmap_moments", "warp_features"))
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # interpreter, masked lanes
 
@@ -71,10 +71,10 @@ def _cases():
         "grid_sample-border": (grid_sample_module.IMPLS,
                                lambda g: [_rand(g, 1, 2, 3, 4), _rand(g, 1, 2, 3, 2, scale=0.8)],
                                lambda i, b: grid_sample(i[0], i[1], "bilinear", "border", False, backend=b)),
-        "compose_flow": (dense_motion.COMPOSE_IMPLS,
+        "compose_flow": (compose_module.IMPLS,
                          lambda g: [_rand(g, 1, 3, 3, 4), _rand(g, 1, 3, 2, scale=0.2), _rand(g, 1, 2, 3, 4)],
                          lambda i, b: compose_flow(*i, backend=b)),
-        "shifted_warps": (dense_motion.SHIFT_IMPLS, lambda g: [_rand(g, 1, 2, 3, 4), shift(g, 1, 3)],
+        "shifted_warps": (shift_module.IMPLS, lambda g: [_rand(g, 1, 2, 3, 4), shift(g, 1, 3)],
                           lambda i, b: shifted_warps(*i, backend=b)),
         "warp_features-bilinear": (warp_module.IMPLS,
                                    lambda g: [_rand(g, 1, 2, 3, 2, scale=0.6), _rand(g, 1, 2, 3, 4),
@@ -179,7 +179,7 @@ def test_registered_ops_double_backward(op):
     from fastmotion import backends
 
     impls = {"heatmap_moments": heatmap_module.IMPLS, "grid_sample": grid_sample_module.IMPLS,
-             "shifted_warps": dense_motion.SHIFT_IMPLS}[op]
+             "shifted_warps": shift_module.IMPLS}[op]
     if backends.unavailable_reason("cpu", "cpu", impls["cpu"].cpp_op):
         pytest.skip("the cpu backend is not built")
     g = torch.Generator().manual_seed(12)

@@ -4,80 +4,50 @@ subset of differentiable inputs match the float64 reference's (the path remaps w
 gradients: warp_features passes its list of maps flat)."""
 import importlib
 import itertools
+import pkgutil
 
 import pytest
 import torch
 
-from fastmotion import reference
-from fastmotion.ops import compose_flow, grid_sample, heatmap_moments, render_gaussians, shifted_warps, warp_features
-from fastmotion.reference import gaussian as ref_gaussian
-from fastmotion.reference import warp as ref_warp
+import fastmotion.kernels
+from fastmotion.ops import _eager, registry
 from tests.tolerance import backend_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # interpreter, masked lanes
 
 
-def _flat(tensors):
-    return torch.cat([t.flatten() for t in tensors])
-
-
-def _impls(module, name="IMPLS"):
-    return getattr(importlib.import_module(f"fastmotion.ops.{module}"), name)
+def _flat(result):
+    return torch.cat([t.flatten() for t in registry.outputs_of(result)])
 
 
 def _inputs(op, device):
-    """float64 inputs, small enough for the Triton interpreter."""
-    g = torch.Generator().manual_seed(3)
-
-    def rand(*shape, scale=1.0):
-        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(device)
-
-    if op == "heatmap_moments":
-        return [rand(2, 3, 5, 6)]
-    if op == "render_gaussians":
-        a = rand(2, 3, 2, 2, scale=0.2)
-        eye = torch.eye(2, dtype=torch.float64, device=device)
-        return [rand(2, 3, 2, scale=0.4), a @ a.transpose(-1, -2) + 0.05 * eye]
-    if op == "grid_sample":
-        return [rand(2, 3, 5, 6), rand(2, 4, 5, 2, scale=0.6)]
-    if op in ("compose_flow", "shifted_warps"):
-        first = rand(2, 4, 5, 6) if op == "compose_flow" else rand(2, 3, 5, 6)
-        shift = rand(2, 4, 2, scale=0.1)
-        shift[:, 0] = 0
-        return [first, shift] + ([rand(2, 2, 5, 6, scale=0.05)] if op == "compose_flow" else [])
-    if op == "warp_features":
-        return [rand(2, 3, 4, 2, scale=0.6), rand(2, 2, 5, 6), rand(2, 3, 3, 4)]
-    raise ValueError(op)
+    """float64 tensors of the op's registry entry at its call-overhead size (small enough for the
+    Triton interpreter)."""
+    spec = registry.get(op)
+    inputs = spec.make_inputs("cpu", torch.float64, **spec.tiny)
+    return [t.to(device) for t in inputs.tensors]
 
 
-# op -> (module, IMPLS name, fused call(inputs, backend) -> output tensor, reference call(inputs))
-OPS = {
-    "heatmap_moments": ("heatmap_moments", "IMPLS",
-                        lambda i, b: _flat(heatmap_moments(i[0], 0.1, backend=b)),
-                        lambda i: _flat(reference.heatmap_moments(i[0], 0.1))),
-    "render_gaussians": ("gaussian", "IMPLS",
-                         lambda i, b: render_gaussians(i[0], i[1], (5, 6), backend=b),
-                         lambda i: ref_gaussian.render_gaussians(i[0], i[1], (5, 6))),
-    "grid_sample": ("grid_sample", "IMPLS",
-                    lambda i, b: grid_sample(i[0], i[1], "bilinear", "zeros", True, backend=b),
-                    lambda i: ref_warp.grid_sample(i[0], i[1], "bilinear", "zeros", True)),
-    "compose_flow": ("dense_motion", "COMPOSE_IMPLS",
-                     lambda i, b: compose_flow(*i, backend=b),
-                     lambda i: ref_warp.compose_flow(*i)),
-    "shifted_warps": ("dense_motion", "SHIFT_IMPLS",
-                      lambda i, b: shifted_warps(*i, backend=b),
-                      lambda i: ref_warp.shifted_warps(*i)),
-    "warp_features": ("warp_features", "IMPLS",
-                      lambda i, b: _flat(warp_features(i[1:], i[0], "bilinear", backend=b)),
-                      lambda i: _flat(ref_warp.warp_features(list(i[1:]), i[0], "bilinear"))),
-}
+def _fused(op):
+    """(inputs, backend) -> the registered op's outputs, flat."""
+    spec = registry.get(op)
+    options = spec.make_inputs("cpu", torch.float64, **spec.tiny).options
+    return lambda inputs, backend: _flat(spec.fused(*inputs, backend=backend, **options))
+
+
+def _reference(op):
+    spec = registry.get(op)
+    options = spec.make_inputs("cpu", torch.float64, **spec.tiny).options
+    return lambda inputs: _flat(spec.reference(*inputs, **options))
+
+
 CASES = [pytest.param(op, *p.values, marks=p.marks, id=f"{op}-{p.id}")
-         for op, (module, impls, _, _) in OPS.items() for p in backend_params(_impls(module, impls))]
+         for op, spec in registry.OPS.items() for p in backend_params(spec.impls())]
 
 
 @pytest.mark.parametrize("op,backend,device", CASES)
 def test_no_graph_without_gradients(op, backend, device):
-    fused = OPS[op][2]
+    fused = _fused(op)
     inputs = _inputs(op, device)
     out = fused(inputs, backend)
     assert out.grad_fn is None and not out.requires_grad
@@ -91,7 +61,7 @@ def test_no_graph_without_gradients(op, backend, device):
 
 @pytest.mark.parametrize("op,backend,device", CASES)
 def test_gradients_of_every_input_subset(op, backend, device):
-    _, _, fused, ref = OPS[op]
+    fused, ref = _fused(op), _reference(op)
     base = _inputs(op, device)
     g = torch.Generator().manual_seed(4)
     weight = None
@@ -116,8 +86,7 @@ def test_eager_path_records_the_ops_own_function(op, backend, device):
     """With gradients, the graph node is the eager autograd.Function of the op (named after the
     op), not torch.library's generated one: the eager path is really the one that ran."""
     inputs = [t.requires_grad_() for t in _inputs(op, device)]
-    module, impls, fused, _ = OPS[op]
-    node = fused(inputs, backend).grad_fn
+    node = _fused(op)(inputs, backend).grad_fn
     names = set()
     stack = [node]
     while stack:  # the op's node may sit under a few view / cat nodes of the test's own flatten
@@ -126,34 +95,32 @@ def test_eager_path_records_the_ops_own_function(op, backend, device):
             continue
         names.add(type(n).__name__)
         stack.extend(f for f, _ in n.next_functions)
-    expected = {"heatmap_moments": "HeatmapMomentsForward", "render_gaussians": "RenderGaussiansForward",
-                "grid_sample": "GridSampleForward", "compose_flow": "ComposeFlowForward",
-                "shifted_warps": "ShiftedWarpsForward", "warp_features": "WarpFeatures"}[op]
+    expected = _eager.function_name(registry.get(op).impls()[backend].cpp_op)
     assert any(name.startswith(expected) for name in names), names
 
 
-KERNEL_MODULES = {"heatmap_moments": "heatmap_moments", "render_gaussians": "gaussian", "grid_sample": "grid_sample",
-                  "compose_flow": "dense_motion", "shifted_warps": "dense_motion", "warp_features": "warp_features"}
+def _kernel_modules():
+    return [importlib.import_module(f"fastmotion.kernels.{m.name}")
+            for m in pkgutil.iter_modules(fastmotion.kernels.__path__)]
 
 
 @pytest.mark.parametrize("op,backend,device", [c for c in CASES if c.values[1] == "triton"])
 def test_triton_launches_skip_the_tracing_hop(op, backend, device, monkeypatch):
     """Eager Triton launches run with torch's wrap_triton switched off (as inside a triton_op):
     otherwise every launch would go through the tracing higher-order op. Checked by watching the
-    switch at each wrap_triton call of the op's kernel module, forward and backward."""
+    switch at each wrap_triton call of the kernel modules, forward and backward."""
     from torch._library.triton import is_wrap_triton_enabled
 
-    kernels = importlib.import_module(f"fastmotion.kernels.{KERNEL_MODULES[op]}")
     seen = []
-    real = kernels.wrap_triton
+    for kernels in _kernel_modules():
+        if hasattr(kernels, "wrap_triton"):
+            def spy(kernel, real=kernels.wrap_triton):
+                seen.append(is_wrap_triton_enabled())
+                return real(kernel)
 
-    def spy(kernel):
-        seen.append(is_wrap_triton_enabled())
-        return real(kernel)
-
-    monkeypatch.setattr(kernels, "wrap_triton", spy)
+            monkeypatch.setattr(kernels, "wrap_triton", spy)
     inputs = [t.requires_grad_() for t in _inputs(op, device)]
-    out = OPS[op][2](inputs, backend)
+    out = _fused(op)(inputs, backend)
     torch.autograd.grad(out.sum(), inputs, allow_unused=True)
     assert len(seen) >= 2, "the op's forward and backward kernels were not launched"
     assert not any(seen), f"{sum(seen)} of {len(seen)} launches went through the wrap_triton HOP"
@@ -164,7 +131,7 @@ def test_torch_func_grad(op, backend, device):
     """torch.func.grad (a functorch transform) differentiates the public ops on the C++ backends:
     under transforms the eager path uses its setup_context-style Function, which functorch
     requires. Triton kernels cannot: a clear error says so."""
-    _, _, fused, ref = OPS[op]
+    fused, ref = _fused(op), _reference(op)
     base = _inputs(op, device)
     weight = torch.randn(ref(base).shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64).to(device)
     if backend == "triton":  # a clear error, not functorch's or Triton's

@@ -9,15 +9,13 @@ import torch.nn.functional as F
 from fastmotion import reference
 from fastmotion.ops import grid_sample, heatmap_moments, keypoint_heatmap_embedding, render_gaussians
 from fastmotion.ops import shifted_warps, warp_features
-from fastmotion.reference import gaussian as ref_gaussian
-from fastmotion.reference import warp as ref_warp
 from tests.tolerance import assert_matches_reference, backend_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # interpreter, masked lanes
 
-gaussian_module, heatmap_module, grid_sample_module, dense_motion, warp_module = (
+gaussian_module, heatmap_module, grid_sample_module, shift_module, warp_module = (
     importlib.import_module(f"fastmotion.ops.{m}")
-    for m in ("gaussian", "heatmap_moments", "grid_sample", "dense_motion", "warp_features"))
+    for m in ("render_gaussians", "heatmap_moments", "grid_sample", "shifted_warps", "warp_features"))
 
 GAUSS = backend_params(gaussian_module.IMPLS)
 MOMENTS = backend_params(heatmap_module.IMPLS)
@@ -35,7 +33,7 @@ def test_far_keypoint_renders_zero(backend, device, mean, dtype):
     m = torch.tensor([[mean]], dtype=dtype, device=device).requires_grad_()
     v = var.clone().requires_grad_()
     out = render_gaussians(m, v, (2, 3), backend=backend)
-    expected = ref_gaussian.render_gaussians(m.detach().double(), var.double(), (2, 3))
+    expected = reference.render_gaussians(m.detach().double(), var.double(), (2, 3))
     assert torch.equal(expected, torch.zeros_like(expected))
     torch.testing.assert_close(out.double(), expected, rtol=0, atol=0)
     gm, gv = torch.autograd.grad((out * torch.randn_like(out)).sum(), [m, v])
@@ -56,10 +54,10 @@ def test_movement_embedding_far_driving_keypoint(backend, device, norm_const):
     ms = torch.tensor([[[0.0, 0.0], [0.4, 0.1]], [[-0.2, 0.5], [0.3, 0.3]]], device=device)
     args = ({"mean": md, "var": var}, {"mean": ms, "var": var}, (5, 6), norm_const)
     out = keypoint_heatmap_embedding(*args, backend=backend)
-    expected = ref_gaussian.keypoint_heatmap_embedding(
+    expected = reference.keypoint_heatmap_embedding(
         {"mean": md.double(), "var": var.double()}, {"mean": ms.double(), "var": var.double()}, (5, 6), norm_const)
     assert not out.isnan().any()
-    same = ref_gaussian.keypoint_heatmap_embedding(*args)
+    same = reference.keypoint_heatmap_embedding(*args)
     assert_matches_reference(out, expected, same, torch.float32)
 
 
@@ -164,22 +162,22 @@ def test_cpu_ops_expanded_inputs_match_reference():
         (b,) = torch.autograd.grad(F.grid_sample(src, gr, "bilinear", "zeros", True).sum(), gr)
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
         shift = torch.randn(2, 3, 2, generator=g, dtype=torch.float64) * 0.2
-        torch.testing.assert_close(shifted_warps(src, shift, backend="cpu"), ref_warp.shifted_warps(src, shift),
+        torch.testing.assert_close(shifted_warps(src, shift, backend="cpu"), reference.shifted_warps(src, shift),
                                    rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(warp_features([src], grid, "bilinear", backend="cpu")[0],
-                                   ref_warp.warp_features([src], grid, "bilinear")[0], rtol=1e-12, atol=1e-12)
+                                   reference.warp_features([src], grid, "bilinear")[0], rtol=1e-12, atol=1e-12)
         # grid / shift gradients only: the expanded map is read through its strides
         small = (grid[:, :3, :4] * 0.9).clone()
         for mode in ("bilinear", "nearest"):
             gr = small.clone().requires_grad_()
             weight = torch.randn(2, 3, 5, 7, generator=g, dtype=torch.float64)
             (a,) = torch.autograd.grad((warp_features([src], gr, mode, backend="cpu")[0] * weight).sum(), gr)
-            (b,) = torch.autograd.grad((ref_warp.warp_features([src], gr, mode)[0] * weight).sum(), gr)
+            (b,) = torch.autograd.grad((reference.warp_features([src], gr, mode)[0] * weight).sum(), gr)
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"warp_features {mode}, base {base}")
         sh = (shift + 0.013).requires_grad_()
         weight = torch.randn(2, 3, 3, 5, 7, generator=g, dtype=torch.float64)
         (a,) = torch.autograd.grad((shifted_warps(src, sh, backend="cpu") * weight).sum(), sh)
-        (b,) = torch.autograd.grad((ref_warp.shifted_warps(src, sh) * weight).sum(), sh)
+        (b,) = torch.autograd.grad((reference.shifted_warps(src, sh) * weight).sum(), sh)
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"shifted_warps, base {base}")
 
 
@@ -192,14 +190,14 @@ def test_reference_mixed_dtypes(dtype):
     shift = torch.randn(2, 4, 2, generator=g) * 0.2
     out = shifted_warps(source, shift, backend="reference")
     assert out.dtype == dtype
-    expected = ref_warp.shifted_warps(source.double(), shift.double())
-    same = ref_warp.shifted_warps(source, shift.to(dtype))
+    expected = reference.shifted_warps(source.double(), shift.double())
+    same = reference.shifted_warps(source, shift.to(dtype))
     assert_matches_reference(out, expected, same, dtype)
     grid = torch.rand(2, 3, 4, 2, generator=g) * 2 - 1
     (warped,) = warp_features([source], grid, "bilinear", backend="reference")
     assert warped.dtype == dtype
-    assert_matches_reference(warped, ref_warp.warp_features([source.double()], grid.double(), "bilinear")[0],
-                             ref_warp.warp_features([source], grid.to(dtype), "bilinear")[0], dtype)
-    if dense_motion.SHIFT_IMPLS["cpu"].fn is not None:
+    assert_matches_reference(warped, reference.warp_features([source.double()], grid.double(), "bilinear")[0],
+                             reference.warp_features([source], grid.to(dtype), "bilinear")[0], dtype)
+    if shift_module.IMPLS["cpu"].fn is not None:
         fused = shifted_warps(source, shift, backend="cpu")
         assert_matches_reference(fused, expected, same, dtype)

@@ -11,7 +11,6 @@ failure names the seed to replay (``_case(op, seed)``).
 """
 from __future__ import annotations
 
-import importlib
 import random
 
 import pytest
@@ -20,8 +19,7 @@ import torch.nn.functional as F
 
 from fastmotion import backends, reference
 from fastmotion import ops
-from fastmotion.reference import gaussian as ref_gaussian
-from fastmotion.reference import warp as ref_warp
+from fastmotion.ops import registry
 from tests.tolerance import assert_matches_reference
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # interpreter, masked lanes
@@ -31,14 +29,7 @@ TRITON_CASES_PER_OP = 3
 LOW = (torch.float16, torch.bfloat16)
 
 
-def _impls(module, name="IMPLS"):
-    return getattr(importlib.import_module(f"fastmotion.ops.{module}"), name)
-
-
-IMPLS = {"heatmap_moments": _impls("heatmap_moments"), "render_gaussians": _impls("gaussian"),
-         "keypoint_heatmap_embedding": _impls("gaussian"), "grid_sample": _impls("grid_sample"),
-         "compose_flow": _impls("dense_motion", "COMPOSE_IMPLS"),
-         "shifted_warps": _impls("dense_motion", "SHIFT_IMPLS"), "warp_features": _impls("warp_features")}
+IMPLS = {name: spec.impls() for name, spec in registry.OPS.items()}  # every registered op is fuzzed
 
 
 # ---- random tensors ----
@@ -142,7 +133,7 @@ def _case(op: str, seed: int):
                                             size, backend=backend)
 
             def ref(t):
-                return ref_gaussian.render_gaussians(t[0], t[1] if kp_variance in ("matrix", "single") else
+                return reference.render_gaussians(t[0], t[1] if kp_variance in ("matrix", "single") else
                                                      kp_variance, size)
         else:
             lead_s = rng.choice([lead, lead[:-1] + (1,), lead[1:]]) if lead else lead
@@ -161,7 +152,7 @@ def _case(op: str, seed: int):
 
             def ref(t):
                 d, s = kps(t)
-                return ref_gaussian.keypoint_heatmap_embedding(d, s, size, norm_const, heatmap_type, background,
+                return reference.keypoint_heatmap_embedding(d, s, size, norm_const, heatmap_type, background,
                                                                kp_variance)
 
     elif op == "grid_sample":
@@ -196,7 +187,7 @@ def _case(op: str, seed: int):
             return ops.compose_flow(t[0], t[1], t[2], backend=backend)
 
         def ref(t):
-            return ref_warp.compose_flow(t[0], t[1], t[2])
+            return reference.compose_flow(t[0], t[1], t[2])
 
     elif op == "shifted_warps":
         n, c, k1 = rng.choice([1, 2]), rng.choice([1, 3]), rng.choice([1, 3, 6])
@@ -212,7 +203,7 @@ def _case(op: str, seed: int):
             return ops.shifted_warps(t[0], t[1], backend=backend)
 
         def ref(t):
-            return ref_warp.shifted_warps(t[0], t[1])
+            return reference.shifted_warps(t[0], t[1])
 
     elif op == "warp_features":
         n = rng.choice([1, 2])
@@ -227,7 +218,7 @@ def _case(op: str, seed: int):
             return ops.warp_features(t[1:], t[0], mode, backend=backend)
 
         def ref(t):
-            return ref_warp.warp_features(list(t[1:]), t[0], mode)
+            return reference.warp_features(list(t[1:]), t[0], mode)
     else:
         raise ValueError(op)
     return tensors, call, ref, dtype

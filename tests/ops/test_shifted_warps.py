@@ -8,14 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from fastmotion.ops import shifted_warps
-from fastmotion.reference import warp as ref
+from fastmotion import reference as ref
 from tests.compile_check import assert_compiles_like_eager
 from tests.tolerance import assert_matches_reference, backend_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")  # interpreter, masked lanes
 
-dm = importlib.import_module("fastmotion.ops.dense_motion")
-BACKENDS = backend_params(dm.SHIFT_IMPLS)
+sw_module = importlib.import_module("fastmotion.ops.shifted_warps")
+BACKENDS = backend_params(sw_module.IMPLS)
 CPU_BACKENDS = [p for p in BACKENDS if p.values[0] == "cpu"]
 # (N, C, H, W, K+1): odd / prime sizes, K+1 = 1 and >= 33, batch 0, single pixel, one channel
 SHAPES = [(2, 3, 7, 13, 11), (1, 2, 1, 1, 3), (1, 1, 5, 6, 33), (0, 3, 4, 4, 3), (2, 3, 9, 1, 2), (1, 3, 61, 67, 11)]
@@ -252,7 +252,7 @@ def test_triton_kernels_compile_for_sm90():
     arguments Triton specializes to constants when they equal 1."""
     from tests.triton_compile import compile_for_sm90
 
-    mod = "fastmotion.kernels.dense_motion"
+    mod = "fastmotion.kernels.shifted_warps"
     specs = []
     sizes = {"C": "i32", "H": "i32", "W": "i32", "K1": "i32"}
     strides = {"s_n": "i64", "s_c": "i64", "s_h": "i64", "s_w": "i64"}

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from fastmotion.ops import warp_features
+from fastmotion import reference as ref
 from fastmotion.ops._schema import MODE_BILINEAR, MODE_NEAREST
-from fastmotion.reference import warp as ref
 from fastmotion.reference.grid import make_coordinate_grid
 from tests.compile_check import assert_compiles_like_eager
 from tests.determinism import count_gathers, deterministic_algorithms

@@ -8,11 +8,11 @@ import torch
 
 import fastmotion
 from fastmotion.ops import keypoint_heatmap_embedding, render_gaussians
-from fastmotion.reference import gaussian as ref
+from fastmotion import reference as ref
 from tests.compile_check import assert_compiles_like_eager
 from tests.tolerance import assert_matches_reference, backend_params
 
-gmod = importlib.import_module("fastmotion.ops.gaussian")
+gmod = importlib.import_module("fastmotion.ops.render_gaussians")
 BACKENDS = backend_params(gmod.IMPLS)
 CPU_BACKENDS = [p for p in BACKENDS if p.values[0] == "cpu"]
 INTERPRETED = fastmotion.backends.triton_interpreted()
@@ -290,7 +290,7 @@ def test_triton_split_backward_matches_fused():
     the partials + epilogue path agrees with the single-program path."""
     if gmod.IMPLS.get("triton") is None or not (INTERPRETED or torch.cuda.is_available()):
         pytest.skip("triton backend not available")
-    from fastmotion.kernels import gaussian as tk
+    from fastmotion.kernels import render_gaussians as tk
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     md, vd = (t.float().to(device) for t in _kp((1, 2), 3, seed=14))
@@ -505,7 +505,7 @@ def test_triton_kernels_compile_for_sm90():
     the variants that change the generated code (variance mode, source, normalisation, split)."""
     from tests.triton_compile import compile_for_sm90
 
-    mod = "fastmotion.kernels.gaussian"
+    mod = "fastmotion.kernels.render_gaussians"
     strides = {n: "i32" for n in ("md_sa", "md_sb", "vd_sa", "vd_sb", "ms_sa", "ms_sb", "vs_sa", "vs_sb")}
     scalars = {n: "fp32" for n in ("fixed_hi", "fixed_lo", "norm_hi", "norm_lo")}
     grid = {n: "fp32" for n in ("w_m1", "h_m1", "x_on", "y_on")}

@@ -34,8 +34,8 @@ import triton
 import triton.language as tl
 from torch.library import wrap_triton
 
-from fastmotion.kernels._common import (VAR_FIXED, VAR_MATRIX, VAR_SINGLE, acc_dtype, grid_consts, grid_coord, split_float,
-                                        tl_acc)
+from fastmotion.kernels._common import (VAR_FIXED, VAR_MATRIX, VAR_SINGLE, acc_dtype, grid_args, grid_consts,
+                                        grid_coord, join_float, split_float, tl_acc)
 
 DET_EPS = 1e-12  # smallest determinant used when inverting a covariance (reference: DET_EPS)
 _DET_EPS = tl.constexpr(DET_EPS)
@@ -104,6 +104,23 @@ def _gauss_value(x, y, mx, my, pa, pb, pc):
 
 
 @triton.jit
+def _gaussians(r0, row1, c0, W, w_m1, h_m1, x_on, y_on, mxd, myd, pad, pbd, pcd, mxs, mys, pas, pbs, pcs,
+               HAS_SRC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, ACC: tl.constexpr):
+    # the tile at (r0 + ..., c0 + ...) of the driving and the source Gaussians (the source's only
+    # with HAS_SRC), with its rows, columns and in-bounds mask
+    rows = r0 + tl.arange(0, BLOCK_H)
+    y = grid_coord(rows.to(ACC), h_m1, y_on)
+    cols = c0 + tl.arange(0, BLOCK_W)
+    x = grid_coord(cols.to(ACC), w_m1, x_on)
+    mask = (rows < row1)[:, None] & (cols < W)[None, :]
+    gd = _gauss_value(x, y, mxd, myd, pad, pbd, pcd)
+    gs = gd
+    if HAS_SRC:
+        gs = _gauss_value(x, y, mxs, mys, pas, pbs, pcs)
+    return rows, cols, mask, gd, gs
+
+
+@triton.jit
 def gaussian_fwd_kernel(out_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, B, C, H, W, rows_per_prog,
                         md_sa, md_sb, vd_sa, vd_sb, ms_sa, ms_sb, vs_sa, vs_sb,
                         fixed_hi, fixed_lo, norm_hi, norm_lo, w_m1, h_m1, x_on, y_on,
@@ -141,38 +158,28 @@ def gaussian_fwd_kernel(out_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, B, C, H, W, row
             mxs, mys, pas, pbs, pcs, _vs0, _vs1, _vs2, _vs3 = _keypoint(ms_ptr, vs_ptr, a * ms_sa + b * ms_sb + k * 2,
                                                             a * vs_sa + b * vs_sb + k * NV, fixed_hi, fixed_lo,
                                                             MODE, ACC)
-        scale_d = 1.0 / (tl.cast(norm_hi, ACC) + tl.cast(norm_lo, ACC))
+        scale_d = 1.0 / join_float(norm_hi, norm_lo, ACC)
         scale_s = scale_d
         if NORM_SUM:
             acc_d = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
             acc_s = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
             for r0 in range(row0, row1, BLOCK_H):
-                rows = r0 + tl.arange(0, BLOCK_H)
-                y = grid_coord(rows.to(ACC), h_m1, y_on)
                 for c0 in range(0, W, BLOCK_W):
-                    cols = c0 + tl.arange(0, BLOCK_W)
-                    x = grid_coord(cols.to(ACC), w_m1, x_on)
-                    mask = (rows < row1)[:, None] & (cols < W)[None, :]
-                    gd = _gauss_value(x, y, mxd, myd, pad, pbd, pcd)
+                    rows, cols, mask, gd, gs = _gaussians(r0, row1, c0, W, w_m1, h_m1, x_on, y_on, mxd, myd, pad, pbd,
+                                                          pcd, mxs, mys, pas, pbs, pcs, HAS_SRC, BLOCK_H, BLOCK_W, ACC)
                     acc_d += tl.where(mask, gd, 0.0)
                     if HAS_SRC:
-                        gs = _gauss_value(x, y, mxs, mys, pas, pbs, pcs)
                         acc_s += tl.where(mask, gs, 0.0)
             sum_d = tl.sum(tl.sum(acc_d, 1), 0)
             sum_s = tl.sum(tl.sum(acc_s, 1), 0)
             scale_d = 1.0 / tl.where(sum_d == 0.0, 1.0, sum_d)  # an empty heatmap stays 0
             scale_s = 1.0 / tl.where(sum_s == 0.0, 1.0, sum_s)
         for r0 in range(row0, row1, BLOCK_H):
-            rows = r0 + tl.arange(0, BLOCK_H)
-            y = grid_coord(rows.to(ACC), h_m1, y_on)
             for c0 in range(0, W, BLOCK_W):
-                cols = c0 + tl.arange(0, BLOCK_W)
-                x = grid_coord(cols.to(ACC), w_m1, x_on)
-                mask = (rows < row1)[:, None] & (cols < W)[None, :]
-                gd = _gauss_value(x, y, mxd, myd, pad, pbd, pcd)
+                rows, cols, mask, gd, gs = _gaussians(r0, row1, c0, W, w_m1, h_m1, x_on, y_on, mxd, myd, pad, pbd, pcd,
+                                                      mxs, mys, pas, pbs, pcs, HAS_SRC, BLOCK_H, BLOCK_W, ACC)
                 val = gd * scale_d
                 if HAS_SRC:
-                    gs = _gauss_value(x, y, mxs, mys, pas, pbs, pcs)
                     val = val - gs * scale_s
                 tl.store(out_base + rows[:, None] * W + cols[None, :], val.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -228,6 +235,31 @@ def _nearest(c, n_m1, on):
 @triton.jit
 def _sum2(x):
     return tl.sum(tl.sum(x, 1), 0)
+
+
+@triton.jit
+def _add_weighted(wt, dx, dy, s_x, s_y, s_xx, s_xy, s_yy):
+    # the wt-weighted first and second moments of (dx, dy), added to s_*
+    wx = wt * dx
+    wy = wt * dy
+    return s_x + wx, s_y + wy, s_xx + wx * dx, s_xy + wx * dy, s_yy + wy * dy
+
+
+@triton.jit
+def _add_moments(x, y, g, g0, mask, mx, my, pa, pb, pc, w_x, w_y, w_xx, w_xy, w_yy, n_x, n_y, n_xx, n_xy, n_yy, n_g,
+                 n_dot, NORM_SUM: tl.constexpr):
+    """One tile's share of a keypoint's heatmap moments, g = gout - g0: the g-weighted (w_*)
+    moments of dL/dq and, for sum normalisation, the G-weighted ones (n_*), sum G and sum g G."""
+    e, neg, dx, dy = _gauss_tile(x, y, mx, my, pa, pb, pc)
+    m = tl.where(neg | (mask == 0), 0.0, e)
+    g = g - g0
+    w_x, w_y, w_xx, w_xy, w_yy = _add_weighted(g * m, dx, dy, w_x, w_y, w_xx, w_xy, w_yy)
+    if NORM_SUM:
+        n_x, n_y, n_xx, n_xy, n_yy = _add_weighted(m, dx, dy, n_x, n_y, n_xx, n_xy, n_yy)
+        eg = tl.where(mask, e, 0.0)
+        n_g += eg
+        n_dot += g * eg
+    return w_x, w_y, w_xx, w_xy, w_yy, n_x, n_y, n_xx, n_xy, n_yy, n_g, n_dot
 
 
 @triton.jit
@@ -289,52 +321,14 @@ def gaussian_bwd_kernel(gout_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, gmd_ptr, gvd_p
             mask = (rows < row1)[:, None] & (cols < W)[None, :]
             g = tl.load(g_base + rows[:, None].to(tl.int64) * g_sh + cols[None, :] * g_sw, mask=mask,
                         other=0.0).to(ACC)
-            e, neg, dx, dy = _gauss_tile(x, y, mxd, myd, pad, pbd, pcd)
-            m = tl.where(neg | (mask == 0), 0.0, e)
-            gd = g - g0d
-            w = gd * m
-            wx = w * dx
-            wy = w * dy
-            d_x += wx
-            d_y += wy
-            d_xx += wx * dx
-            d_xy += wx * dy
-            d_yy += wy * dy
-            if NORM_SUM:
-                mx_ = m * dx
-                my_ = m * dy
-                u_x += mx_
-                u_y += my_
-                u_xx += mx_ * dx
-                u_xy += mx_ * dy
-                u_yy += my_ * dy
-                eg = tl.where(mask, e, 0.0)
-                u_g += eg
-                u_dot += gd * eg
+            d_x, d_y, d_xx, d_xy, d_yy, u_x, u_y, u_xx, u_xy, u_yy, u_g, u_dot = _add_moments(
+                x, y, g, g0d, mask, mxd, myd, pad, pbd, pcd, d_x, d_y, d_xx, d_xy, d_yy, u_x, u_y, u_xx, u_xy, u_yy,
+                u_g, u_dot, NORM_SUM)
             if HAS_SRC:
-                e, neg, dx, dy = _gauss_tile(x, y, mxs, mys, pas, pbs, pcs)
-                m = tl.where(neg | (mask == 0), 0.0, e)
-                gs = g - g0s
-                w = gs * m
-                wx = w * dx
-                wy = w * dy
-                s_x += wx
-                s_y += wy
-                s_xx += wx * dx
-                s_xy += wx * dy
-                s_yy += wy * dy
-                if NORM_SUM:
-                    mx_ = m * dx
-                    my_ = m * dy
-                    t_x += mx_
-                    t_y += my_
-                    t_xx += mx_ * dx
-                    t_xy += mx_ * dy
-                    t_yy += my_ * dy
-                    eg = tl.where(mask, e, 0.0)
-                    t_g += eg
-                    t_dot += gs * eg
-    scale = 1.0 / (tl.cast(norm_hi, ACC) + tl.cast(norm_lo, ACC))
+                s_x, s_y, s_xx, s_xy, s_yy, t_x, t_y, t_xx, t_xy, t_yy, t_g, t_dot = _add_moments(
+                    x, y, g, g0s, mask, mxs, mys, pas, pbs, pcs, s_x, s_y, s_xx, s_xy, s_yy, t_x, t_y, t_xx, t_xy,
+                    t_yy, t_g, t_dot, NORM_SUM)
+    scale = 1.0 / join_float(norm_hi, norm_lo, ACC)
     if FUSED:
         _finish_keypoint(gmd_ptr, gvd_ptr, r, mxd, myd, pad, pbd, pcd, vd00, vd01, vd10, vd11,
                          _sum2(d_x), _sum2(d_y), _sum2(d_xx), _sum2(d_xy), _sum2(d_yy),
@@ -348,30 +342,19 @@ def gaussian_bwd_kernel(gout_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, gmd_ptr, gvd_p
     else:
         # partials[r, split, map, 12]: 5 gout-weighted moments, 5 G-weighted moments, sum G, sum gout G
         p = part_ptr + (r * n_split + split) * 24
-        tl.store(p + 0, _sum2(d_x))
-        tl.store(p + 1, _sum2(d_y))
-        tl.store(p + 2, _sum2(d_xx))
-        tl.store(p + 3, _sum2(d_xy))
-        tl.store(p + 4, _sum2(d_yy))
-        tl.store(p + 5, _sum2(u_x))
-        tl.store(p + 6, _sum2(u_y))
-        tl.store(p + 7, _sum2(u_xx))
-        tl.store(p + 8, _sum2(u_xy))
-        tl.store(p + 9, _sum2(u_yy))
-        tl.store(p + 10, _sum2(u_g))
-        tl.store(p + 11, _sum2(u_dot))
-        tl.store(p + 12, _sum2(s_x))
-        tl.store(p + 13, _sum2(s_y))
-        tl.store(p + 14, _sum2(s_xx))
-        tl.store(p + 15, _sum2(s_xy))
-        tl.store(p + 16, _sum2(s_yy))
-        tl.store(p + 17, _sum2(t_x))
-        tl.store(p + 18, _sum2(t_y))
-        tl.store(p + 19, _sum2(t_xx))
-        tl.store(p + 20, _sum2(t_xy))
-        tl.store(p + 21, _sum2(t_yy))
-        tl.store(p + 22, _sum2(t_g))
-        tl.store(p + 23, _sum2(t_dot))
+        moments = (d_x, d_y, d_xx, d_xy, d_yy, u_x, u_y, u_xx, u_xy, u_yy, u_g, u_dot,
+                   s_x, s_y, s_xx, s_xy, s_yy, t_x, t_y, t_xx, t_xy, t_yy, t_g, t_dot)
+        for i in tl.static_range(24):
+            tl.store(p + i, _sum2(moments[i]))
+
+
+@triton.jit
+def _summed_partials(p, first: tl.constexpr, smask):
+    # the 12 moments of one map (first: 0 driving, 12 source) summed over the row splits
+    out = ()
+    for i in tl.static_range(12):
+        out = out + (tl.sum(tl.load(p + first + i, mask=smask, other=0.0), 0), )
+    return out
 
 
 @triton.jit
@@ -389,34 +372,17 @@ def gaussian_bwd_epilogue_kernel(part_ptr, md_ptr, vd_ptr, ms_ptr, vs_ptr, gmd_p
     splits = tl.arange(0, SPLIT_BLOCK)
     smask = splits < n_split
     p = part_ptr + (r * n_split + splits) * 24
-    scale = 1.0 / (tl.cast(norm_hi, ACC) + tl.cast(norm_lo, ACC))
+    scale = 1.0 / join_float(norm_hi, norm_lo, ACC)
     mx, my, pa, pb, pc, v00, v01, v10, v11 = _keypoint(
         md_ptr, vd_ptr, a * md_sa + b * md_sb + k * 2, a * vd_sa + b * vd_sb + k * NV, fixed_hi, fixed_lo, MODE, ACC)
-    _finish_keypoint(gmd_ptr, gvd_ptr, r, mx, my, pa, pb, pc, v00, v01, v10, v11,
-                     tl.sum(tl.load(p + 0, mask=smask, other=0.0), 0), tl.sum(tl.load(p + 1, mask=smask, other=0.0), 0),
-                     tl.sum(tl.load(p + 2, mask=smask, other=0.0), 0), tl.sum(tl.load(p + 3, mask=smask, other=0.0), 0),
-                     tl.sum(tl.load(p + 4, mask=smask, other=0.0), 0), tl.sum(tl.load(p + 5, mask=smask, other=0.0), 0),
-                     tl.sum(tl.load(p + 6, mask=smask, other=0.0), 0), tl.sum(tl.load(p + 7, mask=smask, other=0.0), 0),
-                     tl.sum(tl.load(p + 8, mask=smask, other=0.0), 0), tl.sum(tl.load(p + 9, mask=smask, other=0.0), 0),
-                     tl.sum(tl.load(p + 10, mask=smask, other=0.0), 0),
-                     tl.sum(tl.load(p + 11, mask=smask, other=0.0), 0), scale, 1.0, MODE, NORM_SUM, ACC)
+    _finish_keypoint(gmd_ptr, gvd_ptr, r, mx, my, pa, pb, pc, v00, v01, v10, v11, *_summed_partials(p, 0, smask),
+                     scale, 1.0, MODE, NORM_SUM, ACC)
     if HAS_SRC:
         mx, my, pa, pb, pc, v00, v01, v10, v11 = _keypoint(
             ms_ptr, vs_ptr, a * ms_sa + b * ms_sb + k * 2, a * vs_sa + b * vs_sb + k * NV, fixed_hi, fixed_lo,
             MODE, ACC)
         _finish_keypoint(gms_ptr, gvs_ptr, r, mx, my, pa, pb, pc, v00, v01, v10, v11,
-                         tl.sum(tl.load(p + 12, mask=smask, other=0.0), 0),
-                         tl.sum(tl.load(p + 13, mask=smask, other=0.0), 0),
-                         tl.sum(tl.load(p + 14, mask=smask, other=0.0), 0),
-                         tl.sum(tl.load(p + 15, mask=smask, other=0.0), 0),
-                         tl.sum(tl.load(p + 16, mask=smask, other=0.0), 0),
-                         tl.sum(tl.load(p + 17, mask=smask, other=0.0), 0),
-                         tl.sum(tl.load(p + 18, mask=smask, other=0.0), 0),
-                         tl.sum(tl.load(p + 19, mask=smask, other=0.0), 0),
-                         tl.sum(tl.load(p + 20, mask=smask, other=0.0), 0),
-                         tl.sum(tl.load(p + 21, mask=smask, other=0.0), 0),
-                         tl.sum(tl.load(p + 22, mask=smask, other=0.0), 0),
-                         tl.sum(tl.load(p + 23, mask=smask, other=0.0), 0), scale, -1.0, MODE, NORM_SUM, ACC)
+                         *_summed_partials(p, 12, smask), scale, -1.0, MODE, NORM_SUM, ACC)
 
 
 # ---- launchers ----
@@ -476,13 +442,9 @@ def _common(mean_d, var_d, mean_s, var_s, fixed_var, norm_const, norm_sum, lead)
     return mean_d, var_d, mean_s, var_s, strides, consts
 
 
-def _grid_consts(h: int, w: int):
-    return dict(w_m1=float(max(w - 1, 1)), h_m1=float(max(h - 1, 1)), x_on=1.0 if w > 1 else 0.0,
-                y_on=1.0 if h > 1 else 0.0)
-
-
-def render_gaussians_forward(mean_d, var_d, mean_s, var_s, fixed_var: float, height: int, width: int,
-                             norm_const: float, norm_sum: bool, background: bool):
+def render_gaussians_forward(mean_d: torch.Tensor, var_d: torch.Tensor | None, mean_s: torch.Tensor | None,
+                             var_s: torch.Tensor | None, fixed_var: float, height: int, width: int, norm_const: float,
+                             norm_sum: bool, background: bool) -> torch.Tensor:
     """Keypoints ``(A, B, K, 2)`` or ``(B, K, 2)`` (+ var ``(..., K, c, c)``) -> heatmaps
     ``(A, B, K + bg, H, W)`` or ``(B, K + bg, H, W)``."""
     a, b, k, lead = _ab(mean_d)
@@ -498,13 +460,15 @@ def render_gaussians_forward(mean_d, var_d, mean_s, var_s, fixed_var: float, hei
     wrap_triton(gaussian_fwd_kernel)[(a * b * c, n_split)](
         out, mean_d, var_d if var_d is not None else mean_d, mean_s if mean_s is not None else mean_d,
         var_s if var_s is not None else mean_d, b, c, height, width, rows_per_prog, *strides, **consts,
-        **_grid_consts(height, width), MODE=_mode(var_d), HAS_SRC=mean_s is not None, BG=int(background),
+        **grid_args(height, width), MODE=_mode(var_d), HAS_SRC=mean_s is not None, BG=int(background),
         NORM_SUM=bool(norm_sum), BLOCK_H=bh, BLOCK_W=bw, ACC=tl_acc(acc_dtype(mean_d.dtype)), num_warps=4)
     return out
 
 
-def render_gaussians_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var: float, norm_const: float,
-                              norm_sum: bool, background: bool, split: int | None = None):
+def render_gaussians_backward(grad_out: torch.Tensor, mean_d: torch.Tensor, var_d: torch.Tensor | None,
+                              mean_s: torch.Tensor | None, var_s: torch.Tensor | None, fixed_var: float,
+                              norm_const: float, norm_sum: bool, background: bool, split: int | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of the keypoints (dense, in their dtype; ``(0,)`` for absent inputs).
 
     ``split``: row ranges per heatmap (default: enough programs to fill the GPU); > 1 adds a tiny
@@ -539,7 +503,7 @@ def render_gaussians_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var:
     out_ptrs = (gmd, gvd if gvd.numel() else gmd, gms if gms.numel() else gmd, gvs if gvs.numel() else gmd)
     wrap_triton(gaussian_bwd_kernel)[(rows, split)](
         grad_out, *kp_ptrs, *out_ptrs, part, b, k, height, width, rows_per_prog, split, *g_strides,
-        *strides, **consts, **_grid_consts(height, width), MODE=mode, HAS_SRC=has_src, BG=int(background),
+        *strides, **consts, **grid_args(height, width), MODE=mode, HAS_SRC=has_src, BG=int(background),
         NORM_SUM=bool(norm_sum), FUSED=fused, BLOCK_H=bh, BLOCK_W=bw, ACC=tl_acc(acc),
         num_warps=8 if norm_sum and has_src else 4)
     if not fused:

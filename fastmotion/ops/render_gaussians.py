@@ -13,7 +13,7 @@ Keypoints of kp_source may have leading dimensions that broadcast against kp_dri
 is expanded in memory; autograd sums the source gradients over the broadcast dimensions.
 
 Degenerate input (singular covariances, empty sum-normalised heatmaps, non-covariance matrices)
-follows the rule written in :mod:`fastmotion.reference.gaussian`, in every backend.
+follows the rule written in :mod:`fastmotion.reference.render_gaussians`, in every backend.
 
 Autocast: no autocast rule; the ops run in the dtype of the keypoints (half and bfloat16 are
 computed in float32 and rounded once), and mixed dtypes are promoted as in the reference.
@@ -25,9 +25,9 @@ import numbers
 
 import torch
 
-from fastmotion import _ext, backends
+from fastmotion import backends
 from fastmotion.ops import _checks, _eager
-from fastmotion.reference import gaussian as ref
+from fastmotion import reference as ref
 
 OP_RENDER = "render_gaussians"
 OP_EMBED = "keypoint_heatmap_embedding"
@@ -55,7 +55,7 @@ def _setup_context(ctx, inputs, output):
     ctx.args = (fixed_var, norm_const, norm_sum, background)
 
 
-def _grads(ctx, backward_op, grad):
+def _backward(ctx, backward_op, grad):
     mean_d, var_d, mean_s, var_s = ctx.saved_tensors
     gmd, gvd, gms, gvs = backward_op(grad, mean_d, var_d, mean_s, var_s, *ctx.args)
     return (gmd, None if var_d is None else gvd, None if mean_s is None else gms, None if var_s is None else gvs,
@@ -82,49 +82,8 @@ def _backward_reference(ctx, grad):
     return (*_eager.reference_vjp(heatmaps, ctx.saved_tensors, [grad]), None, None, None, None, None, None)
 
 
-def _backward_with(backward_op):
-    def backward(ctx, grad):
-        if torch.is_grad_enabled() and _eager.builds_graph(ctx, (grad,)):
-            return _backward_reference(ctx, grad)
-        return _grads(ctx, backward_op, grad)
-    return backward
-
-
-_backward_cpp = _backward_with(lambda *a: torch.ops.fastmotion.render_gaussians_backward(*a))
-
-
-_HAS_CPP = _ext.register_compiled_op(_FWD, _BWD, _fake_forward, _fake_backward, _backward_cpp, _setup_context)
-
-
-def _register_triton():
-    from fastmotion.kernels import gaussian as tk
-
-    @torch.library.triton_op(f"fastmotion::{_FWD}_triton", mutates_args=())
-    def forward_triton(mean_d: torch.Tensor, var_d: torch.Tensor | None, mean_s: torch.Tensor | None,
-                       var_s: torch.Tensor | None, fixed_var: float, height: int, width: int, norm_const: float,
-                       norm_sum: bool, background: bool) -> torch.Tensor:
-        return tk.render_gaussians_forward(mean_d, var_d, mean_s, var_s, fixed_var, height, width, norm_const,
-                                           norm_sum, background)
-
-    @torch.library.triton_op(f"fastmotion::{_BWD}_triton", mutates_args=())
-    def backward_triton(grad_out: torch.Tensor, mean_d: torch.Tensor, var_d: torch.Tensor | None,
-                        mean_s: torch.Tensor | None, var_s: torch.Tensor | None, fixed_var: float,
-                        norm_const: float, norm_sum: bool,
-                        background: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return tk.render_gaussians_backward(grad_out, mean_d, var_d, mean_s, var_s, fixed_var, norm_const,
-                                            norm_sum, background)
-
-    forward_triton.register_autograd(_backward_with(backward_triton), setup_context=_setup_context)
-    _backward_eager = _backward_with(_eager.triton_launcher(tk.render_gaussians_backward))
-    # eager: the launchers themselves (see fastmotion/ops/_eager.py)
-    return _eager.fused_op("RenderGaussiansTriton", _eager.triton_launcher(tk.render_gaussians_forward),
-                           _setup_context, _backward_eager, forward_triton, transforms=False)
-
-
-_forward_cpp = _eager.compiled_op(_FWD, _setup_context, _backward_cpp, _HAS_CPP)
-_forward_triton = _register_triton() if backends.unavailable_reason("triton", "cuda") is None else None
-
-IMPLS = backends.impl_table(_forward_cpp, _FWD, _forward_triton)
+IMPLS = _eager.wire(_FWD, _BWD, kernels="render_gaussians", fake_forward=_fake_forward, fake_backward=_fake_backward,
+                    setup_context=_setup_context, backward=_backward, backward_reference=_backward_reference)
 EMBED_IMPLS = IMPLS  # both ops run on the same fused kernels
 
 
@@ -140,7 +99,7 @@ def _check_var(var, mean, op, name="var"):
         raise ValueError(f"{op}: {name} must be {k_shape + (2, 2)} or {k_shape + (1, 1)} (or a number), "
                          f"got shape {tuple(var.shape)}")
     if var.device != mean.device:
-        raise ValueError(f"{op}: {name} is on {var.device} but the means are on {mean.device}")
+        _checks.same_device(op, **{"mean": mean, name: var})
     return var
 
 
@@ -169,14 +128,6 @@ def _check_kp(kp, name, op, kp_variance):
         raise ValueError(f"{op}: kp_variance={kp_variance!r} needs {name}['var'] of shape "
                          f"{tuple(mean.shape[:-1]) + want}, got {tuple(var.shape)}")
     return mean, var
-
-
-def _check_kp_variance(kp_variance, op):
-    if kp_variance in ("matrix", "single"):
-        return kp_variance
-    if isinstance(kp_variance, numbers.Real) and not isinstance(kp_variance, bool):
-        return _checks.positive_number(kp_variance, "kp_variance", op)
-    raise ValueError(f"{op}: kp_variance must be 'matrix', 'single' or a positive number, got {kp_variance!r}")
 
 
 def _broadcast_lead(lead_d, lead_s, op):
@@ -270,7 +221,7 @@ def render_gaussians(mean: torch.Tensor, var, spatial_size, *, backend: str | No
 
     ``exp(-0.5 (g - mean)^T var^-1 (g - mean))`` on Monkey-Net's [-1, 1] grid (x along W, y along
     H): the original ``kp2gaussian``. Differentiable in mean and var. Singular covariances and
-    other degenerate input: see :mod:`fastmotion.reference.gaussian`.
+    other degenerate input: see :mod:`fastmotion.reference.render_gaussians`.
     """
     op = OP_RENDER
     _check_mean(mean, "mean", op)
@@ -303,11 +254,10 @@ def keypoint_heatmap_embedding(kp_driving, kp_source, spatial_size, norm_const=1
         backend: force an implementation (see :mod:`fastmotion.backends`).
     """
     op = OP_EMBED
-    if heatmap_type not in ("difference", "gaussian"):
-        raise ValueError(f"{op}: heatmap_type must be 'difference' or 'gaussian', got {heatmap_type!r}")
+    _checks.choice(heatmap_type, "heatmap_type", op, ("difference", "gaussian"))
     if norm_const != "sum":
         norm_const = _checks.positive_number(norm_const, "norm_const", op)
-    kp_variance = _check_kp_variance(kp_variance, op)
+    kp_variance = _checks.kp_variance(kp_variance, op)
     md, vd = _check_kp(kp_driving, "kp_driving", op, kp_variance)
     ms = vs = None
     lead = tuple(md.shape[:-2])
@@ -316,7 +266,7 @@ def keypoint_heatmap_embedding(kp_driving, kp_source, spatial_size, norm_const=1
         if ms.shape[-2] != md.shape[-2]:
             raise ValueError(f"{op}: kp_source has {ms.shape[-2]} keypoints, kp_driving {md.shape[-2]}")
         if ms.device != md.device:
-            raise ValueError(f"{op}: kp_source is on {ms.device}, kp_driving on {md.device}")
+            _checks.same_device(op, kp_driving=md, kp_source=ms)
         lead = _broadcast_lead(lead, tuple(ms.shape[:-2]), op)
     size = _checks.spatial_size(spatial_size, "spatial_size", op)
     name = backends.select(op, EMBED_IMPLS, md.device, backend)
