@@ -1,9 +1,13 @@
-"""fastmotion/ops/registry.py, which every benchmark reads: each op's fused call computes what
-its reference computes (so a benchmark compares the same work), its shapes are well formed, and
-its bytes-moved formula counts what the op must read and write."""
+"""fastmotion/ops/registry.py, which every benchmark reads: every public op registers one spec
+(from its own module), each op's fused call computes what its reference computes (so a benchmark
+compares the same work), its shapes are well formed, and its bytes-moved formula counts what the
+op must read and write."""
+import dataclasses
+
 import pytest
 import torch
 
+import fastmotion.ops
 from fastmotion import backends
 from fastmotion.ops import registry
 
@@ -57,3 +61,16 @@ def test_smooth_flow_grid_is_a_small_displacement_of_the_identity():
 def test_unknown_op_names_the_registered_ones():
     with pytest.raises(ValueError, match="unknown op 'nope'.*grid_sample"):
         registry.get("nope")
+
+
+def test_every_public_op_registers_one_spec_in_the_public_order():
+    # each op module registers its own spec; the registry lists them in fastmotion.ops.__all__'s order
+    assert list(registry.OPS) == list(fastmotion.ops.__all__)
+    assert all(registry.get(name).name == name for name in registry.OPS)
+
+
+def test_registering_a_name_twice_is_refused():
+    spec = dataclasses.replace(registry.get("grid_sample"))
+    with pytest.raises(ValueError, match="'grid_sample' is registered twice"):
+        registry.register(spec)
+    assert registry.get("grid_sample") is not spec

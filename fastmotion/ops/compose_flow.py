@@ -18,6 +18,7 @@ import torch
 
 from fastmotion import backends
 from fastmotion.ops import _checks, _eager
+from fastmotion.ops.registry import K1, Inputs, OpSpec, _cases, _generator, _nbytes, _put, _registered, register
 from fastmotion import reference as ref
 
 _FWD = "compose_flow_forward"
@@ -92,3 +93,37 @@ def compose_flow(mask_logits: torch.Tensor, kp_shift: torch.Tensor, correction: 
         dtype = torch.promote_types(dtype, correction.dtype)
         correction = correction.to(dtype)
     return IMPLS[name].fn(mask_logits.to(dtype), kp_shift.to(_acc_dtype(dtype)), correction)
+
+
+# --- the op's benchmark entry (fastmotion.ops.registry) ------------------------------------------
+
+def _compose_inputs(device, dtype, shape):
+    n, k1, h, w = shape
+    g = _generator(0)
+    logits = torch.randn(shape, generator=g)
+    shift = torch.randn(n, k1, 2, generator=g) * 0.2
+    corr = torch.randn(n, 2, h, w, generator=g) * 0.05
+    return Inputs(tuple(_put(t, device, dtype) for t in (logits, shift, corr)))
+
+
+def _compose_bytes(inputs, mode):
+    logits, shift, corr = inputs.tensors
+    grid = _nbytes(corr)  # (N, H, W, 2): the correction's size
+    fwd = _nbytes(logits, shift, corr) + grid
+    return fwd if mode == "fwd" else fwd + grid + _nbytes(logits) + _nbytes(logits, shift, corr)
+
+
+def _compose_reference(logits, shift, corr):
+    return ref.compose_flow(logits, shift, corr)
+
+
+def _compose_fused(logits, shift, corr, backend=None):
+    return compose_flow(logits, shift, corr, backend=backend)
+
+
+register(OpSpec("compose_flow", "compose_flow", "IMPLS", _compose_reference, _compose_fused, _compose_inputs,
+                _compose_bytes,
+                _cases([(1, K1, 64, 64), (32, K1, 64, 64), (1, K1, 256, 256)], key=[(32, K1, 64, 64)],
+                       quick=[(1, K1, 64, 64)]),
+                tiny={"shape": (1, 3, 4, 4)},
+                registered=lambda t, o, b: _registered("compose_flow_forward", b)(*t)))

@@ -37,9 +37,12 @@ Autocast: no autocast rule; the op runs in the dtype its input arrives in (grid 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from fastmotion import backends
 from fastmotion.ops import _checks, _eager, _schema
+from fastmotion.ops.registry import (Inputs, OpSpec, _cases, _generator, _nbytes, _put, _registered, register,
+                                     smooth_flow_grid)
 from fastmotion import reference as ref
 
 OP = "grid_sample"
@@ -144,3 +147,49 @@ def grid_sample(input: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear",
     if name == "reference":
         return ref.grid_sample(input, grid, mode, padding_mode, align_corners)
     return IMPLS[name].fn(input, grid, _MODE_CODES[mode], _PADDING_CODES[padding_mode], align_corners)
+
+
+# --- the op's benchmark entry (fastmotion.ops.registry) ------------------------------------------
+
+_GRID_OPTIONS = {"mode": "bilinear", "padding_mode": "zeros", "align_corners": True}  # Monkey-Net's warps
+
+
+def _grid_sample_inputs(device, dtype, shape):
+    n, c, h, w = shape
+    x = torch.randn(shape, generator=_generator(0))
+    return Inputs((_put(x, device, dtype), smooth_flow_grid(n, h, w, device, dtype)), dict(_GRID_OPTIONS))
+
+
+def _grid_sample_bytes(inputs, mode):
+    x, grid = inputs.tensors
+    out = x.shape[0] * x.shape[1] * grid.shape[1] * grid.shape[2] * x.element_size()
+    fwd = _nbytes(x, grid) + out
+    # backward: read grad_out, input, grid; write grad_input, grad_grid
+    return fwd if mode == "fwd" else fwd + out + 2 * _nbytes(x, grid)
+
+
+def _grid_sample_reference(x, grid, mode, padding_mode, align_corners):
+    return F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
+
+
+def _grid_sample_fused(x, grid, mode, padding_mode, align_corners, backend=None):
+    return grid_sample(x, grid, mode, padding_mode, align_corners, backend=backend)
+
+
+def _grid_sample_registered(tensors, options, backend):
+    x, grid = tensors
+    return _registered("grid_sample_forward", backend)(x, grid, _schema.MODE_CODES[options["mode"]],
+                                                       _schema.PADDING_CODES[options["padding_mode"]],
+                                                       options["align_corners"])
+
+
+_SCATTER = "FASTMOTION_GRID_SAMPLE_SCATTER"
+
+register(OpSpec("grid_sample", "grid_sample", "IMPLS", _grid_sample_reference, _grid_sample_fused, _grid_sample_inputs,
+                _grid_sample_bytes,
+                _cases([(1, 32, 64, 64), (32, 64, 64, 64), (1, 32, 256, 256)], key=[(32, 64, 64, 64)],
+                       quick=[(1, 32, 64, 64)]),
+                tiny={"shape": (1, 2, 4, 4)}, reference_is="F.grid_sample", registered=_grid_sample_registered,
+                # the Triton backend's deterministic gather input gradient (what
+                # torch.use_deterministic_algorithms(True) selects)
+                variants={"triton-gather": ("triton", {_SCATTER: "gather"})}))

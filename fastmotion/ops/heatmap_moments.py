@@ -20,6 +20,7 @@ import torch
 from fastmotion import backends, reference
 from fastmotion.ops import _checks, _eager
 from fastmotion.ops._schema import VAR_FIXED, VAR_MATRIX, VAR_MODES, VAR_SINGLE
+from fastmotion.ops.registry import Inputs, OpSpec, _cases, _generator, _nbytes, _put, _registered, register
 
 OP = "heatmap_moments"
 _FWD = "heatmap_moments_forward"
@@ -129,3 +130,40 @@ def heatmap_moments(logits: torch.Tensor, temperature: float = 0.1, kp_variance=
     v = 1 if var_mode == VAR_SINGLE else 2
     var = var.view(*lead, v, v)
     return mean, (var if var.dtype == dtype else var.to(dtype))
+
+
+# --- the op's benchmark entry (fastmotion.ops.registry) ------------------------------------------
+
+def _heatmap_inputs(device, dtype, shape, seed=0):
+    logits = torch.randn(shape, generator=_generator(seed)) * 0.5
+    return Inputs((_put(logits, device, dtype),),
+                  {"temperature": 0.1, "kp_variance": "matrix", "clip_variance": 0.001})
+
+
+def _heatmap_bytes(inputs, mode):
+    (logits,) = inputs.tensors
+    stats = logits.numel() // (logits.shape[-1] * logits.shape[-2]) * 6 * logits.element_size()
+    fwd = _nbytes(logits) + stats
+    return fwd if mode == "fwd" else fwd + stats + 2 * _nbytes(logits)
+
+
+def _heatmap_reference(logits, temperature, kp_variance, clip_variance):
+    return reference.heatmap_moments(logits, temperature, kp_variance, clip_variance)
+
+
+def _heatmap_fused(logits, temperature, kp_variance, clip_variance, backend=None):
+    return heatmap_moments(logits, temperature, kp_variance, clip_variance, backend=backend)
+
+
+def _heatmap_registered(tensors, options, backend):
+    (logits,) = tensors
+    h, w = logits.shape[-2:]
+    return _registered("heatmap_moments_forward", backend)(logits.reshape(-1, h, w), options["temperature"], 0,
+                                                           options["clip_variance"] or 0.0)[0]
+
+
+register(OpSpec("heatmap_moments", "heatmap_moments", "IMPLS", _heatmap_reference, _heatmap_fused, _heatmap_inputs,
+                _heatmap_bytes,
+                _cases([(1, 10, 64, 64), (32, 10, 64, 64), (8, 10, 128, 128)], key=[(32, 10, 64, 64)],
+                       quick=[(1, 10, 64, 64)]),
+                tiny={"shape": (1, 2, 4, 4)}, registered=_heatmap_registered))

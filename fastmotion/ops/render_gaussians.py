@@ -27,6 +27,7 @@ import torch
 
 from fastmotion import backends
 from fastmotion.ops import _checks, _eager
+from fastmotion.ops.registry import Inputs, OpSpec, _cases, _keypoints, _nbytes, _put, register
 from fastmotion import reference as ref
 
 OP_RENDER = "render_gaussians"
@@ -280,3 +281,54 @@ def keypoint_heatmap_embedding(kp_driving, kp_source, spatial_size, norm_const=1
     norm_sum = norm_const == "sum"
     return _fused(name, lead, md, vd, ms, vs, fixed, size, 1.0 if norm_sum else norm_const, norm_sum,
                   add_background)
+
+
+# --- the ops' benchmark entries (fastmotion.ops.registry): rendering and the movement embedding ---
+
+def _gaussian_inputs(device, dtype, shape, embed=False):
+    n, k, h, w = shape
+    tensors = _keypoints(n, k, 0) + (_keypoints(n, k, 1) if embed else ())
+    return Inputs(tuple(_put(t, device, dtype) for t in tensors), {"spatial_size": (h, w)})
+
+
+def _gaussian_bytes(inputs, mode):
+    n, k = inputs.tensors[0].shape[:2]
+    h, w = inputs.options["spatial_size"]
+    embed = len(inputs.tensors) == 4
+    item = inputs.tensors[0].element_size()
+    heat = n * (k + embed) * h * w * item
+    kp = _nbytes(*inputs.tensors)
+    return heat + kp if mode == "fwd" else 2 * heat + 2 * kp
+
+
+def _render_reference(mean, var, spatial_size):
+    return ref.render_gaussians(mean, var, spatial_size)
+
+
+def _render_fused(mean, var, spatial_size, backend=None):
+    return render_gaussians(mean, var, spatial_size, backend=backend)
+
+
+_EMBED = {"norm_const": 100, "heatmap_type": "difference", "add_background": True, "kp_variance": "matrix"}
+
+
+def _embed_reference(mean_d, var_d, mean_s, var_s, spatial_size):
+    return ref.keypoint_heatmap_embedding({"mean": mean_d, "var": var_d}, {"mean": mean_s, "var": var_s},
+                                          spatial_size, **_EMBED)
+
+
+def _embed_fused(mean_d, var_d, mean_s, var_s, spatial_size, backend=None):
+    return keypoint_heatmap_embedding({"mean": mean_d, "var": var_d}, {"mean": mean_s, "var": var_s},
+                                      spatial_size, **_EMBED, backend=backend)
+
+
+register(OpSpec("render_gaussians", "render_gaussians", "IMPLS", _render_reference, _render_fused, _gaussian_inputs,
+                _gaussian_bytes,
+                _cases([(1, 10, 64, 64), (32, 10, 64, 64), (8, 10, 128, 128), (1, 10, 256, 256)],
+                       key=[(32, 10, 64, 64)], quick=[(1, 10, 64, 64)]),
+                tiny={"shape": (1, 2, 4, 4)}))
+register(OpSpec("keypoint_heatmap_embedding", "render_gaussians", "EMBED_IMPLS", _embed_reference, _embed_fused,
+                lambda device, dtype, shape: _gaussian_inputs(device, dtype, shape, embed=True), _gaussian_bytes,
+                _cases([(1, 10, 64, 64), (32, 10, 64, 64), (8, 10, 128, 128)], key=[(32, 10, 64, 64)],
+                       quick=[(1, 10, 64, 64)]),
+                tiny={"shape": (1, 2, 4, 4)}))

@@ -24,6 +24,8 @@ import torch
 
 from fastmotion import backends
 from fastmotion.ops import _checks, _eager
+from fastmotion.ops.registry import (K1, Inputs, OpSpec, _cases, _generator, _nbytes, _put, _registered,
+                                     _shape_label, register)
 from fastmotion import reference as ref
 
 _FWD = "shifted_warps_forward"
@@ -86,3 +88,37 @@ def shifted_warps(source: torch.Tensor, kp_shift: torch.Tensor, *, backend: str 
     if name == "reference":
         return ref.shifted_warps(source, kp_shift)
     return IMPLS[name].fn(source, kp_shift.to(_acc_dtype(source.dtype)))
+
+
+# --- the op's benchmark entry (fastmotion.ops.registry) ------------------------------------------
+
+def _shift_inputs(device, dtype, shape, k1=K1):
+    n = shape[0]
+    g = _generator(0)
+    source = torch.rand(shape, generator=g)
+    shift = torch.randn(n, k1, 2, generator=g) * 0.2
+    shift[:, 0] = 0.0  # Monkey-Net's background block does not move
+    return Inputs((_put(source, device, dtype), _put(shift, device, dtype)))
+
+
+def _shift_bytes(inputs, mode):
+    source, shift = inputs.tensors
+    out = _nbytes(source) * shift.shape[1]
+    fwd = _nbytes(source, shift) + out
+    return fwd if mode == "fwd" else fwd + out + 2 * _nbytes(source, shift)
+
+
+def _shift_reference(source, shift):
+    return ref.shifted_warps(source, shift)
+
+
+def _shift_fused(source, shift, backend=None):
+    return shifted_warps(source, shift, backend=backend)
+
+
+register(OpSpec("shifted_warps", "shifted_warps", "IMPLS", _shift_reference, _shift_fused, _shift_inputs,
+                _shift_bytes,
+                _cases([(1, 3, 64, 64), (32, 3, 64, 64), (1, 3, 256, 256)], key=[(32, 3, 64, 64)],
+                       quick=[(1, 3, 64, 64)], label=lambda s: f"{_shape_label(s)} K+1={K1}"),
+                tiny={"shape": (1, 2, 4, 4), "k1": 3},
+                registered=lambda t, o, b: _registered("shifted_warps_forward", b)(*t)))

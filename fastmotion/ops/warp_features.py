@@ -26,6 +26,8 @@ import torch
 from fastmotion import backends
 from fastmotion.ops import _checks, _eager
 from fastmotion.ops._schema import MODE_BILINEAR, MODE_NEAREST, PADDING_CODES
+from fastmotion.ops.registry import (Case, Inputs, OpSpec, _generator, _nbytes, _put, _registered, register,
+                                     smooth_flow_grid)
 from fastmotion import reference as ref
 
 OP = "warp_features"
@@ -194,3 +196,52 @@ def warp_features(features, grid: torch.Tensor, mode: str = "nearest", *, backen
         return []
     kernel_mode = MODE_NEAREST if mode == "nearest" else MODE_BILINEAR  # the grid resize: nearest or linear
     return list(IMPLS[name].fn(features, grid.to(_acc_dtype(features[0].dtype)), kernel_mode))
+
+
+# --- the op's benchmark entry (fastmotion.ops.registry): the generator's encoder skips warped by one flow
+
+# taichi: num_blocks=5, block_expansion=32, 64x64 frames, nearest resize of the 64x64 flow;
+# vox: num_blocks=7, 256x256 frames, dense motion at scale 0.25 (64x64 flow), trilinear resize.
+WARP_CONFIGS = {
+    "taichi": dict(channels=(3, 64, 128, 256, 512, 1024), top=64, grid=64, mode="nearest"),
+    "vox": dict(channels=(3, 64, 128, 256, 512, 1024, 1024, 1024), top=256, grid=64, mode="trilinear"),
+    "tiny": dict(channels=(2, 2), top=8, grid=4, mode="nearest"),
+}
+
+
+def _warp_inputs(device, dtype, config, n):
+    cfg = WARP_CONFIGS[config]
+    g = _generator(0)
+    skips = [torch.randn(n, c, cfg["top"] >> i, cfg["top"] >> i, generator=g) for i, c in enumerate(cfg["channels"])]
+    grid = smooth_flow_grid(n, cfg["grid"], cfg["grid"], amplitude=0.1)
+    return Inputs(tuple(_put(t, device, dtype) for t in skips + [grid]), {"mode": cfg["mode"]})
+
+
+def _warp_bytes(inputs, mode):
+    *skips, grid = inputs.tensors
+    feat = _nbytes(*skips)
+    fwd = 2 * feat + _nbytes(grid)
+    return fwd if mode == "fwd" else fwd + 3 * feat + 2 * _nbytes(grid)
+
+
+def _warp_reference(*tensors, mode):
+    return ref.warp_features(list(tensors[:-1]), tensors[-1], mode)
+
+
+def _warp_fused(*tensors, mode, backend=None):
+    return warp_features(list(tensors[:-1]), tensors[-1], mode, backend=backend)
+
+
+def _warp_registered(tensors, options, backend):
+    mode = MODE_NEAREST if options["mode"] == "nearest" else MODE_BILINEAR  # resize: nearest or linear
+    return _registered("warp_features_forward", backend)(list(tensors[:-1]), tensors[-1], mode)
+
+
+def _warp_cases():
+    cases = [("taichi", 1), ("taichi", 16), ("vox", 1), ("vox", 4)]
+    return tuple(Case(f"{cfg} skips N={n}", {"config": cfg, "n": n}, key=(cfg, n) == ("taichi", 16),
+                      quick=(cfg, n) == ("taichi", 1)) for cfg, n in cases)
+
+
+register(OpSpec("warp_features", "warp_features", "IMPLS", _warp_reference, _warp_fused, _warp_inputs, _warp_bytes,
+                _warp_cases(), tiny={"config": "tiny", "n": 1}, registered=_warp_registered))
