@@ -358,7 +358,6 @@ def fused_winograd(owner, name, conv, x, norm=None, relu=False, subpixel=False, 
     sources = (conv.weight, conv.bias) + (() if norm is None else (
         norm.weight, norm.bias, norm.running_mean, norm.running_var))
 
-
     def compute():
         w, b = conv.weight, conv.bias
         if norm is not None:

@@ -71,7 +71,7 @@ class MotionTransferGenerator(BackendModule):
         skips = self.appearance_encoder(source)
         if self.fast_path() and not torch.is_grad_enabled():
             # the skips only feed warp_features, whose CPU kernel reads contiguous maps faster than
-            # the encoder's channels_last ones (bench/test_ops.py, warp_features)
+            # the encoder's channels_last ones (bench/test_warp_layout.py)
             skips = [s.contiguous() for s in skips]
         return skips
 
