@@ -25,6 +25,9 @@ def test_info_reports_backends_truthfully():
     assert rows["reference"].split()[1] == "usable"
     if not torch.cuda.is_available():
         assert "no CUDA device is visible" in out
+    from fastmotion.models import winograd_conv
+
+    assert ("float32 CPU inference convolutions: Winograd" in out) == winograd_conv.available()
 
 
 def test_use_backend_rejects_unknown_name():

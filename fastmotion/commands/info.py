@@ -6,6 +6,20 @@ import platform
 import sys
 
 
+def _inference_convolutions() -> str:
+    """Which kernels the models' fast path uses for float32 CPU inference (models/winograd_conv.py)."""
+    import torch
+
+    from fastmotion.models import winograd_conv
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    if winograd_conv.available():
+        return f"Winograd where it pays off, else oneDNN (CPU capability {capability})"
+    if not winograd_conv.built():
+        return "oneDNN (the compiled extension has no Winograd kernel)"
+    return f"oneDNN (CPU capability {capability}: Winograd needs AVX2 or AVX-512)"
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("info", help="print versions and which backends are usable here, and why not")
     p.set_defaults(func=run)
@@ -41,6 +55,7 @@ def run(args) -> int:
         bad_setting = None
     if bad_setting is None:
         print(f"backend    {requested or 'auto'} ({backends.ENV_VAR}={env_value!r})")
+        print(f"float32 CPU inference convolutions: {_inference_convolutions()}")
     else:
         print(f"backend    invalid: {bad_setting}; every model and op call fails until it is fixed or unset")
     print()
