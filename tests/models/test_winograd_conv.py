@@ -159,3 +159,14 @@ def test_generator_inference_within_reference_error(monkeypatch):
             outs[name] = generator(source.to(dtype), kp_driving, kp_source)["video_prediction"]
     assert True in calls and False in calls, "the fast path did not run both Winograd tilings"
     assert_matches_reference(outs["fast"], outs["ref64"], outs["ref32"], torch.float32)
+
+
+@pytest.mark.parametrize("upsampled", [False, True])
+def test_opcheck(upsampled):
+    """The registered op's schema, fake kernel and dispatch agree (torch.library.opcheck)."""
+    x, weight, bias = _inputs(1, 6, 5, 5, 4, 3)
+    weight_t = wc.transform_weights(weight.float(), "upsampled" if upsampled else "conv3x3")
+    parts = [_channels_last(x[:, :4].float()), x[:, 4:].float().contiguous()]
+    residual = None if upsampled else [_channels_last(torch.randn(1, 5, 5, 4))]
+    torch.library.opcheck(torch.ops.fastmotion.winograd_conv2d.default,
+                          (parts, weight_t, bias.float(), 1, upsampled, None, None, residual, residual is None))
