@@ -39,8 +39,8 @@ namespace {
 #define WINOGRAD_CLONES
 #endif
 
-constexpr int64_t kLanes = 16;
-constexpr int64_t kPanel = 256;  // GEMM output columns a call  // channel chunk of the inner loops (one AVX-512 / two AVX2 vectors)
+constexpr int64_t kLanes = 16;   // channel chunk of the inner loops (one AVX-512 / two AVX2 vectors)
+constexpr int64_t kPanel = 256;  // GEMM output columns a call
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -281,15 +281,15 @@ void winograd_conv2d_impl(const Parts& x, int64_t N, const at::Tensor& U, const 
       const int64_t n = blk / per_image, row0 = (blk % per_image) * rows;
       const int64_t nr = std::min(rows, g.tiles_h - row0), nt = nr * g.tiles_w;
       input_transform<K>(x, scale, shift, g, n, row0, nr, V.get(), scratch.get());
-        for (int e = 0; e < T * T; ++e) {
-          // column panels of at most kPanel outputs: a wide layer's weight panel (C x Cop) would
-          // not stay in cache while the micro-kernel walks the tiles
-          for (int64_t c0 = 0; c0 < g.Cop; c0 += kPanel) {
-            at::native::cpublas::brgemm(nt, std::min(kPanel, g.Cop - c0), g.C, g.Cp, g.Cop, g.Cop, false,
-                                        V.get() + e * nt * g.Cp, up + e * g.C * g.Cop + c0,
-                                        M.get() + e * nt * g.Cop + c0, false);
-          }
+      for (int e = 0; e < T * T; ++e) {
+        // column panels of at most kPanel outputs: a wide layer's weight panel (C x Cop) would
+        // not stay in cache while the micro-kernel walks the tiles
+        for (int64_t c0 = 0; c0 < g.Cop; c0 += kPanel) {
+          at::native::cpublas::brgemm(nt, std::min(kPanel, g.Cop - c0), g.C, g.Cp, g.Cop, g.Cop, false,
+                                      V.get() + e * nt * g.Cp, up + e * g.C * g.Cop + c0,
+                                      M.get() + e * nt * g.Cop + c0, false);
         }
+      }
       output_transform<K>(M.get(), bp, residual, relu, g, n, row0, nr, yp, scratch.get());
     }
     at::native::cpublas::brgemm_release(false);
