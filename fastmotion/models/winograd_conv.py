@@ -1,4 +1,4 @@
-"""Winograd convolutions for float32 CPU inference (``csrc/ops/cpu/winograd_conv.cpp``).
+"""Winograd convolutions for float32 and bfloat16 CPU inference (``csrc/ops/cpu/winograd_conv.cpp``).
 
 Why: the per-frame generator is bound by convolutions that oneDNN's direct kernels already run
 near the core's FMA peak (the full-resolution refinement blocks above all), so the lever left is
@@ -10,6 +10,10 @@ take 16. The input and output transforms only add and subtract (points 0, +-1 an
 the weight transform runs once in float64, so the rounding error stays that of a direct float32
 convolution (``tests/models/test_winograd_conv.py``). Larger tiles (F(4x4, 3x3)) would cut more but
 multiply the error by 5-20 (they need the points +-2 or +-1/2).
+
+bfloat16 (CPU autocast, on CPUs with AVX512_BF16): the same transforms in float32, the transformed
+input rounded to bfloat16 for the GEMMs, which run on the project's own ``vdpbf16ps`` micro-kernel
+(``csrc/ops/cpu/bf16_gemm.cpp``) with float32 accumulation, like oneDNN's bfloat16 convolutions.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from fastmotion.models import policy
 
 _KERNEL = "winograd_conv2d"
 LANES = 16  # the kernel's channel chunk: the transformed weights' output channels are padded to it
+BF16_PANEL = 48  # output columns of a packed bfloat16 weight panel (csrc/ops/cpu/bf16_gemm.h)
 MAX_PARTS = 4  # channel parts the kernel reads in place of one concatenated input
 
 # The kernel's tilings, by name: (weight transform G, planes). U = G g G^T per 3x3 filter; the
@@ -40,7 +45,8 @@ def _fake(inputs, weight_t, bias, padding=1, upsampled=False, input_scale=None, 
           relu=False):  # noqa: ARG001 (the schema's arguments)
     n, _, h, w = inputs[0].shape
     ho, wo = (2 * h, 2 * w) if upsampled else (h + 2 * padding - 2, w + 2 * padding - 2)
-    return inputs[0].new_empty((n, bias.shape[0], ho, wo)).contiguous(memory_format=torch.channels_last)
+    dtype = torch.bfloat16 if weight_t.dtype == torch.bfloat16 else torch.float32
+    return inputs[0].new_empty((n, bias.shape[0], ho, wo), dtype=dtype).contiguous(memory_format=torch.channels_last)
 
 
 if _ext.has_kernel(_KERNEL, "CPU"):
@@ -52,20 +58,35 @@ if _ext.has_kernel(_KERNEL, "CPU"):
 _VECTOR_CPU = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
 
 
+def _cpu_has_avx512_bf16() -> bool:
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return bool(check is not None and check())
+
+
+_BF16_CPU = _cpu_has_avx512_bf16()
+
+
 def built() -> bool:
     """Whether the compiled kernel is there (the extension is built)."""
     return _ext.has_kernel(_KERNEL, "CPU")
 
 
-def available() -> bool:
-    """Whether the fast path uses the kernel: it is built and the CPU runs it fast."""
-    return _VECTOR_CPU and built()
+def available(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether the fast path uses the kernel for ``dtype``: it is built and the CPU runs it fast
+    (bfloat16: AVX512_BF16 instructions)."""
+    if dtype == torch.bfloat16:
+        return _VECTOR_CPU and _BF16_CPU and built()
+    return dtype == torch.float32 and _VECTOR_CPU and built()
 
 
-def transform_weights(weight: torch.Tensor, tiling: str = "conv3x3") -> torch.Tensor:
+def transform_weights(weight: torch.Tensor, tiling: str = "conv3x3", dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``(Cout, Cin, 3, 3)`` -> float32 ``(planes, Cin, Cout rounded up to 16)``: ``G g G^T`` per filter
     for the tiling (``conv3x3`` or ``upsampled``), computed in float64 and rounded once; the padding
-    output channels are zero."""
+    output channels are zero. With ``dtype=torch.bfloat16``, the same rounded to bfloat16 and packed
+    for the bfloat16 GEMM: ``(planes, ceil(Cin / 2) * Cop * 2)``, by panels of 48 output columns
+    (the last one the rest), each ``[Cin pair][column][2]``."""
+    if dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"transform_weights: dtype must be torch.float32 or torch.bfloat16, got {dtype}")
     if tiling not in _TILINGS:
         raise ValueError(f"transform_weights: tiling must be one of {sorted(_TILINGS)}, got {tiling!r}")
     if weight.dim() != 4 or tuple(weight.shape[2:]) != (3, 3):
@@ -74,19 +95,27 @@ def transform_weights(weight: torch.Tensor, tiling: str = "conv3x3") -> torch.Te
     g = torch.tensor(g, dtype=torch.float64, device=weight.device)
     cout, cin = weight.shape[:2]
     u = torch.einsum("ar,ocrs,bs->abco", g, weight.detach().double(), g).reshape(planes, cin, cout)
-    return F.pad(u, (0, -cout % LANES)).float().contiguous()
+    u = F.pad(u, (0, -cout % LANES))
+    if dtype == torch.float32:
+        return u.float().contiguous()
+    u = F.pad(u, (0, 0, 0, cin % 2))  # an even number of input channels: pairs
+    pairs = u.reshape(planes, u.shape[1] // 2, 2, u.shape[2]).transpose(2, 3)  # [plane][pair][column][2]
+    panels = [pairs[:, :, c0:c0 + BF16_PANEL].reshape(planes, -1) for c0 in range(0, u.shape[2], BF16_PANEL)]
+    return torch.cat(panels, dim=1).to(torch.bfloat16).contiguous()
 
 
-def applies(x: Union[torch.Tensor, Sequence[torch.Tensor]], in_channels: int, upsampled: bool) -> bool:
-    """Whether a float32 CPU inference convolution of ``x`` (a tensor, or the channel parts of one;
-    3x3 with padding 1, with ``upsampled`` on its nearest 2x up-sampling) runs as Winograd:
-    the kernel is built, and the GEMMs, not the transforms or the weights' size, dominate (see
-    :mod:`policy`)."""
+def applies(x: Union[torch.Tensor, Sequence[torch.Tensor]], in_channels: int, upsampled: bool,
+            dtype: torch.dtype = torch.float32) -> bool:
+    """Whether a CPU inference convolution of ``x`` (a tensor, or the channel parts of one; 3x3 with
+    padding 1, with ``upsampled`` on its nearest 2x up-sampling) computed in ``dtype`` (float32, or
+    bfloat16 under CPU autocast) runs as Winograd: the kernel is built for this CPU, and the GEMMs,
+    not the transforms or the weights' size, dominate (see :mod:`policy`)."""
     parts = [x] if isinstance(x, torch.Tensor) else list(x)
     x = parts[0]
-    if not (all(p.device.type == "cpu" and p.dtype == torch.float32 and p.dim() == 4 for p in parts)
+    readable = (torch.float32,) if dtype == torch.float32 else (torch.float32, torch.bfloat16)
+    if not (all(p.device.type == "cpu" and p.dtype in readable and p.dim() == 4 for p in parts)
             and len(parts) <= MAX_PARTS and x.shape[0] > 0 and not torch.is_grad_enabled()
-            and in_channels >= policy.WINOGRAD_MIN_IN_CHANNELS and available()):
+            and in_channels >= policy.WINOGRAD_MIN_IN_CHANNELS and available(dtype)):
         return False
     return upsampled or x.shape[0] * x.shape[2] * x.shape[3] >= policy.WINOGRAD_CONV3X3_MIN_POSITIONS
 
@@ -96,7 +125,8 @@ def winograd_conv2d(x: Union[torch.Tensor, Sequence[torch.Tensor]], weight_t: to
                     input_shift: Optional[torch.Tensor] = None, residual: Optional[torch.Tensor] = None,
                     relu: bool = False) -> torch.Tensor:
     """``relu(conv2d(pre(x), w, bias, padding))`` or ``conv2d(pre(x), w, bias, padding) + residual``
-    for ``weight_t = transform_weights(w)``, stride 1, float32, channels_last out; with
+    for ``weight_t = transform_weights(w, dtype=...)``, stride 1, channels_last out in that dtype
+    (``x`` and ``residual`` float32 or bfloat16; ``bias`` float32); with
     ``upsampled`` (and ``weight_t = transform_weights(w, "upsampled")``, padding 1) the same with
     ``upsample_nearest_2x(pre(x))`` in place of ``pre(x)``: ``(N, Cout, 2H, 2W)``.
 

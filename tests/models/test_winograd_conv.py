@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from fastmotion.models import winograd_conv as wc
-from tests.tolerance import assert_matches_reference
+from tests.tolerance import assert_matches_reference, max_err
 
 pytestmark = pytest.mark.skipif(not wc.built(), reason="the compiled extension (winograd_conv2d) is not built")
 
@@ -100,8 +100,8 @@ def test_float64_weight_transform_is_exact():
 
 @pytest.mark.parametrize("bad, match", [
     (dict(padding=2), "padding must be 1"),
-    (dict(x=torch.randn(1, 8, 6, 6, dtype=torch.float64)), "float32 CPU"),
-    (dict(residual=[torch.randn(1, 4, 6, 6), torch.randn(1, 4, 6, 5)]), "residual must be float32 CPU"),
+    (dict(x=torch.randn(1, 8, 6, 6, dtype=torch.float64)), "float32 or bfloat16 CPU"),
+    (dict(residual=[torch.randn(1, 4, 6, 6), torch.randn(1, 4, 6, 5)]), "residual must be float32 or bfloat16 CPU"),
     (dict(residual=[torch.randn(1, 7, 6, 6)]), "residual must be \\(1, 8, 6, 6\\)"),
     (dict(weight_t=torch.randn(16, 7, 16)), "weight_t must be contiguous float32"),
     (dict(relu=True, residual=[torch.randn(1, 8, 6, 6)]), "residual and relu"),
@@ -170,3 +170,149 @@ def test_opcheck(upsampled):
     residual = None if upsampled else [_channels_last(torch.randn(1, 5, 5, 4))]
     torch.library.opcheck(torch.ops.fastmotion.winograd_conv2d.default,
                           (parts, weight_t, bias.float(), 1, upsampled, None, None, residual, residual is None))
+
+
+# bfloat16 (CPU autocast inference on AVX512_BF16 CPUs): against float64 convolutions of the same
+# bfloat16-rounded input, max error at most 2x that of torch's own bfloat16 convolution (bfloat16
+# input and weights, float32 accumulation, bfloat16 output).
+needs_bf16 = pytest.mark.skipif(not wc.available(torch.bfloat16),
+                                reason="the bfloat16 Winograd kernel needs AVX512_BF16 (and AVX2 / AVX-512 dispatch), "
+                                       "which this CPU or torch build lacks")
+
+
+def _assert_within_bf16_error(out, ref64, ref16):
+    """The DESIGN.md rule without its bfloat16 floor (2e-2 of the magnitude, looser than both
+    kernels' errors here): at most 2x the error of torch's bfloat16 convolution."""
+    assert out.dtype == torch.bfloat16
+    err, budget = max_err(out, ref64), 2 * max_err(ref16, ref64)
+    assert err <= budget, f"max error {err:.3g} > 2x torch's bfloat16 convolution's ({budget:.3g})"
+
+
+def _bf16_case(n, cin, cout, h, w, seed=0):
+    x, weight, bias = _inputs(n, cin, cout, h, w, 3, seed)
+    return x.to(torch.bfloat16), weight, bias
+
+
+def _bf16_reference(xb, weight, bias, upsampled=False, padding=1):
+    """float64 and bfloat16 convolutions of the bfloat16 input (up-sampled first where asked)."""
+    def up(t):
+        return F.interpolate(t, scale_factor=2) if upsampled else t
+    ref64 = F.conv2d(up(xb.double()), weight, bias, padding=padding)
+    ref16 = F.conv2d(up(_channels_last(xb)), weight.to(torch.bfloat16), bias.to(torch.bfloat16), padding=padding)
+    return ref64, ref16
+
+
+@needs_bf16
+@pytest.mark.parametrize("shape", [
+    (1, 45, 45, 40, 36, 1, False),   # the refinement blocks' channels
+    (2, 7, 5, 13, 11, 1, False),     # odd sizes and an odd channel count (a half-empty pair)
+    (1, 300, 100, 6, 5, 1, False),   # more than one K block (128 pairs) and three weight panels (48, 48, 16)
+    (1, 3, 4, 1, 1, 1, False),       # a single pixel
+    (1, 4, 3, 5, 6, 0, False),       # no padding
+    (0, 4, 3, 5, 6, 1, False),       # empty batch
+    (1, 138, 32, 9, 7, 1, True),     # a decoder up-sampling layer's channels
+    (2, 21, 50, 4, 3, 1, True),
+])
+def test_bfloat16_matches_float64_convolution(shape):
+    n, cin, cout, h, w, pad, upsampled = shape
+    xb, weight, bias = _bf16_case(n, cin, cout, h, w)
+    ref64, ref16 = _bf16_reference(xb, weight, bias, upsampled, pad)
+    weight_t = wc.transform_weights(weight.float(), "upsampled" if upsampled else "conv3x3", torch.bfloat16)
+    out = wc.winograd_conv2d(xb, weight_t, bias.float(), padding=pad, upsampled=upsampled)
+    assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)
+    _assert_within_bf16_error(out, ref64, ref16)
+    if cin > 4:  # the same values as channel parts in mixed layouts and dtypes: the same bits
+        a, b, c = xb.split([cin // 3, cin // 3, cin - 2 * (cin // 3)], dim=1)
+        parts = [_channels_last(a.float()), b.contiguous(), c]
+        torch.testing.assert_close(wc.winograd_conv2d(parts, weight_t, bias.float(), padding=pad, upsampled=upsampled),
+                                   out, rtol=0, atol=0)
+
+
+@needs_bf16
+def test_bfloat16_pre_op_residual_and_relu():
+    xb, weight, bias = _bf16_case(2, 20, 19, 9, 10)
+    gen = torch.Generator().manual_seed(1)
+    scale = (torch.rand(20, generator=gen) + 0.5).double()
+    shift = torch.randn(20, generator=gen).double()
+    residual = torch.randn(2, 19, 9, 10, generator=gen).to(torch.bfloat16)
+    pre = torch.relu(xb.double() * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1))
+    weight_t = wc.transform_weights(weight.float(), dtype=torch.bfloat16)
+    out = wc.winograd_conv2d(xb, weight_t, bias.float(), input_scale=scale.float(), input_shift=shift.float(),
+                             residual=_channels_last(residual))
+    ref64 = F.conv2d(pre, weight, bias, padding=1) + residual.double()
+    ref16 = F.conv2d(pre.to(torch.bfloat16), weight.to(torch.bfloat16), bias.to(torch.bfloat16), padding=1) + residual
+    _assert_within_bf16_error(out, ref64, ref16)
+    out = wc.winograd_conv2d(xb, weight_t, bias.float(), relu=True)
+    ref64, ref16 = _bf16_reference(xb, weight, bias)
+    _assert_within_bf16_error(out, ref64.relu(), ref16.relu())
+
+
+def test_bfloat16_weight_packing():
+    """The packed bfloat16 weights hold the float32 transform's values, rounded, where the layout
+    says: panel of 48 columns, then [input channel pair][column][pair member]."""
+    weight = torch.randn(100, 7, 3, 3, generator=torch.Generator().manual_seed(4))
+    u = wc.transform_weights(weight)  # (16, 7, 112)
+    packed = wc.transform_weights(weight, dtype=torch.bfloat16)
+    pairs, cop = 4, 112
+    assert packed.shape == (16, pairs * cop * 2) and packed.dtype == torch.bfloat16
+    for plane, ci, co in [(0, 0, 0), (5, 6, 47), (15, 3, 48), (9, 2, 99), (3, 5, 111), (7, 1, 60)]:
+        panel, col = divmod(co, 48)
+        width = min(48, cop - 48 * panel)
+        index = panel * 48 * 2 * pairs + ((ci // 2) * width + col) * 2 + ci % 2
+        assert packed[plane, index].item() == u[plane, ci, co].to(torch.bfloat16).item()
+    assert packed.view(16, -1)[:, 2 * 3 * 48 + 1::2][:, :48].abs().sum() == 0  # channel 7 (padding) is zero
+    with pytest.raises(ValueError, match="dtype must be"):
+        wc.transform_weights(weight, dtype=torch.float16)
+
+
+@needs_bf16
+def test_bfloat16_bad_weights():
+    x = _channels_last(torch.randn(1, 8, 6, 6).to(torch.bfloat16))
+    weight_t = torch.zeros(16, 4 * 16 * 2 + 2, dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match="bfloat16 weight_t must be contiguous \\(16, 128\\)"):
+        torch.ops.fastmotion.winograd_conv2d([x], weight_t, torch.zeros(8), 1, False, None, None, None, False)
+
+
+@needs_bf16
+@pytest.mark.parametrize("upsampled", [False, True])
+def test_bfloat16_opcheck(upsampled):
+    x, weight, bias = _inputs(1, 6, 5, 5, 4, 3)
+    weight_t = wc.transform_weights(weight.float(), "upsampled" if upsampled else "conv3x3", torch.bfloat16)
+    parts = [_channels_last(x[:, :4].to(torch.bfloat16)), x[:, 4:].float().contiguous()]
+    residual = None if upsampled else [_channels_last(torch.randn(1, 5, 5, 4).to(torch.bfloat16))]
+    torch.library.opcheck(torch.ops.fastmotion.winograd_conv2d.default,
+                          (parts, weight_t, bias.float(), 1, upsampled, None, None, residual, residual is None))
+
+
+@needs_bf16
+def test_generator_bfloat16_within_onednn_bfloat16_error(monkeypatch):
+    """Through the model under CPU autocast to bfloat16: with the bfloat16 Winograd kernels (both
+    tilings) the generator stays within 2x the error, against the float64 reference, of the same
+    fast path on oneDNN's bfloat16 convolutions."""
+    from fastmotion.models import policy
+    from tests.models.helpers import build, copy_weights, images, small_config
+
+    calls = []
+    real = wc.winograd_conv2d
+    monkeypatch.setattr(wc, "winograd_conv2d", lambda *a, **k: calls.append((a[1].dtype, k.get(
+        "upsampled", a[4] if len(a) > 4 else False))) or real(*a, **k))
+    monkeypatch.setattr(policy, "WINOGRAD_CONV3X3_MIN_POSITIONS", 1)
+    config = small_config("shapes")
+    ref64, fast = build(config, backend="reference", dtype=torch.float64), build(config)
+    copy_weights(ref64, fast)
+    source, driving = images(2, 64, seed=1), images(2, 64, seed=2)
+    kp_detector, generator, _ = ref64
+    kp_detector.eval(), generator.eval()
+    with torch.no_grad():
+        kp_source, kp_driving = kp_detector(source.double()), kp_detector(driving.double())
+        ref = generator(source.double(), kp_driving, kp_source)["video_prediction"]
+        kp_source, kp_driving = ({k: v.float() for k, v in kp.items()} for kp in (kp_source, kp_driving))
+        fast[1].eval()
+        outs = {}
+        for winograd in (True, False):
+            monkeypatch.setattr(wc, "_BF16_CPU", winograd)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                outs[winograd] = fast[1](source, kp_driving, kp_source)["video_prediction"]
+    assert (torch.bfloat16, True) in calls and (torch.bfloat16, False) in calls, \
+        "the bfloat16 fast path did not run both Winograd tilings"
+    _assert_within_bf16_error(outs[True], ref, outs[False])

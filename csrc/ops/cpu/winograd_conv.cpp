@@ -22,8 +22,11 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
+#include <type_traits>
 
+#include "ops/cpu/bf16_gemm.h"
 #include "ops/cpu/vec_math.h"
 
 namespace fastmotion {
@@ -91,11 +94,30 @@ struct Transform1d {
   }
 };
 
+// bfloat16 <-> float32 on the raw 16 bits (loops over these vectorize; c10::BFloat16's do not
+// everywhere). Rounding is to nearest even, NaN stays NaN.
+FASTMOTION_INLINE float bf16_to_float(uint16_t v) {
+  const uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+FASTMOTION_INLINE uint16_t float_to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+  const uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+  return (bits & 0x7fffffffu) > 0x7f800000u ? static_cast<uint16_t>((bits >> 16) | 0x40u) : static_cast<uint16_t>(rounded);
+}
+FASTMOTION_INLINE float load_value(const float* p, int64_t i) { return p[i]; }
+FASTMOTION_INLINE float load_value(const uint16_t* p, int64_t i) { return bf16_to_float(p[i]); }
+FASTMOTION_INLINE void store_value(float* p, int64_t i, float v) { p[i] = v; }
+FASTMOTION_INLINE void store_value(uint16_t* p, int64_t i, float v) { p[i] = float_to_bf16(v); }
+
 // A 1-D transform applied lane-wise to vectors of n floats (n a multiple of kLanes), through
 // strided views: in[j] = in0 + j * in_step (T of them), out[k] = out0 + k * out_step (T for the
 // input transform, 2 for the output one).
-template <Tiling K, bool kInput>
-FASTMOTION_INLINE void transform_1d(const float* __restrict in, int64_t in_step, float* __restrict out,
+template <Tiling K, bool kInput, typename Out = float>
+FASTMOTION_INLINE void transform_1d(const float* __restrict in, int64_t in_step, Out* __restrict out,
                                     int64_t out_step, int64_t n) {
   constexpr int T = Traits<K>::T, n_out = kInput ? T : 2;
   for (int64_t c0 = 0; c0 < n; c0 += kLanes) {
@@ -108,17 +130,34 @@ FASTMOTION_INLINE void transform_1d(const float* __restrict in, int64_t in_step,
       } else {
         Transform1d<K>::output(d, v);
       }
-      for (int k = 0; k < n_out; ++k) out[k * out_step + c] = v[k];
+      for (int k = 0; k < n_out; ++k) store_value(out, k * out_step + c, v[k]);
     }
   }
 }
 
+// body(k) for k in [0, n) in chunks of kLanes, all full width where n >= kLanes: the last chunk
+// overlaps the one before it rather than leaving a scalar remainder (45 channels: 3 vector
+// chunks, not 2 and 13 scalar steps). Only for bodies that write out[k] from other arrays' [k].
+template <typename Body>
+FASTMOTION_INLINE void channel_chunks(int64_t n, Body body) {
+  if (n < kLanes) {
+    for (int64_t k = 0; k < n; ++k) body(k);
+    return;
+  }
+  for (int64_t k0 = 0;; k0 += kLanes) {
+    const int64_t start = std::min(k0, n - kLanes);
+    for (int64_t l = 0; l < kLanes; ++l) body(start + l);
+    if (start == n - kLanes) break;
+  }
+}
+
 // A tensor's channels, concatenated from up to kMaxParts (N, C_i, H, W) tensors, each channels_last
-// (channel stride 1) or contiguous (channel stride H * W): a decoder's up-sampled map, warped skip
-// and keypoint embedding are read where they lie, never concatenated.
+// (channel stride 1) or contiguous (channel stride H * W), float32 or bfloat16: a decoder's
+// up-sampled map, warped skip and keypoint embedding are read where they lie, never concatenated.
 constexpr int kMaxParts = 4;
 struct Parts {
-  const float* data[kMaxParts];
+  const void* data[kMaxParts];
+  bool bf16[kMaxParts];
   int64_t channels[kMaxParts];
   int64_t pixel_stride[kMaxParts];    // between pixels (C_i for channels_last, 1 for contiguous)
   int64_t channel_stride[kMaxParts];  // between channels (1 for channels_last, H * W for contiguous)
@@ -135,18 +174,25 @@ FASTMOTION_INLINE void gather_row(const Parts& x, int64_t n, int64_t iy, int64_t
   int64_t c = 0;
   for (int part = 0; part < x.count; ++part) {
     const int64_t cs = x.channels[part];
-    const float* base = x.data[part] + n * x.image_stride[part];
-    if (x.channel_stride[part] == 1) {
-      for (int64_t col = lo; col < hi; ++col) {
-        const float* __restrict src = base + (iy * W + x0 + col) * cs;
-        float* __restrict out = dst + col * dst_step + c;
-        for (int64_t k = 0; k < cs; ++k) out[k] = op(src[k], c + k);
+    auto read = [&](const auto* data) {
+      const auto* base = data + n * x.image_stride[part];
+      if (x.channel_stride[part] == 1) {
+        for (int64_t col = lo; col < hi; ++col) {
+          const auto* __restrict src = base + (iy * W + x0 + col) * cs;
+          float* __restrict out = dst + col * dst_step + c;
+          channel_chunks(cs, [&](int64_t k) { out[k] = op(load_value(src, k), c + k); });
+        }
+      } else {
+        for (int64_t k = 0; k < cs; ++k) {
+          const auto* __restrict src = base + k * x.channel_stride[part] + iy * W + x0;
+          for (int64_t col = lo; col < hi; ++col) dst[col * dst_step + c + k] = op(load_value(src, col), c + k);
+        }
       }
+    };
+    if (x.bf16[part]) {
+      read(static_cast<const uint16_t*>(x.data[part]));
     } else {
-      for (int64_t k = 0; k < cs; ++k) {
-        const float* __restrict src = base + k * x.channel_stride[part] + iy * W + x0;
-        for (int64_t col = lo; col < hi; ++col) dst[col * dst_step + c + k] = op(src[col], c + k);
-      }
+      read(static_cast<const float*>(x.data[part]));
     }
     c += cs;
   }
@@ -158,11 +204,18 @@ FASTMOTION_INLINE void gather_pixel(const Parts& x, int64_t n, int64_t yx, float
   int64_t c = 0;
   for (int part = 0; part < x.count; ++part) {
     const int64_t cs = x.channels[part], step = x.channel_stride[part];
-    const float* __restrict src = x.data[part] + n * x.image_stride[part] + yx * x.pixel_stride[part];
-    if (step == 1) {
-      for (int64_t k = 0; k < cs; ++k) dst[c + k] = op(src[k], c + k);
+    auto read = [&](const auto* data) {
+      const auto* __restrict src = data + n * x.image_stride[part] + yx * x.pixel_stride[part];
+      if (step == 1) {
+        channel_chunks(cs, [&](int64_t k) { dst[c + k] = op(load_value(src, k), c + k); });
+      } else {
+        for (int64_t k = 0; k < cs; ++k) dst[c + k] = op(load_value(src, k * step), c + k);
+      }
+    };
+    if (x.bf16[part]) {
+      read(static_cast<const uint16_t*>(x.data[part]));
     } else {
-      for (int64_t k = 0; k < cs; ++k) dst[c + k] = op(src[k * step], c + k);
+      read(static_cast<const float*>(x.data[part]));
     }
     c += cs;
   }
@@ -174,13 +227,13 @@ struct Geometry {
   int64_t H, W, C, Cp, Ho, Wo, Co, Cop, tiles_h, tiles_w, pad;
 };
 
-// V[e][k][c] (row stride Cp) for the tiles of tile rows [row0, row0 + rows) of image n, k counting
-// tiles from the first; e = a * T + b. scratch: 2 * T * width * Cp floats, width = in_step *
-// (tiles_w - 1) + T.
-template <Tiling K>
+// V[e][k][c] (row stride Cp; float, or rounded to bfloat16 bits) for the tiles of tile rows
+// [row0, row0 + rows) of image n, k counting tiles from the first; e = a * T + b. scratch:
+// 2 * T * width * Cp floats, width = in_step * (tiles_w - 1) + T.
+template <Tiling K, typename VT>
 WINOGRAD_CLONES void input_transform(const Parts& x, const float* __restrict scale,
                                            const float* __restrict shift, const Geometry& g, int64_t n, int64_t row0,
-                                           int64_t rows, float* __restrict V, float* __restrict scratch) {
+                                           int64_t rows, VT* __restrict V, float* __restrict scratch) {
   constexpr int T = Traits<K>::T, in_step = Traits<K>::in_step;
   const int64_t C = g.C, Cp = g.Cp, width = in_step * (g.tiles_w - 1) + T, plane = width * Cp;
   const int64_t nt = rows * g.tiles_w, e_step = nt * Cp;
@@ -211,7 +264,7 @@ WINOGRAD_CLONES void input_transform(const Parts& x, const float* __restrict sca
       }
     }
     transform_1d<K, true>(patch, plane, cols, plane, plane);  // all columns at once
-    float* vq = V + q * g.tiles_w * Cp;
+    VT* vq = V + q * g.tiles_w * Cp;
     for (int a = 0; a < T; ++a) {
       for (int64_t tj = 0; tj < g.tiles_w; ++tj) {  // along the row, into the T planes e = a * T + b
         transform_1d<K, true>(cols + a * plane + in_step * tj * Cp, Cp, vq + a * T * e_step + tj * Cp, e_step, Cp);
@@ -220,12 +273,14 @@ WINOGRAD_CLONES void input_transform(const Parts& x, const float* __restrict sca
   }
 }
 
-// Output tiles from M[e][k][co] (row stride Cop) for the same tiles: bias, then residual add or ReLU.
-// Overwrites M; scratch: m * T * nt * Cop floats.
-template <Tiling K>
+// Output tiles from M[e][k][co] (row stride Cop) for the same tiles: bias, then residual add or ReLU,
+// stored as Out (float, or bfloat16 bits). Overwrites M; scratch: m * T * nt * Cop floats; pixel:
+// Cop floats (bfloat16 output only).
+template <Tiling K, typename Out>
 WINOGRAD_CLONES void output_transform(float* __restrict M, const float* __restrict bias,
                                             const Parts* residual, bool relu, const Geometry& g, int64_t n,
-                                            int64_t row0, int64_t rows, float* __restrict y, float* __restrict scratch) {
+                                            int64_t row0, int64_t rows, Out* __restrict y, float* __restrict scratch,
+                                            float* __restrict pixel) {
   constexpr int T = Traits<K>::T, m = Traits<K>::m;
   const int64_t Co = g.Co, Cop = g.Cop, nt = rows * g.tiles_w, e_step = nt * Cop;
   // u[i][b] = sum_a A^T[i][a] M[a][b]: whole planes at once (tile-wise independent)
@@ -238,72 +293,88 @@ WINOGRAD_CLONES void output_transform(float* __restrict M, const float* __restri
       for (int j = 0; j < m && ox + j < g.Wo; ++j) {
         const int64_t off = ((n * g.Ho + oy + i) * g.Wo + ox + j) * Co;
         const float* __restrict v = M + (m * i + j) * e_step + k * Cop;
-        float* __restrict dst = y + off;
+        float* __restrict dst;
+        if constexpr (std::is_same_v<Out, float>) {
+          dst = y + off;
+        } else {
+          dst = pixel;
+        }
         if (residual != nullptr) {
           gather_pixel(*residual, n, (oy + i) * g.Wo + ox + j, dst,
                        [&](float r, int64_t c) { return (v[c] + bias[c]) + r; });
         } else if (relu) {
-          for (int64_t c = 0; c < Co; ++c) {
+          channel_chunks(Co, [&](int64_t c) {
             const float r = v[c] + bias[c];
             dst[c] = r > 0.0f ? r : 0.0f;
-          }
+          });
         } else {
-          for (int64_t c = 0; c < Co; ++c) dst[c] = v[c] + bias[c];
+          channel_chunks(Co, [&](int64_t c) { dst[c] = v[c] + bias[c]; });
+        }
+        if constexpr (!std::is_same_v<Out, float>) {
+          channel_chunks(Co, [&](int64_t c) { store_value(y + off, c, dst[c]); });
         }
       }
     }
   }
 }
 
-template <Tiling K>
+// Out float: U (T^2, C, Cop) float32, GEMMs on brgemm; Out uint16_t (bfloat16): U (T^2, packed
+// panels of ceil(C / 2) x Cop x 2) bfloat16, V rounded to bfloat16, GEMMs on bf16_gemm.
+template <Tiling K, typename Out>
 void winograd_conv2d_impl(const Parts& x, int64_t N, const at::Tensor& U, const at::Tensor& bias, const float* scale,
                           const float* shift, const Parts* residual, bool relu, const Geometry& g, at::Tensor& y) {
   constexpr int T = Traits<K>::T, m = Traits<K>::m;
+  constexpr bool kBf16 = !std::is_same_v<Out, float>;
   // A block is `rows` tile rows of one image. Its V (T^2 x tiles x Cp) and M (T^2 x tiles x Cop)
   // stay within ~768 KiB (L2) for one tile row of a wide map; weight-heavy layers (large C x Cop)
   // take at least 256 tiles a block, so the weights are not re-read from memory every few tiles.
-  const int64_t row_bytes = T * T * g.tiles_w * (g.Cp + g.Cop) * static_cast<int64_t>(sizeof(float));
+  const int64_t row_bytes = T * T * g.tiles_w * (g.Cp * (kBf16 ? 2 : 4) + g.Cop * 4);
   int64_t rows = std::max<int64_t>(1, (768 << 10) / row_bytes);
   if (g.C * g.Cop >= 256 * 256) rows = std::max<int64_t>(rows, (256 + g.tiles_w - 1) / g.tiles_w);
   rows = std::min(rows, g.tiles_h);
   const int64_t per_image = (g.tiles_h + rows - 1) / rows, blocks = N * per_image;
   const int64_t width = Traits<K>::in_step * (g.tiles_w - 1) + T;
-  const float* up = U.const_data_ptr<float>();
+  const void* up = U.const_data_ptr();
   const float* bp = bias.const_data_ptr<float>();
-  float* yp = y.data_ptr<float>();
+  Out* yp = static_cast<Out*>(y.data_ptr());
+  const int64_t K2 = (g.C + 1) / 2;  // bfloat16 channel pairs
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     const int64_t max_tiles = rows * g.tiles_w;
-    std::unique_ptr<float[]> V(new float[T * T * max_tiles * g.Cp]);
+    std::unique_ptr<float[]> V(kBf16 ? nullptr : new float[T * T * max_tiles * g.Cp]);
     std::unique_ptr<float[]> M(new float[T * T * max_tiles * g.Cop]);
     std::unique_ptr<float[]> scratch(
         new float[std::max(2 * T * width * g.Cp, m * T * max_tiles * g.Cop)]);
+    std::unique_ptr<uint16_t[]> Vb(kBf16 ? new uint16_t[T * T * max_tiles * g.Cp] : nullptr);
+    std::unique_ptr<float[]> pixel(kBf16 ? new float[g.Cop] : nullptr);
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t n = blk / per_image, row0 = (blk % per_image) * rows;
       const int64_t nr = std::min(rows, g.tiles_h - row0), nt = nr * g.tiles_w;
-      input_transform<K>(x, scale, shift, g, n, row0, nr, V.get(), scratch.get());
-      for (int e = 0; e < T * T; ++e) {
-        // column panels of at most kPanel outputs: a wide layer's weight panel (C x Cop) would
-        // not stay in cache while the micro-kernel walks the tiles
-        for (int64_t c0 = 0; c0 < g.Cop; c0 += kPanel) {
-          at::native::cpublas::brgemm(nt, std::min(kPanel, g.Cop - c0), g.C, g.Cp, g.Cop, g.Cop, false,
-                                      V.get() + e * nt * g.Cp, up + e * g.C * g.Cop + c0,
-                                      M.get() + e * nt * g.Cop + c0, false);
+      if constexpr (kBf16) {
+        input_transform<K>(x, scale, shift, g, n, row0, nr, Vb.get(), scratch.get());
+        for (int e = 0; e < T * T; ++e) {
+          bf16_gemm(nt, g.Cop, K2, Vb.get() + e * nt * g.Cp, g.Cp, static_cast<const uint16_t*>(up) + e * 2 * K2 * g.Cop,
+                    M.get() + e * nt * g.Cop, g.Cop);
+        }
+      } else {
+        input_transform<K>(x, scale, shift, g, n, row0, nr, V.get(), scratch.get());
+        for (int e = 0; e < T * T; ++e) {
+          // column panels of at most kPanel outputs: a wide layer's weight panel (C x Cop) would
+          // not stay in cache while the micro-kernel walks the tiles
+          for (int64_t c0 = 0; c0 < g.Cop; c0 += kPanel) {
+            at::native::cpublas::brgemm(nt, std::min(kPanel, g.Cop - c0), g.C, g.Cp, g.Cop, g.Cop, false,
+                                        V.get() + e * nt * g.Cp, static_cast<const float*>(up) + e * g.C * g.Cop + c0,
+                                        M.get() + e * nt * g.Cop + c0, false);
+          }
         }
       }
-      output_transform<K>(M.get(), bp, residual, relu, g, n, row0, nr, yp, scratch.get());
+      output_transform<K, Out>(M.get(), bp, residual, relu, g, n, row0, nr, yp, scratch.get(), pixel.get());
     }
-    at::native::cpublas::brgemm_release(false);
+    if constexpr (!kBf16) at::native::cpublas::brgemm_release(false);
   });
 }
 
 }  // namespace
 
-// inputs: the (N, C_i, H, W) float32 channels_last parts of the input (C = sum C_i); weight_t
-// (planes, C, Cop) from transform_weights (Cop: Cout rounded up to 16, the padding columns zero);
-// bias (Cout); stride 1, the same zero padding on each side.
-//   upsampled false: conv2d(input, w, padding) (Conv3x3: 16 planes, padding 0 or 1);
-//   upsampled true: conv2d(upsample_nearest_2x(input), w, padding=1), (N, Cout, 2H, 2W)
-//   (Upsampled: 9 planes).
 // Parts of `what` (all with the first one's N, H, W), or an error naming it.
 Parts make_parts(at::TensorList tensors, const char* what) {
   TORCH_CHECK(!tensors.empty() && tensors.size() <= kMaxParts, "winograd_conv2d: ", what, " must be 1 to ", kMaxParts,
@@ -313,13 +384,16 @@ Parts make_parts(at::TensorList tensors, const char* what) {
   const at::Tensor& first = tensors[0];
   for (size_t i = 0; i < tensors.size(); ++i) {
     const at::Tensor& t = tensors[i];
-    const bool ok = t.dim() == 4 && t.scalar_type() == at::kFloat && t.device().is_cpu() &&
+    const bool ok = t.dim() == 4 && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16) &&
+                    t.device().is_cpu() &&
                     t.size(0) == first.size(0) && t.size(2) == first.size(2) && t.size(3) == first.size(3);
     const bool channels_last = ok && t.is_contiguous(at::MemoryFormat::ChannelsLast);
     TORCH_CHECK(channels_last || (ok && t.is_contiguous()),
-                "winograd_conv2d: ", what, " must be float32 CPU (N, C, H, W) tensors, channels_last or contiguous, "
+                "winograd_conv2d: ", what, " must be float32 or bfloat16 CPU (N, C, H, W) tensors, channels_last or "
+                "contiguous, "
                 "with one N, H, W; got ", t.scalar_type(), " ", t.sizes(), " as part ", i);
-    parts.data[i] = t.const_data_ptr<float>();
+    parts.data[i] = t.const_data_ptr();
+    parts.bf16[i] = t.scalar_type() == at::kBFloat16;
     parts.channels[i] = t.size(1);
     parts.pixel_stride[i] = channels_last ? t.size(1) : 1;
     parts.channel_stride[i] = channels_last ? 1 : t.size(2) * t.size(3);
@@ -328,6 +402,14 @@ Parts make_parts(at::TensorList tensors, const char* what) {
   return parts;
 }
 
+// inputs: the (N, C_i, H, W) channels_last or contiguous parts of the input (C = sum C_i), float32
+// or bfloat16; weight_t from transform_weights (Cop: Cout rounded up to 16, the padding columns
+// zero), either float32 (planes, C, Cop) -> a float32 output, or bfloat16 (planes, ceil(C / 2) *
+// Cop * 2) packed for bf16_gemm -> a bfloat16 output (float32 accumulation; AVX512_BF16 CPUs);
+// bias (Cout) float32; stride 1, the same zero padding on each side.
+//   upsampled false: conv2d(input, w, padding) (Conv3x3: 16 planes, padding 0 or 1);
+//   upsampled true: conv2d(upsample_nearest_2x(input), w, padding=1), (N, Cout, 2H, 2W)
+//   (Upsampled: 9 planes).
 at::Tensor winograd_conv2d_cpu(at::TensorList inputs, const at::Tensor& weight_t, const at::Tensor& bias,
                                int64_t padding, bool upsampled, const std::optional<at::Tensor>& input_scale,
                                const std::optional<at::Tensor>& input_shift,
@@ -340,11 +422,23 @@ at::Tensor winograd_conv2d_cpu(at::TensorList inputs, const at::Tensor& weight_t
   const at::Tensor& input = inputs[0];
   int64_t C = 0;
   for (int i = 0; i < parts.count; ++i) C += parts.channels[i];
-  TORCH_CHECK(weight_t.dim() == 3 && weight_t.size(0) == T * T && weight_t.size(1) == C &&
-                  weight_t.scalar_type() == at::kFloat && weight_t.is_contiguous() && weight_t.size(2) % kLanes == 0,
-              "winograd_conv2d: weight_t must be contiguous float32 (", T * T, ", ", C,
-              ", Cout rounded up to ", kLanes, "), got ", weight_t.sizes());
-  const int64_t Cop = weight_t.size(2);
+  const bool bf16 = weight_t.scalar_type() == at::kBFloat16;
+  int64_t Cop = 0;
+  if (bf16) {
+    TORCH_CHECK(bf16_gemm_supported(), "winograd_conv2d: bfloat16 weight_t needs a CPU with AVX512_BF16");
+    Cop = round_up(bias.dim() == 1 ? bias.size(0) : 0, kLanes);
+    TORCH_CHECK(weight_t.dim() == 2 && weight_t.size(0) == T * T && weight_t.size(1) == (C + 1) / 2 * 2 * Cop &&
+                    weight_t.is_contiguous(),
+                "winograd_conv2d: bfloat16 weight_t must be contiguous (", T * T, ", ", (C + 1) / 2 * 2 * Cop,
+                ") for ", C, " input and ", bias.size(0), " output channels, got ", weight_t.sizes());
+  } else {
+    TORCH_CHECK(weight_t.dim() == 3 && weight_t.size(0) == T * T && weight_t.size(1) == C &&
+                    weight_t.scalar_type() == at::kFloat && weight_t.is_contiguous() && weight_t.size(2) % kLanes == 0,
+                "winograd_conv2d: weight_t must be contiguous float32 (", T * T, ", ", C,
+                ", Cout rounded up to ", kLanes, ") or bfloat16, got ", weight_t.scalar_type(), " ",
+                weight_t.sizes());
+    Cop = weight_t.size(2);
+  }
   TORCH_CHECK(bias.dim() == 1 && bias.size(0) <= Cop && bias.size(0) > Cop - kLanes && bias.scalar_type() == at::kFloat &&
                   bias.is_contiguous(),
               "winograd_conv2d: bias must be contiguous float32 (Cout,) with Cout rounded up to ", kLanes, " = ", Cop,
@@ -372,16 +466,21 @@ at::Tensor winograd_conv2d_cpu(at::TensorList inputs, const at::Tensor& weight_t
                 "winograd_conv2d: residual must be (", N, ", ", Co, ", ", Ho, ", ", Wo, ") in all, got ", cr,
                 " channels of ", r.sizes());
   }
-  at::Tensor y = at::empty({N, Co, Ho, Wo}, input.options(), at::MemoryFormat::ChannelsLast);
+  at::Tensor y = at::empty({N, Co, Ho, Wo}, input.options().dtype(bf16 ? at::kBFloat16 : at::kFloat),
+                           at::MemoryFormat::ChannelsLast);
   if (y.numel() == 0) return y;
   const Geometry g{H, W, C, round_up(C, kLanes), Ho, Wo, Co, Cop, (Ho + m - 1) / m, (Wo + m - 1) / m, padding};
   const float* scale = input_scale.has_value() ? input_scale->const_data_ptr<float>() : nullptr;
   const float* shift = input_shift.has_value() ? input_shift->const_data_ptr<float>() : nullptr;
   const Parts* res = residual.has_value() ? &residual_parts : nullptr;
-  if (tiling == Tiling::Conv3x3) {
-    winograd_conv2d_impl<Tiling::Conv3x3>(parts, N, weight_t, bias, scale, shift, res, relu, g, y);
+  if (tiling == Tiling::Conv3x3 && bf16) {
+    winograd_conv2d_impl<Tiling::Conv3x3, uint16_t>(parts, N, weight_t, bias, scale, shift, res, relu, g, y);
+  } else if (tiling == Tiling::Conv3x3) {
+    winograd_conv2d_impl<Tiling::Conv3x3, float>(parts, N, weight_t, bias, scale, shift, res, relu, g, y);
+  } else if (bf16) {
+    winograd_conv2d_impl<Tiling::Upsampled, uint16_t>(parts, N, weight_t, bias, scale, shift, res, relu, g, y);
   } else {
-    winograd_conv2d_impl<Tiling::Upsampled>(parts, N, weight_t, bias, scale, shift, res, relu, g, y);
+    winograd_conv2d_impl<Tiling::Upsampled, float>(parts, N, weight_t, bias, scale, shift, res, relu, g, y);
   }
   return y;
 }
