@@ -256,7 +256,7 @@ def fused_conv(owner: nn.Module, name: str, conv: nn.Conv2d, x: torch.Tensor, no
     optional; ``residual`` is added after the activation, and only used without ``relu``), with
     ``x`` replaced by ``relu(pre_norm(x))`` when ``pre_norm`` is given (a pre-activation block).
 
-    float32 CPU inference convolutions of large maps run as Winograd convolutions
+    float32 and (CPU autocast) bfloat16 CPU inference convolutions of large maps run as Winograd convolutions
     (:mod:`winograd_conv`), with an eval-mode ``pre_norm`` + ReLU applied as the input is read.
 
     ``lean_relu``: the block's output is not kept by its consumer (pooling, concatenation), so
@@ -335,8 +335,7 @@ def fused_conv(owner: nn.Module, name: str, conv: nn.Conv2d, x: torch.Tensor, no
 
 def _winograd_ok(conv: nn.Conv2d, x, subpixel: bool) -> bool:
     first = x if isinstance(x, torch.Tensor) else x[0]
-    return (subpixel_ok(conv) and inference_dtype(first) == torch.float32
-            and wc.applies(x, conv.in_channels, subpixel))
+    return subpixel_ok(conv) and wc.applies(x, conv.in_channels, subpixel, inference_dtype(first))
 
 
 def winograd_takes_parts(conv: nn.Conv2d, norm, parts, subpixel: bool) -> bool:
@@ -347,14 +346,17 @@ def winograd_takes_parts(conv: nn.Conv2d, norm, parts, subpixel: bool) -> bool:
 
 def defer_cat(parts) -> bool:
     """Whether a decoder may hand its next layer the channel parts unconcatenated (inference on
-    float32 CPU tensors; the layer concatenates them itself unless Winograd reads them in place)."""
+    float32 or bfloat16 CPU tensors; the layer concatenates them itself unless Winograd reads them
+    in place)."""
     return (not torch.is_grad_enabled() and len(parts) <= wc.MAX_PARTS
-            and all(p.device.type == "cpu" and p.dtype == torch.float32 and p.dim() == 4 for p in parts))
+            and all(p.device.type == "cpu" and p.dtype in (torch.float32, torch.bfloat16) and p.dim() == 4
+                    for p in parts))
 
 
 def fused_winograd(owner, name, conv, x, norm=None, relu=False, subpixel=False, residual=None, pre_norm=None):
-    """The inference path of :func:`fused_conv` as a Winograd convolution (float32 CPU; see
-    :func:`_winograd_ok`); ``x`` may be the list of its channel parts."""
+    """The inference path of :func:`fused_conv` as a Winograd convolution (float32, or bfloat16 under
+    CPU autocast; see :func:`_winograd_ok`); ``x`` may be the list of its channel parts."""
+    dtype = inference_dtype(x if isinstance(x, torch.Tensor) else x[0])
     sources = (conv.weight, conv.bias) + (() if norm is None else (
         norm.weight, norm.bias, norm.running_mean, norm.running_var))
 
@@ -363,9 +365,9 @@ def fused_winograd(owner, name, conv, x, norm=None, relu=False, subpixel=False, 
         if norm is not None:
             w, b = fold_batchnorm(w, b, norm)
         b = w.new_zeros(w.shape[0]) if b is None else b
-        return wc.transform_weights(w, "upsampled" if subpixel else "conv3x3"), b.float().contiguous()
+        return wc.transform_weights(w, "upsampled" if subpixel else "conv3x3", dtype), b.float().contiguous()
 
-    weight_t, bias = cached_weights(owner, name + "_winograd", sources, compute, (subpixel,))
+    weight_t, bias = cached_weights(owner, name + "_winograd", sources, compute, (subpixel, dtype))
     scale = shift = None
     if pre_norm is not None:
         def compute_pre():
