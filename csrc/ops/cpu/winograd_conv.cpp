@@ -151,6 +151,25 @@ FASTMOTION_INLINE void channel_chunks(int64_t n, Body body) {
   }
 }
 
+// The input transform down the columns of T rows (each n floats, n a multiple of kLanes): out[a]
+// at out + a * n.
+template <Tiling K>
+FASTMOTION_INLINE void column_transform(const float* const* rows, float* __restrict out, int64_t n) {
+  constexpr int T = Traits<K>::T;
+  const float* __restrict r0 = rows[0];
+  const float* __restrict r1 = rows[1];
+  const float* __restrict r2 = rows[2];
+  const float* __restrict r3 = rows[T - 1];  // unused for T = 3
+  for (int64_t c0 = 0; c0 < n; c0 += kLanes) {
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const int64_t c = c0 + l;
+      float d[4] = {r0[c], r1[c], r2[c], r3[c]}, v[T];
+      Transform1d<K>::input(d, v);
+      for (int a = 0; a < T; ++a) out[a * n + c] = v[a];
+    }
+  }
+}
+
 // A tensor's channels, concatenated from up to kMaxParts (N, C_i, H, W) tensors, each channels_last
 // (channel stride 1) or contiguous (channel stride H * W), float32 or bfloat16: a decoder's
 // up-sampled map, warped skip and keypoint embedding are read where they lie, never concatenated.
@@ -237,13 +256,18 @@ WINOGRAD_CLONES void input_transform(const Parts& x, const float* __restrict sca
   constexpr int T = Traits<K>::T, in_step = Traits<K>::in_step;
   const int64_t C = g.C, Cp = g.Cp, width = in_step * (g.tiles_w - 1) + T, plane = width * Cp;
   const int64_t nt = rows * g.tiles_w, e_step = nt * Cp;
-  float* patch = scratch;             // [r][column][c]: T input rows, pre-op applied, zero padded
+  // [slot][column][c]: input rows, pre-op applied, zero padded; row iy in slot iy mod T, so a
+  // tile row gathers only the in_step rows the one above it did not (tiles overlap T - in_step rows)
+  float* patch = scratch;
   float* cols = scratch + T * plane;  // [a][column][c]: B^T applied down the columns
   for (int64_t q = 0; q < rows; ++q) {
     const int64_t y0 = in_step * (row0 + q) - g.pad, x0 = -g.pad;
+    const float* slots[T];
     for (int r = 0; r < T; ++r) {
       const int64_t iy = y0 + r;
-      float* __restrict row = patch + r * plane;
+      float* __restrict row = patch + (((iy % T) + T) % T) * plane;
+      slots[r] = row;
+      if (q > 0 && r < T - in_step) continue;  // gathered for the tile row above
       const int64_t lo = std::clamp<int64_t>(-x0, 0, width), hi = std::clamp<int64_t>(g.W - x0, lo, width);
       if (iy < 0 || iy >= g.H || lo == hi) {
         for (int64_t i = 0; i < width * Cp; ++i) row[i] = 0.0f;
@@ -263,7 +287,7 @@ WINOGRAD_CLONES void input_transform(const Parts& x, const float* __restrict sca
         for (int64_t c = C; c < Cp; ++c) row[col * Cp + c] = 0.0f;
       }
     }
-    transform_1d<K, true>(patch, plane, cols, plane, plane);  // all columns at once
+    column_transform<K>(slots, cols, plane);  // all columns at once
     VT* vq = V + q * g.tiles_w * Cp;
     for (int a = 0; a < T; ++a) {
       for (int64_t tj = 0; tj < g.tiles_w; ++tj) {  // along the row, into the T planes e = a * T + b
@@ -274,46 +298,64 @@ WINOGRAD_CLONES void input_transform(const Parts& x, const float* __restrict sca
 }
 
 // Output tiles from M[e][k][co] (row stride Cop) for the same tiles: bias, then residual add or ReLU,
-// stored as Out (float, or bfloat16 bits). Overwrites M; scratch: m * T * nt * Cop floats; pixel:
-// Cop floats (bfloat16 output only).
+// stored as Out (float, or bfloat16 bits). A^T down the columns runs on whole planes (into
+// scratch: m * T * nt * Cop floats); then each tile's m x T values of a 16-channel chunk go
+// across in registers and straight to its pixels. residual_rows: m * m * Cop floats (the tile's
+// residual pixels, gathered once).
 template <Tiling K, typename Out>
-WINOGRAD_CLONES void output_transform(float* __restrict M, const float* __restrict bias,
+WINOGRAD_CLONES void output_transform(const float* __restrict M, const float* __restrict bias,
                                             const Parts* residual, bool relu, const Geometry& g, int64_t n,
                                             int64_t row0, int64_t rows, Out* __restrict y, float* __restrict scratch,
-                                            float* __restrict pixel) {
+                                            float* __restrict residual_rows) {
   constexpr int T = Traits<K>::T, m = Traits<K>::m;
   const int64_t Co = g.Co, Cop = g.Cop, nt = rows * g.tiles_w, e_step = nt * Cop;
-  // u[i][b] = sum_a A^T[i][a] M[a][b]: whole planes at once (tile-wise independent)
+  // u[i][b] = sum_a A^T[i][a] M[a][b], plane i * T + b
   for (int b = 0; b < T; ++b) transform_1d<K, false>(M + b * e_step, T * e_step, scratch + b * e_step, T * e_step, e_step);
-  // out[i][j] = sum_b A^T[j][b] u[i][b], into M's first m * m planes
-  for (int i = 0; i < m; ++i) transform_1d<K, false>(scratch + i * T * e_step, e_step, M + m * i * e_step, e_step, e_step);
   for (int64_t k = 0; k < nt; ++k) {
     const int64_t oy = m * (row0 + k / g.tiles_w), ox = m * (k % g.tiles_w);
-    for (int i = 0; i < m && oy + i < g.Ho; ++i) {
-      for (int j = 0; j < m && ox + j < g.Wo; ++j) {
-        const int64_t off = ((n * g.Ho + oy + i) * g.Wo + ox + j) * Co;
-        const float* __restrict v = M + (m * i + j) * e_step + k * Cop;
-        float* __restrict dst;
-        if constexpr (std::is_same_v<Out, float>) {
-          dst = y + off;
-        } else {
-          dst = pixel;
-        }
-        if (residual != nullptr) {
-          gather_pixel(*residual, n, (oy + i) * g.Wo + ox + j, dst,
-                       [&](float r, int64_t c) { return (v[c] + bias[c]) + r; });
-        } else if (relu) {
-          channel_chunks(Co, [&](int64_t c) {
-            const float r = v[c] + bias[c];
-            dst[c] = r > 0.0f ? r : 0.0f;
-          });
-        } else {
-          channel_chunks(Co, [&](int64_t c) { dst[c] = v[c] + bias[c]; });
-        }
-        if constexpr (!std::is_same_v<Out, float>) {
-          channel_chunks(Co, [&](int64_t c) { store_value(y + off, c, dst[c]); });
+    const int mi = static_cast<int>(std::min<int64_t>(m, g.Ho - oy)), mj = static_cast<int>(std::min<int64_t>(m, g.Wo - ox));
+    if (residual != nullptr) {
+      for (int i = 0; i < mi; ++i) {
+        for (int j = 0; j < mj; ++j) {
+          gather_pixel(*residual, n, (oy + i) * g.Wo + ox + j, residual_rows + (m * i + j) * Cop,
+                       [](float r, int64_t) { return r; });
         }
       }
+    }
+    const float* __restrict tile = scratch + k * Cop;
+    // chunks of 16 channels; where Co is not a multiple of 16 the last one overlaps the one before
+    // (M has Cop >= 16 columns, so a chunk of fewer than 16 outputs still reads 16)
+    for (int64_t c0 = 0;; c0 += kLanes) {
+      const int64_t start = Co >= kLanes ? std::min(c0, Co - kLanes) : 0;
+      float out[m * m][kLanes];
+      for (int64_t l = 0; l < kLanes; ++l) {
+        for (int i = 0; i < m; ++i) {
+          float u[T], r[m];
+          for (int b = 0; b < T; ++b) u[b] = tile[(i * T + b) * e_step + start + l];
+          Transform1d<K>::output(u, r);
+          for (int j = 0; j < m; ++j) out[m * i + j][l] = r[j];
+        }
+      }
+      const int64_t lanes = std::min(kLanes, Co);
+      for (int i = 0; i < mi; ++i) {
+        for (int j = 0; j < mj; ++j) {
+          Out* __restrict dst = y + ((n * g.Ho + oy + i) * g.Wo + ox + j) * Co + start;
+          const float* __restrict o = out[m * i + j];
+          const float* __restrict bs = bias + start;
+          if (residual != nullptr) {
+            const float* __restrict rs = residual_rows + (m * i + j) * Cop + start;
+            for (int64_t l = 0; l < lanes; ++l) store_value(dst, l, (o[l] + bs[l]) + rs[l]);
+          } else if (relu) {
+            for (int64_t l = 0; l < lanes; ++l) {
+              const float r = o[l] + bs[l];
+              store_value(dst, l, r > 0.0f ? r : 0.0f);
+            }
+          } else {
+            for (int64_t l = 0; l < lanes; ++l) store_value(dst, l, o[l] + bs[l]);
+          }
+        }
+      }
+      if (start + kLanes >= Co) break;
     }
   }
 }
@@ -345,7 +387,7 @@ void winograd_conv2d_impl(const Parts& x, int64_t N, const at::Tensor& U, const 
     std::unique_ptr<float[]> scratch(
         new float[std::max(2 * T * width * g.Cp, m * T * max_tiles * g.Cop)]);
     std::unique_ptr<uint16_t[]> Vb(kBf16 ? new uint16_t[T * T * max_tiles * g.Cp] : nullptr);
-    std::unique_ptr<float[]> pixel(kBf16 ? new float[g.Cop] : nullptr);
+    std::unique_ptr<float[]> residual_rows(residual != nullptr ? new float[m * m * g.Cop] : nullptr);
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t n = blk / per_image, row0 = (blk % per_image) * rows;
       const int64_t nr = std::min(rows, g.tiles_h - row0), nt = nr * g.tiles_w;
@@ -367,7 +409,7 @@ void winograd_conv2d_impl(const Parts& x, int64_t N, const at::Tensor& U, const 
           }
         }
       }
-      output_transform<K, Out>(M.get(), bp, residual, relu, g, n, row0, nr, yp, scratch.get(), pixel.get());
+      output_transform<K, Out>(M.get(), bp, residual, relu, g, n, row0, nr, yp, scratch.get(), residual_rows.get());
     }
     if constexpr (!kBf16) at::native::cpublas::brgemm_release(false);
   });
