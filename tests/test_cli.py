@@ -28,6 +28,11 @@ def test_info_reports_backends_truthfully():
     from fastmotion.models import winograd_conv
 
     assert ("float32 CPU inference convolutions: Winograd" in out) == winograd_conv.available()
+    from fastmotion.inference.animator import cpu_has_bf16
+
+    assert ("bfloat16 CPU inference convolutions: Winograd" in out) == (
+        cpu_has_bf16() and winograd_conv.available(torch.bfloat16))
+    assert ("bfloat16 CPU inference convolutions: none" in out) == (not cpu_has_bf16())
 
 
 def test_use_backend_rejects_unknown_name():

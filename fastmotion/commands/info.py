@@ -20,6 +20,20 @@ def _inference_convolutions() -> str:
     return f"oneDNN (CPU capability {capability}: Winograd needs AVX2 or AVX-512)"
 
 
+def _bf16_inference_convolutions() -> str:
+    """Which kernels CPU inference convolutions use under ``--dtype bf16`` (CPU autocast)."""
+    import torch
+
+    from fastmotion.inference.animator import cpu_has_bf16
+    from fastmotion.models import winograd_conv
+
+    if not cpu_has_bf16():
+        return "none (oneDNN reports no bfloat16 convolutions on this CPU: --dtype bf16 is refused)"
+    if winograd_conv.available(torch.bfloat16):
+        return "Winograd on the project's AVX512_BF16 GEMM where it pays off, else oneDNN bfloat16"
+    return "oneDNN bfloat16 (the bfloat16 Winograd kernel needs AVX512_BF16 and the compiled extension)"
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("info", help="print versions and which backends are usable here, and why not")
     p.set_defaults(func=run)
@@ -56,6 +70,7 @@ def run(args) -> int:
     if bad_setting is None:
         print(f"backend    {requested or 'auto'} ({backends.ENV_VAR}={env_value!r})")
         print(f"float32 CPU inference convolutions: {_inference_convolutions()}")
+        print(f"bfloat16 CPU inference convolutions: {_bf16_inference_convolutions()}")
     else:
         print(f"backend    invalid: {bad_setting}; every model and op call fails until it is fixed or unset")
     print()

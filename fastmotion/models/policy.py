@@ -81,11 +81,15 @@ REPEAT_UPSAMPLE_MAX_WIDTH = 63
 #   python -m pytest bench/test_model.py -k "train_step and fp32"
 CHANNELS_LAST_IMAGE_MAX_CHANNELS = 4
 
-# Winograd convolutions for float32 CPU inference (winograd_conv.applies). Against oneDNN's direct
-# kernels: the up-sampling layers (sub-pixel on oneDNN) won at every Monkey-Net shape (1.2-4x,
-# 2x2 to 128x128 inputs); 3x3 convolutions won 1.3-2x from 8x8 maps with 32 or more input
-# channels, tied at 16, and lost on 4x4 and 2x2 maps (the transformed weights, 16/9 as large,
-# outweigh 4-16 tiles) and on 3-channel images (the transforms dominate).
+# Winograd convolutions for float32 and bfloat16 CPU inference (winograd_conv.applies). Against
+# oneDNN's direct kernels in float32: the up-sampling layers (sub-pixel on oneDNN) won at every
+# Monkey-Net shape (1.2-4x, 2x2 to 128x128 inputs); 3x3 convolutions won 1.3-2x from 8x8 maps with
+# 32 or more input channels, tied at 16, and lost on 4x4 and 2x2 maps (the transformed weights,
+# 16/9 as large, outweigh 4-16 tiles) and on 3-channel images (the transforms dominate). In
+# bfloat16 (against oneDNN's bfloat16 kernels) the same thresholds keep every loss out: the
+# up-sampling layers won 1.05-3.7x, the 256x256 refinement convolution tied, 3-channel images
+# lost 2.8x; the small maps the position threshold leaves to oneDNN would win 1.2x, a few
+# hundred microseconds a frame, not worth a second set of thresholds.
 #   python -m pytest bench/test_winograd_conv.py
 WINOGRAD_MIN_IN_CHANNELS = 16
 WINOGRAD_CONV3X3_MIN_POSITIONS = 64  # N * H * W (an 8x8 map)

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fastmotion.models import conv_fusion as cf
 from fastmotion.models import winograd_conv as wc
 from tests.tolerance import assert_matches_reference, max_err
 
@@ -178,6 +179,10 @@ def test_opcheck(upsampled):
 needs_bf16 = pytest.mark.skipif(not wc.available(torch.bfloat16),
                                 reason="the bfloat16 Winograd kernel needs AVX512_BF16 (and AVX2 / AVX-512 dispatch), "
                                        "which this CPU or torch build lacks")
+needs_bf16_autocast = pytest.mark.skipif(
+    not (wc.available(torch.bfloat16) and cf._onednn_bf16()),
+    reason="the bfloat16 fast path needs oneDNN bfloat16 convolutions (off here, e.g. ONEDNN_MAX_CPU_ISA=AVX2) "
+           "and AVX512_BF16 for its Winograd kernel")
 
 
 def _assert_within_bf16_error(out, ref64, ref16):
@@ -284,7 +289,7 @@ def test_bfloat16_opcheck(upsampled):
                           (parts, weight_t, bias.float(), 1, upsampled, None, None, residual, residual is None))
 
 
-@needs_bf16
+@needs_bf16_autocast
 def test_generator_bfloat16_within_onednn_bfloat16_error(monkeypatch):
     """Through the model under CPU autocast to bfloat16: with the bfloat16 Winograd kernels (both
     tilings) the generator stays within 2x the error, against the float64 reference, of the same
