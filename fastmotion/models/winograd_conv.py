@@ -27,6 +27,7 @@ from fastmotion.models import policy
 
 _KERNEL = "winograd_conv2d"
 LANES = 16  # the kernel's channel chunk: the transformed weights' output channels are padded to it
+FLOAT32_PANEL = 48  # output columns of a float32 weight panel (kPanel in csrc/ops/cpu/winograd_conv.cpp)
 BF16_PANEL = 48  # output columns of a packed bfloat16 weight panel (csrc/ops/cpu/bf16_gemm.h)
 MAX_PARTS = 4  # channel parts the kernel reads in place of one concatenated input
 
@@ -80,11 +81,14 @@ def available(dtype: torch.dtype = torch.float32) -> bool:
 
 
 def transform_weights(weight: torch.Tensor, tiling: str = "conv3x3", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """``(Cout, Cin, 3, 3)`` -> float32 ``(planes, Cin, Cout rounded up to 16)``: ``G g G^T`` per filter
-    for the tiling (``conv3x3`` or ``upsampled``), computed in float64 and rounded once; the padding
-    output channels are zero. With ``dtype=torch.bfloat16``, the same rounded to bfloat16 and packed
-    for the bfloat16 GEMM: ``(planes, ceil(Cin / 2) * Cop * 2)``, by panels of 48 output columns
-    (the last one the rest), each ``[Cin pair][column][2]``."""
+    """``(Cout, Cin, 3, 3)`` -> the kernel's weights: ``U = G g G^T`` per filter for the tiling
+    (``conv3x3`` or ``upsampled``), computed in float64 and rounded once, the output channels padded
+    with zeros to ``Cop``, a multiple of 16. Each plane is stored by panels of output columns (the
+    last one the rest), one after the other:
+
+    - float32: ``(planes, Cin, Cop)``, panels of 48 columns, each ``[Cin][column]``;
+    - ``dtype=torch.bfloat16``: ``(planes, ceil(Cin / 2) * Cop * 2)``, panels of 48 columns, each
+      ``[Cin pair][column][2]`` (the bfloat16 GEMM's layout)."""
     if dtype not in (torch.float32, torch.bfloat16):
         raise ValueError(f"transform_weights: dtype must be torch.float32 or torch.bfloat16, got {dtype}")
     if tiling not in _TILINGS:
@@ -97,11 +101,18 @@ def transform_weights(weight: torch.Tensor, tiling: str = "conv3x3", dtype: torc
     u = torch.einsum("ar,ocrs,bs->abco", g, weight.detach().double(), g).reshape(planes, cin, cout)
     u = F.pad(u, (0, -cout % LANES))
     if dtype == torch.float32:
-        return u.float().contiguous()
+        return _panels(u, FLOAT32_PANEL).reshape(u.shape).float()
     u = F.pad(u, (0, 0, 0, cin % 2))  # an even number of input channels: pairs
     pairs = u.reshape(planes, u.shape[1] // 2, 2, u.shape[2]).transpose(2, 3)  # [plane][pair][column][2]
-    panels = [pairs[:, :, c0:c0 + BF16_PANEL].reshape(planes, -1) for c0 in range(0, u.shape[2], BF16_PANEL)]
-    return torch.cat(panels, dim=1).to(torch.bfloat16).contiguous()
+    return _panels(pairs, BF16_PANEL).to(torch.bfloat16)
+
+
+def _panels(u: torch.Tensor, width: int) -> torch.Tensor:
+    """``(planes, rows, columns, ...)`` -> ``(planes, -1)``: each plane as its panels of ``width``
+    columns (the last one the rest), one after the other, each row-major: a GEMM streams a panel
+    from memory in order."""
+    return torch.cat([u[:, :, c0:c0 + width].reshape(u.shape[0], -1) for c0 in range(0, u.shape[2], width)],
+                     dim=1).contiguous()
 
 
 def applies(x: Union[torch.Tensor, Sequence[torch.Tensor]], in_channels: int, upsampled: bool,

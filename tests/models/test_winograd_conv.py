@@ -28,6 +28,7 @@ def _inputs(n, cin, cout, h, w, r, seed=0):
     (2, 7, 5, 13, 11, 1),     # odd sizes: partial tiles on both edges
     (1, 3, 4, 1, 1, 1),       # a single pixel
     (1, 17, 33, 7, 9, 1),     # channels not a multiple of 16
+    (1, 40, 100, 6, 5, 1),    # three weight panels (48, 48 and 16 output columns)
     (1, 4, 3, 5, 6, 0),       # no padding
     (0, 4, 3, 5, 6, 1),       # empty batch
 ])
@@ -252,20 +253,28 @@ def test_bfloat16_pre_op_residual_and_relu():
     _assert_within_bf16_error(out, ref64.relu(), ref16.relu())
 
 
-def test_bfloat16_weight_packing():
-    """The packed bfloat16 weights hold the float32 transform's values, rounded, where the layout
-    says: panel of 48 columns, then [input channel pair][column][pair member]."""
-    weight = torch.randn(100, 7, 3, 3, generator=torch.Generator().manual_seed(4))
-    u = wc.transform_weights(weight)  # (16, 7, 112)
-    packed = wc.transform_weights(weight, dtype=torch.bfloat16)
-    pairs, cop = 4, 112
-    assert packed.shape == (16, pairs * cop * 2) and packed.dtype == torch.bfloat16
-    for plane, ci, co in [(0, 0, 0), (5, 6, 47), (15, 3, 48), (9, 2, 99), (3, 5, 111), (7, 1, 60)]:
+def test_weight_packing():
+    """The packed weights hold G g G^T (computed here in float64), rounded, where the layout says:
+    per plane, panels of 48 output columns (float32: [input channel][column]; bfloat16: [input
+    channel pair][column][pair member]); padding channels zero."""
+    weight = torch.randn(100, 7, 3, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    g = torch.tensor(wc._TILINGS["conv3x3"][0], dtype=torch.float64)
+    u = torch.einsum("ar,ocrs,bs->abco", g, weight, g).reshape(16, 7, 100)
+    cop = 112
+    f32 = wc.transform_weights(weight)
+    bf16 = wc.transform_weights(weight, dtype=torch.bfloat16)
+    assert f32.shape == (16, 7, cop) and f32.dtype == torch.float32
+    assert bf16.shape == (16, 4 * cop * 2) and bf16.dtype == torch.bfloat16
+    f32, pairs = f32.reshape(16, -1), 4
+    for plane, ci, co in [(0, 0, 0), (5, 6, 47), (15, 3, 48), (9, 2, 99), (3, 5, 95), (7, 1, 96), (2, 4, 111)]:
+        expected = u[plane, ci, co] if co < 100 else torch.zeros((), dtype=torch.float64)
         panel, col = divmod(co, 48)
-        width = min(48, cop - 48 * panel)
-        index = panel * 48 * 2 * pairs + ((ci // 2) * width + col) * 2 + ci % 2
-        assert packed[plane, index].item() == u[plane, ci, co].to(torch.bfloat16).item()
-    assert packed.view(16, -1)[:, 2 * 3 * 48 + 1::2][:, :48].abs().sum() == 0  # channel 7 (padding) is zero
+        index = panel * 48 * 7 + ci * min(48, cop - 48 * panel) + col
+        assert f32[plane, index].item() == expected.float().item()
+        panel, col = divmod(co, 48)
+        index = panel * 48 * 2 * pairs + ((ci // 2) * min(48, cop - 48 * panel) + col) * 2 + ci % 2
+        assert bf16[plane, index].item() == expected.to(torch.bfloat16).item()
+    assert bf16[:, 2 * 3 * 48 + 1::2][:, :48].abs().sum() == 0  # input channel 7 (the pair's padding)
     with pytest.raises(ValueError, match="dtype must be"):
         wc.transform_weights(weight, dtype=torch.float16)
 

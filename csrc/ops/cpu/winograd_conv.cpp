@@ -43,7 +43,7 @@ namespace {
 #endif
 
 constexpr int64_t kLanes = 16;   // channel chunk of the inner loops (one AVX-512 / two AVX2 vectors)
-constexpr int64_t kPanel = 256;  // GEMM output columns a call
+constexpr int64_t kPanel = 48;  // output columns of a float32 weight panel (one GEMM call)
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -400,11 +400,13 @@ void winograd_conv2d_impl(const Parts& x, int64_t N, const at::Tensor& U, const 
       } else {
         input_transform<K>(x, scale, shift, g, n, row0, nr, V.get(), scratch.get());
         for (int e = 0; e < T * T; ++e) {
-          // column panels of at most kPanel outputs: a wide layer's weight panel (C x Cop) would
-          // not stay in cache while the micro-kernel walks the tiles
+          // one call per weight panel (C x at most kPanel columns, contiguous): a wide layer's
+          // weights would not stay in cache while the micro-kernel walks the tiles, and a panel
+          // streams from memory in order (rows of a C x Cop matrix lie a page apart)
           for (int64_t c0 = 0; c0 < g.Cop; c0 += kPanel) {
-            at::native::cpublas::brgemm(nt, std::min(kPanel, g.Cop - c0), g.C, g.Cp, g.Cop, g.Cop, false,
-                                        V.get() + e * nt * g.Cp, static_cast<const float*>(up) + e * g.C * g.Cop + c0,
+            const int64_t width = std::min(kPanel, g.Cop - c0);
+            at::native::cpublas::brgemm(nt, width, g.C, g.Cp, width, g.Cop, false, V.get() + e * nt * g.Cp,
+                                        static_cast<const float*>(up) + (e * g.Cop + c0) * g.C,
                                         M.get() + e * nt * g.Cop + c0, false);
           }
         }
@@ -446,8 +448,9 @@ Parts make_parts(at::TensorList tensors, const char* what) {
 
 // inputs: the (N, C_i, H, W) channels_last or contiguous parts of the input (C = sum C_i), float32
 // or bfloat16; weight_t from transform_weights (Cop: Cout rounded up to 16, the padding columns
-// zero), either float32 (planes, C, Cop) -> a float32 output, or bfloat16 (planes, ceil(C / 2) *
-// Cop * 2) packed for bf16_gemm -> a bfloat16 output (float32 accumulation; AVX512_BF16 CPUs);
+// zero; each plane stored by panels of 48 columns), either float32 (planes, C, Cop), panels
+// [C][column], -> a float32 output, or bfloat16 (planes, ceil(C / 2) * Cop * 2) packed for
+// bf16_gemm -> a bfloat16 output (float32 accumulation; AVX512_BF16 CPUs);
 // bias (Cout) float32; stride 1, the same zero padding on each side.
 //   upsampled false: conv2d(input, w, padding) (Conv3x3: 16 planes, padding 0 or 1);
 //   upsampled true: conv2d(upsample_nearest_2x(input), w, padding=1), (N, Cout, 2H, 2W)
