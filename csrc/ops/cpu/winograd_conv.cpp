@@ -26,6 +26,10 @@
 #include <memory>
 #include <type_traits>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
+
 #include "ops/cpu/bf16_gemm.h"
 #include "ops/cpu/vec_math.h"
 
@@ -71,7 +75,8 @@ struct Traits {
 template <Tiling K>
 struct Transform1d {
   static constexpr int T = Traits<K>::T;
-  static FASTMOTION_INLINE void input(const float* d, float* v) {
+  template <typename F>  // float, or a vector of floats
+  static FASTMOTION_INLINE void input(const F* d, F* v) {
     if constexpr (K == Tiling::Upsampled) {
       v[0] = d[0] - d[1];
       v[1] = d[1];
@@ -193,7 +198,7 @@ FASTMOTION_INLINE void gather_row(const Parts& x, int64_t n, int64_t iy, int64_t
   int64_t c = 0;
   for (int part = 0; part < x.count; ++part) {
     const int64_t cs = x.channels[part];
-    auto read = [&](const auto* data) {
+    auto read = [&](const auto* data) FASTMOTION_ALWAYS_INLINE {
       const auto* base = data + n * x.image_stride[part];
       if (x.channel_stride[part] == 1) {
         for (int64_t col = lo; col < hi; ++col) {
@@ -223,7 +228,7 @@ FASTMOTION_INLINE void gather_pixel(const Parts& x, int64_t n, int64_t yx, float
   int64_t c = 0;
   for (int part = 0; part < x.count; ++part) {
     const int64_t cs = x.channels[part], step = x.channel_stride[part];
-    auto read = [&](const auto* data) {
+    auto read = [&](const auto* data) FASTMOTION_ALWAYS_INLINE {
       const auto* __restrict src = data + n * x.image_stride[part] + yx * x.pixel_stride[part];
       if (step == 1) {
         channel_chunks(cs, [&](int64_t k) { dst[c + k] = op(load_value(src, k), c + k); });
@@ -239,6 +244,33 @@ FASTMOTION_INLINE void gather_pixel(const Parts& x, int64_t n, int64_t yx, float
     c += cs;
   }
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define WINOGRAD_BF16_STORE 1
+// The input transform along a tile row for the bfloat16 kernel, which runs only on AVX512_BF16
+// CPUs: vcvtneps2bf16 rounds 16 floats in one instruction, where the portable rounding
+// (float_to_bf16) takes seven. cols: [a][column][c] (planes `plane` floats apart); V as in
+// input_transform.
+template <Tiling K>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"))) void row_transform_bf16(
+    const float* cols, int64_t plane, int64_t Cp, int64_t tiles_w, uint16_t* vq, int64_t e_step) {
+  constexpr int T = Traits<K>::T, in_step = Traits<K>::in_step;
+  for (int a = 0; a < T; ++a) {
+    for (int64_t tj = 0; tj < tiles_w; ++tj) {
+      const float* in = cols + a * plane + in_step * tj * Cp;
+      uint16_t* out = vq + a * T * e_step + tj * Cp;
+      for (int64_t c = 0; c < Cp; c += kLanes) {
+        __m512 d[T], v[T];
+        for (int b = 0; b < T; ++b) d[b] = _mm512_loadu_ps(in + b * Cp + c);
+        Transform1d<K>::input(d, v);
+        for (int b = 0; b < T; ++b) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + b * e_step + c), (__m256i)_mm512_cvtneps_pbh(v[b]));
+        }
+      }
+    }
+  }
+}
+#endif
 
 // Tile (ti, tj) reads the input patch at (in_step * ti - pad, in_step * tj - pad); its outputs
 // (m * ti + i, m * tj + j) within the (Ho, Wo) output.
@@ -289,6 +321,12 @@ WINOGRAD_CLONES void input_transform(const Parts& x, const float* __restrict sca
     }
     column_transform<K>(slots, cols, plane);  // all columns at once
     VT* vq = V + q * g.tiles_w * Cp;
+#ifdef WINOGRAD_BF16_STORE
+    if constexpr (std::is_same_v<VT, uint16_t>) {
+      row_transform_bf16<K>(cols, plane, Cp, g.tiles_w, vq, e_step);
+      continue;
+    }
+#endif
     for (int a = 0; a < T; ++a) {
       for (int64_t tj = 0; tj < g.tiles_w; ++tj) {  // along the row, into the T planes e = a * T + b
         transform_1d<K, true>(cols + a * plane + in_step * tj * Cp, Cp, vq + a * T * e_step + tj * Cp, e_step, Cp);
