@@ -330,3 +330,22 @@ def test_generator_bfloat16_within_onednn_bfloat16_error(monkeypatch):
     assert (torch.bfloat16, True) in calls and (torch.bfloat16, False) in calls, \
         "the bfloat16 fast path did not run both Winograd tilings"
     _assert_within_bf16_error(outs[True], ref, outs[False])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=needs_bf16)])
+@pytest.mark.parametrize("upsampled, side", [(False, 4), (True, 3), (False, 40)])
+def test_threads_give_the_same_bits(dtype, upsampled, side):
+    """One thread, or two: whole blocks per thread (large maps) or, with fewer blocks than threads,
+    the (plane, weight panel) GEMMs spread over them (small maps): the same numbers either way."""
+    x, weight, bias = _inputs(1, 300, 100, side, side, 3)  # 300 x 100: a weight-heavy layer, 3 panels
+    weight_t = wc.transform_weights(weight.float(), "upsampled" if upsampled else "conv3x3", dtype)
+    x = _channels_last(x.to(dtype))
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            outs.append(wc.winograd_conv2d(x, weight_t, bias.float(), upsampled=upsampled))
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(outs[1], outs[0], rtol=0, atol=0)

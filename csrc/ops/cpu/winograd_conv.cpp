@@ -47,7 +47,8 @@ namespace {
 #endif
 
 constexpr int64_t kLanes = 16;   // channel chunk of the inner loops (one AVX-512 / two AVX2 vectors)
-constexpr int64_t kPanel = 48;  // output columns of a float32 weight panel (one GEMM call)
+constexpr int64_t kPanel = 48;  // output columns of a weight panel (one GEMM call)
+static_assert(kPanel == kBf16PanelWidth, "float32 and bfloat16 weights share the panel width");
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -418,41 +419,80 @@ void winograd_conv2d_impl(const Parts& x, int64_t N, const at::Tensor& U, const 
   const float* bp = bias.const_data_ptr<float>();
   Out* yp = static_cast<Out*>(y.data_ptr());
   const int64_t K2 = (g.C + 1) / 2;  // bfloat16 channel pairs
-  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-    const int64_t max_tiles = rows * g.tiles_w;
-    std::unique_ptr<float[]> V(kBf16 ? nullptr : new float[T * T * max_tiles * g.Cp]);
-    std::unique_ptr<float[]> M(new float[T * T * max_tiles * g.Cop]);
-    std::unique_ptr<float[]> scratch(
-        new float[std::max(2 * T * width * g.Cp, m * T * max_tiles * g.Cop)]);
-    std::unique_ptr<uint16_t[]> Vb(kBf16 ? new uint16_t[T * T * max_tiles * g.Cp] : nullptr);
-    std::unique_ptr<float[]> residual_rows(residual != nullptr ? new float[m * m * g.Cop] : nullptr);
-    for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t n = blk / per_image, row0 = (blk % per_image) * rows;
-      const int64_t nr = std::min(rows, g.tiles_h - row0), nt = nr * g.tiles_w;
-      if constexpr (kBf16) {
-        input_transform<K>(x, scale, shift, g, n, row0, nr, Vb.get(), scratch.get());
-        for (int e = 0; e < T * T; ++e) {
-          bf16_gemm(nt, g.Cop, K2, Vb.get() + e * nt * g.Cp, g.Cp, static_cast<const uint16_t*>(up) + e * 2 * K2 * g.Cop,
-                    M.get() + e * nt * g.Cop, g.Cop);
-        }
-      } else {
-        input_transform<K>(x, scale, shift, g, n, row0, nr, V.get(), scratch.get());
-        for (int e = 0; e < T * T; ++e) {
-          // one call per weight panel (C x at most kPanel columns, contiguous): a wide layer's
-          // weights would not stay in cache while the micro-kernel walks the tiles, and a panel
-          // streams from memory in order (rows of a C x Cop matrix lie a page apart)
-          for (int64_t c0 = 0; c0 < g.Cop; c0 += kPanel) {
-            const int64_t width = std::min(kPanel, g.Cop - c0);
-            at::native::cpublas::brgemm(nt, width, g.C, g.Cp, width, g.Cop, false, V.get() + e * nt * g.Cp,
-                                        static_cast<const float*>(up) + (e * g.Cop + c0) * g.C,
-                                        M.get() + e * nt * g.Cop + c0, false);
-          }
-        }
-      }
-      output_transform<K, Out>(M.get(), bp, residual, relu, g, n, row0, nr, yp, scratch.get(), residual_rows.get());
+  const int64_t max_tiles = rows * g.tiles_w, panels = (g.Cop + kPanel - 1) / kPanel;
+  struct Buffers {  // one thread's
+    std::unique_ptr<float[]> V, M, scratch, residual_rows;
+    std::unique_ptr<uint16_t[]> Vb;
+  };
+  auto allocate = [&] {
+    Buffers b;
+    if constexpr (kBf16) {
+      b.Vb.reset(new uint16_t[T * T * max_tiles * g.Cp]);
+    } else {
+      b.V.reset(new float[T * T * max_tiles * g.Cp]);
     }
+    b.M.reset(new float[T * T * max_tiles * g.Cop]);
+    b.scratch.reset(new float[std::max(2 * T * width * g.Cp, m * T * max_tiles * g.Cop)]);
+    if (residual != nullptr) b.residual_rows.reset(new float[m * m * g.Cop]);
+    return b;
+  };
+  // Plane e's GEMM for output columns [c0, c0 + kPanel): one weight panel (C x at most kPanel
+  // columns, contiguous). A wide layer's weights would not stay in cache while the micro-kernel
+  // walks the tiles, and a panel streams from memory in order (rows of a C x Cop matrix lie a page
+  // apart, beyond the hardware prefetchers).
+  auto gemm = [&](const Buffers& b, int64_t nt, int64_t e, int64_t c0) {
+    const int64_t cols = std::min(kPanel, g.Cop - c0);
+    float* out = b.M.get() + e * nt * g.Cop + c0;
+    if constexpr (kBf16) {
+      bf16_gemm(nt, cols, K2, b.Vb.get() + e * nt * g.Cp, g.Cp,
+                static_cast<const uint16_t*>(up) + (e * g.Cop + c0) * 2 * K2, out, g.Cop);
+    } else {
+      at::native::cpublas::brgemm(nt, cols, g.C, g.Cp, cols, g.Cop, false, b.V.get() + e * nt * g.Cp,
+                                  static_cast<const float*>(up) + (e * g.Cop + c0) * g.C, out, false);
+    }
+  };
+  auto input = [&](Buffers& b, int64_t n, int64_t row0, int64_t nr) {
+    if constexpr (kBf16) {
+      input_transform<K>(x, scale, shift, g, n, row0, nr, b.Vb.get(), b.scratch.get());
+    } else {
+      input_transform<K>(x, scale, shift, g, n, row0, nr, b.V.get(), b.scratch.get());
+    }
+  };
+  auto output = [&](Buffers& b, int64_t n, int64_t row0, int64_t nr) {
+    output_transform<K, Out>(b.M.get(), bp, residual, relu, g, n, row0, nr, yp, b.scratch.get(),
+                             b.residual_rows.get());
+  };
+  auto release = [] {
     if constexpr (!kBf16) at::native::cpublas::brgemm_release(false);
-  });
+  };
+  if (blocks >= at::get_num_threads() || at::in_parallel_region()) {
+    // threads take whole blocks
+    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+      Buffers b = allocate();
+      for (int64_t blk = begin; blk < end; ++blk) {
+        const int64_t n = blk / per_image, row0 = (blk % per_image) * rows, nr = std::min(rows, g.tiles_h - row0);
+        input(b, n, row0, nr);
+        for (int64_t e = 0; e < T * T; ++e) {
+          for (int64_t c0 = 0; c0 < g.Cop; c0 += kPanel) gemm(b, nr * g.tiles_w, e, c0);
+        }
+        output(b, n, row0, nr);
+      }
+      release();
+    });
+    return;
+  }
+  // Fewer blocks than threads (the small maps of weight-heavy layers, whose GEMMs dominate): the
+  // transforms run on this thread, the (plane, weight panel) GEMMs on all.
+  Buffers b = allocate();
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t n = blk / per_image, row0 = (blk % per_image) * rows, nr = std::min(rows, g.tiles_h - row0);
+    input(b, n, row0, nr);
+    at::parallel_for(0, T * T * panels, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t u = begin; u < end; ++u) gemm(b, nr * g.tiles_w, u / panels, u % panels * kPanel);
+      release();
+    });
+    output(b, n, row0, nr);
+  }
 }
 
 }  // namespace
