@@ -87,9 +87,9 @@ CHANNELS_LAST_IMAGE_MAX_CHANNELS = 4
 # 32 or more input channels, tied at 16, and lost on 4x4 and 2x2 maps (the transformed weights,
 # 16/9 as large, outweigh 4-16 tiles) and on 3-channel images (the transforms dominate). In
 # bfloat16 (against oneDNN's bfloat16 kernels) the same thresholds hold: the up-sampling layers won
-# 1.1-3.9x, 3x3 convolutions of 8x8 and 32x32 maps 1.4-1.7x, the 256x256 refinement convolution
-# tied (and fuses its BatchNorm + ReLU); 3-channel images lost 2.4x and 4x4 maps went either way
-# from run to run.
+# 1.3-4.9x, 3x3 convolutions of 8x8 and 32x32 maps 1.6-1.8x, the 256x256 refinement convolution
+# 1.2x; 3-channel images lost 1.7x. 4x4 maps won 1.3x in bfloat16 (0.2 ms a frame), not worth a
+# threshold of their own.
 #   python -m pytest bench/test_winograd_conv.py
 WINOGRAD_MIN_IN_CHANNELS = 16
 WINOGRAD_CONV3X3_MIN_POSITIONS = 64  # N * H * W (an 8x8 map)
