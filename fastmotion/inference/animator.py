@@ -3,8 +3,9 @@
 Built on :class:`fastmotion.models.Animator` (the source's keypoints and encoder maps computed
 once): per driving frame the keypoint detector, the relative motion against a fixed anchor
 (:class:`RelativeMotion`, no host work), the dense motion, the warp and the decoder run, under
-``torch.inference_mode``, optionally in half precision (CUDA autocast, or bfloat16 oneDNN
-convolutions on CPUs that have them) and replayed as a CUDA graph.
+``torch.inference_mode``, optionally in half precision (CUDA autocast, or CPU autocast to
+bfloat16 on CPUs with bfloat16 convolutions: Winograd on AVX512_BF16, else oneDNN's) and replayed
+as a CUDA graph.
 
 Usage::
 
@@ -93,7 +94,7 @@ class Animator:
         config: the config (for the normalization defaults and the frame size).
         device: ``'cpu'``, ``'cuda'``, ... (default: CUDA when available).
         dtype: ``fp32`` (default), ``fp16`` (CUDA autocast), ``bf16`` (CUDA autocast; on CPU
-            bfloat16 oneDNN convolutions, where the CPU has them).
+            bfloat16 convolutions, where the CPU has them: Winograd on AVX512_BF16, else oneDNN's).
         relative: relative motion (the driving keypoints' displacement from the anchor frame
             moves the source's keypoints; keeps the source's proportions) or absolute (the
             driving keypoints as they are).
