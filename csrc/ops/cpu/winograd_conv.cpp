@@ -122,8 +122,8 @@ FASTMOTION_INLINE void store_value(uint16_t* p, int64_t i, float v) { p[i] = flo
 // A 1-D transform applied lane-wise to vectors of n floats (n a multiple of kLanes), through
 // strided views: in[j] = in0 + j * in_step (T of them), out[k] = out0 + k * out_step (T for the
 // input transform, 2 for the output one).
-template <Tiling K, bool kInput, typename Out = float>
-FASTMOTION_INLINE void transform_1d(const float* __restrict in, int64_t in_step, Out* __restrict out,
+template <Tiling K, bool kInput>
+FASTMOTION_INLINE void transform_1d(const float* __restrict in, int64_t in_step, float* __restrict out,
                                     int64_t out_step, int64_t n) {
   constexpr int T = Traits<K>::T, n_out = kInput ? T : 2;
   for (int64_t c0 = 0; c0 < n; c0 += kLanes) {
@@ -136,7 +136,7 @@ FASTMOTION_INLINE void transform_1d(const float* __restrict in, int64_t in_step,
       } else {
         Transform1d<K>::output(d, v);
       }
-      for (int k = 0; k < n_out; ++k) store_value(out, k * out_step + c, v[k]);
+      for (int k = 0; k < n_out; ++k) out[k * out_step + c] = v[k];
     }
   }
 }
@@ -322,15 +322,15 @@ WINOGRAD_CLONES void input_transform(const Parts& x, const float* __restrict sca
     }
     column_transform<K>(slots, cols, plane);  // all columns at once
     VT* vq = V + q * g.tiles_w * Cp;
-#ifdef WINOGRAD_BF16_STORE
     if constexpr (std::is_same_v<VT, uint16_t>) {
+#ifdef WINOGRAD_BF16_STORE  // elsewhere the bfloat16 kernel never runs (bf16_gemm_supported() is false)
       row_transform_bf16<K>(cols, plane, Cp, g.tiles_w, vq, e_step);
-      continue;
-    }
 #endif
-    for (int a = 0; a < T; ++a) {
-      for (int64_t tj = 0; tj < g.tiles_w; ++tj) {  // along the row, into the T planes e = a * T + b
-        transform_1d<K, true>(cols + a * plane + in_step * tj * Cp, Cp, vq + a * T * e_step + tj * Cp, e_step, Cp);
+    } else {
+      for (int a = 0; a < T; ++a) {
+        for (int64_t tj = 0; tj < g.tiles_w; ++tj) {  // along the row, into the T planes e = a * T + b
+          transform_1d<K, true>(cols + a * plane + in_step * tj * Cp, Cp, vq + a * T * e_step + tj * Cp, e_step, Cp);
+        }
       }
     }
   }
