@@ -27,8 +27,7 @@ from fastmotion.models import policy
 
 _KERNEL = "winograd_conv2d"
 LANES = 16  # the kernel's channel chunk: the transformed weights' output channels are padded to it
-FLOAT32_PANEL = 48  # output columns of a float32 weight panel (kPanel in csrc/ops/cpu/winograd_conv.cpp)
-BF16_PANEL = 48  # output columns of a packed bfloat16 weight panel (csrc/ops/cpu/bf16_gemm.h)
+PANEL = 48  # output columns of a weight panel (kPanel in csrc/ops/cpu/winograd_conv.cpp, both dtypes)
 MAX_PARTS = 4  # channel parts the kernel reads in place of one concatenated input
 
 # The kernel's tilings, by name: (weight transform G, planes). U = G g G^T per 3x3 filter; the
@@ -101,10 +100,10 @@ def transform_weights(weight: torch.Tensor, tiling: str = "conv3x3", dtype: torc
     u = torch.einsum("ar,ocrs,bs->abco", g, weight.detach().double(), g).reshape(planes, cin, cout)
     u = F.pad(u, (0, -cout % LANES))
     if dtype == torch.float32:
-        return _panels(u, FLOAT32_PANEL).reshape(u.shape).float()
+        return _panels(u, PANEL).reshape(u.shape).float()
     u = F.pad(u, (0, 0, 0, cin % 2))  # an even number of input channels: pairs
     pairs = u.reshape(planes, u.shape[1] // 2, 2, u.shape[2]).transpose(2, 3)  # [plane][pair][column][2]
-    return _panels(pairs, BF16_PANEL).to(torch.bfloat16)
+    return _panels(pairs, PANEL).to(torch.bfloat16)
 
 
 def _panels(u: torch.Tensor, width: int) -> torch.Tensor:
